@@ -1,0 +1,121 @@
+#include "maskattn/tensor.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+
+namespace maskattn {
+
+int64_t checked_mul(int64_t a, int64_t b, std::string_view what) {
+  if (a < 0 || b < 0)
+    throw Error(what, "non-negative sizes", fmt::format("{} * {}", a, b));
+  int64_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r))
+    throw Error(what, "a size product that fits in int64", fmt::format("{} * {} (overflow)", a, b));
+  return r;
+}
+
+int64_t checked_numel(std::span<const int64_t> shape, std::string_view what) {
+  int64_t n = 1;
+  for (int64_t s : shape) {
+    if (s < 0) throw Error(what, "non-negative sizes", shape_string(shape));
+    int64_t r = 0;
+    if (__builtin_mul_overflow(n, s, &r))
+      throw Error(what, "a size product that fits in int64", shape_string(shape) + " (overflow)");
+    n = r;
+  }
+  return n;
+}
+
+std::string shape_string(std::span<const int64_t> shape) {
+  if (shape.size() == 1) return fmt::format("({},)", shape[0]);
+  return fmt::format("({})", fmt::join(shape, ", "));
+}
+
+namespace detail {
+
+void AlignedFree::operator()(void* p) const noexcept { std::free(p); }
+
+std::unique_ptr<std::byte, AlignedFree> aligned_zeroed(int64_t bytes) {
+  constexpr int64_t kAlign = 64;
+  // aligned_alloc wants a multiple of the alignment; never zero.
+  const int64_t padded = bytes <= 0 ? kAlign : (bytes + kAlign - 1) / kAlign * kAlign;
+  if (padded < bytes) throw Error("Tensor bytes", "a size that fits in memory", std::to_string(bytes));
+  void* p = std::aligned_alloc(kAlign, static_cast<std::size_t>(padded));
+  if (p == nullptr) throw std::bad_alloc();
+  std::memset(p, 0, static_cast<std::size_t>(padded));
+  return std::unique_ptr<std::byte, AlignedFree>(static_cast<std::byte*>(p));
+}
+
+}  // namespace detail
+
+std::string_view dtype_name(DType t) {
+  switch (t) {
+    case DType::Bool: return "bool";
+    case DType::UInt8: return "uint8";
+    case DType::Int32: return "int32";
+    case DType::Int64: return "int64";
+    case DType::Float32: return "float32";
+    case DType::Float64: return "float64";
+  }
+  return "unknown";
+}
+
+std::vector<int64_t> AnyView::contiguous_strides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> strides(shape.size(), 1);
+  int64_t s = 1;
+  for (std::size_t d = shape.size(); d-- > 0;) {
+    strides[d] = s;
+    s *= shape[d] > 0 ? shape[d] : 1;
+  }
+  return strides;
+}
+
+AnyView::AnyView(const void* data_, DType dtype_, std::vector<int64_t> shape_,
+                 std::vector<int64_t> strides_)
+    : data(data_), dtype(dtype_), shape(std::move(shape_)), strides(std::move(strides_)) {
+  if (strides.size() != shape.size())
+    throw Error("AnyView strides", fmt::format("{} strides (one per dimension)", shape.size()),
+                shape_string(strides));
+  checked_numel(shape, "AnyView shape");
+  for (int64_t s : strides)
+    if (s < 0) throw Error("AnyView strides", "non-negative strides", shape_string(strides));
+}
+
+int64_t AnyView::numel() const noexcept {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  return n;
+}
+
+double AnyView::at(std::span<const int64_t> index) const noexcept {
+  int64_t off = 0;
+  for (std::size_t d = 0; d < index.size(); ++d) off += index[d] * strides[d];
+  switch (dtype) {
+    case DType::Bool: return static_cast<const bool*>(data)[off] ? 1.0 : 0.0;
+    case DType::UInt8: return static_cast<const uint8_t*>(data)[off];
+    case DType::Int32: return static_cast<const int32_t*>(data)[off];
+    case DType::Int64: return static_cast<double>(static_cast<const int64_t*>(data)[off]);
+    case DType::Float32: return static_cast<const float*>(data)[off];
+    case DType::Float64: return static_cast<const double*>(data)[off];
+  }
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
+int64_t AnyView::at_int(std::span<const int64_t> index) const noexcept {
+  if (dtype != DType::Int64) return static_cast<int64_t>(at(index));
+  int64_t off = 0;
+  for (std::size_t d = 0; d < index.size(); ++d) off += index[d] * strides[d];
+  return static_cast<const int64_t*>(data)[off];
+}
+
+std::string AnyView::describe() const {
+  if (empty()) return "nothing";
+  return fmt::format("{} {}", dtype_name(dtype), shape_string(shape));
+}
+
+}  // namespace maskattn

@@ -1,0 +1,113 @@
+// Masks defined by the distance j - i from the (aligned) diagonal: causal,
+// sliding_window, prefix_lm. Computed from indices, never stored.
+//
+// With offset o = 0 (TopLeft) or Lk - Lq (BottomRight), a sliding window
+// allows o - left <= j - i <= o + right; causal is left = unbounded, right = 0.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "mask/mask_part.hpp"
+
+namespace maskattn {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+const char* align_name(Align a) { return a == Align::TopLeft ? "top_left" : "bottom_right"; }
+
+int64_t offset_of(Align a, const MaskShape& s) {
+  return a == Align::TopLeft ? 0 : s.k_len - s.q_len;
+}
+
+// Distances beyond Lq + Lk are all the same as unbounded; clamping keeps the
+// arithmetic below free of overflow.
+int64_t clamp_extent(int64_t x, const MaskShape& s) { return std::min(x, s.q_len + s.k_len + 1); }
+
+// allowed iff lo <= j - i <= hi, or j < prefix.
+class BoundBand final : public detail::BoundMaskPart {
+ public:
+  BoundBand(int64_t lo, int64_t hi, int64_t prefix) : lo_(lo), hi_(hi), prefix_(prefix) {}
+
+  TileClass classify(int64_t, int64_t, int64_t q0, int64_t q1, int64_t k0,
+                     int64_t k1) const override {
+    // Keys [k0, min(k1, prefix)) are always allowed; the rest follow the band.
+    const int64_t band_k0 = std::max(k0, prefix_);
+    if (band_k0 >= k1) return TileClass::Full;
+    const TileClass band = detail::classify_band(lo_, hi_, q0, q1, band_k0, k1);
+    if (band_k0 == k0) return band;
+    return band == TileClass::Full ? TileClass::Full : TileClass::Partial;
+  }
+
+  void apply_row(int64_t, int64_t, int64_t i, int64_t k0, int64_t k1,
+                 float* row) const override {
+    // Allowed keys: [0, prefix) and [i + lo, i + hi].
+    const int64_t a = i + lo_, z = i + hi_;
+    for (int64_t j = std::max(k0, prefix_); j < k1; ++j)
+      if (j < a || j > z) row[j - k0] = kNegInf;
+  }
+
+ private:
+  int64_t lo_, hi_, prefix_;
+};
+
+class BandPart final : public detail::MaskPart {
+ public:
+  enum class Kind { Causal, Window, PrefixLm };
+  BandPart(Kind kind, int64_t left, int64_t right, int64_t prefix, Align align)
+      : kind_(kind), left_(left), right_(right), prefix_(prefix), align_(align) {}
+
+  std::string describe() const override {
+    switch (kind_) {
+      case Kind::Causal: return fmt::format("causal({})", align_name(align_));
+      case Kind::Window:
+        return fmt::format("sliding_window({}, {}, {})", extent(left_), extent(right_),
+                           align_name(align_));
+      case Kind::PrefixLm: return fmt::format("prefix_lm({}, {})", prefix_, align_name(align_));
+    }
+    return "band";
+  }
+
+  std::shared_ptr<const detail::BoundMaskPart> bind(const MaskShape& s) const override {
+    const int64_t o = offset_of(align_, s);
+    return std::make_shared<BoundBand>(o - clamp_extent(left_, s), o + clamp_extent(right_, s),
+                                       std::min(prefix_, s.k_len));
+  }
+
+ private:
+  static std::string extent(int64_t x) {
+    return x == kUnbounded ? std::string("unbounded") : std::to_string(x);
+  }
+  Kind kind_;
+  int64_t left_, right_, prefix_;
+  Align align_;
+};
+
+}  // namespace
+
+Mask causal(Align align) {
+  return Mask(std::make_shared<BandPart>(BandPart::Kind::Causal, kUnbounded, 0, 0, align));
+}
+
+Mask sliding_window(int64_t left, int64_t right, Align align) {
+  if (left < 0) throw Error("sliding_window: left", "a width >= 0 (or kUnbounded)", std::to_string(left));
+  if (right < 0) throw Error("sliding_window: right", "a width >= 0 (or kUnbounded)", std::to_string(right));
+  return Mask(std::make_shared<BandPart>(BandPart::Kind::Window, left, right, 0, align));
+}
+
+Mask prefix_lm(int64_t n, Align align) {
+  if (n < 0) throw Error("prefix_lm: n", "a prefix length >= 0", std::to_string(n));
+  return Mask(std::make_shared<BandPart>(BandPart::Kind::PrefixLm, kUnbounded, 0, n, align));
+}
+
+Tensor<bool> subsequent_mask(int64_t size) {
+  if (size < 0) throw Error("subsequent_mask: size", "a size >= 0", std::to_string(size));
+  Tensor<bool> m({1, size, size});
+  View<bool, 3> v = m.view<3>();
+  for (int64_t i = 0; i < size; ++i)
+    for (int64_t j = 0; j <= i; ++j) v(0, i, j) = true;
+  return m;
+}
+
+}  // namespace maskattn

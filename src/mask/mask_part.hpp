@@ -1,0 +1,51 @@
+// The parts a Mask is made of (internal).
+//
+// A MaskPart is an immutable description (shared by every copy of a Mask);
+// bind() checks it against a problem shape and returns a BoundMaskPart that
+// answers two questions for that shape:
+//   classify   for a tile of queries x keys: Empty / Full / Partial, exactly,
+//              considering only which pairs are allowed (biases do not count);
+//   apply_row  for one query row: set masked elements to -inf and add the
+//              part's bias to the allowed ones.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "maskattn/mask.hpp"
+
+namespace maskattn::detail {
+
+class BoundMaskPart {
+ public:
+  virtual ~BoundMaskPart() = default;
+  // Tile [q0, q1) x [k0, k1) of (b, h); the caller guarantees a non-empty
+  // tile inside the bound shape.
+  virtual TileClass classify(int64_t b, int64_t h, int64_t q0, int64_t q1, int64_t k0,
+                             int64_t k1) const = 0;
+  // row[j - k0] for j in [k0, k1): -inf where this part masks (b, h, i, j),
+  // += bias where it allows. row already holds the other parts' values.
+  virtual void apply_row(int64_t b, int64_t h, int64_t i, int64_t k0, int64_t k1,
+                         float* row) const = 0;
+  virtual bool has_bias() const { return false; }
+};
+
+class MaskPart {
+ public:
+  virtual ~MaskPart() = default;
+  virtual std::string describe() const = 0;
+  // Throws Error naming "mask" when the part does not fit the shape.
+  virtual std::shared_ptr<const BoundMaskPart> bind(const MaskShape& shape) const = 0;
+};
+
+// Classification of the band lo <= j - i <= hi over a tile (exact: every
+// integer j - i between k0 - (q1 - 1) and (k1 - 1) - q0 occurs in the tile).
+TileClass classify_band(int64_t lo, int64_t hi, int64_t q0, int64_t q1, int64_t k0, int64_t k1);
+
+// Classification of a tile from a count of allowed elements.
+inline TileClass class_of_count(int64_t allowed, int64_t total) {
+  return allowed == 0 ? TileClass::Empty : allowed == total ? TileClass::Full : TileClass::Partial;
+}
+
+}  // namespace maskattn::detail
