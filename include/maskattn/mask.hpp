@@ -131,8 +131,8 @@ Mask sliding_window(int64_t left, int64_t right = 0, Align align = Align::TopLef
 Mask prefix_lm(int64_t n, Align align = Align::TopLeft);
 
 // Packed sequences (block diagonal): i and j may attend iff they carry the same
-// document id. ids: int32/int64, (L) shared by the batch or (B, L). Self
-// attention: Lq == Lk == L.
+// document id. ids: int32/int64, (L) shared by the batch or (B, L); any values,
+// sorted (the usual packing, fastest) or not. Self attention: Lq == Lk == L.
 Mask documents(const AnyView& ids);
 // Cross attention between packed sequences: query ids (Lq) or (B, Lq), key ids
 // (Lk) or (B, Lk).
@@ -148,23 +148,26 @@ Mask query_lengths(std::span<const int64_t> lengths);
 //   (S)                        every row
 //   (L, S)                     Dims2::QueryKey (default)
 //   (B, S)                     Dims2::BatchKey: key padding
-//   (B, L, S) or (B*H, L, S)   the first dim is B*H, B, or 1
+//   (B, L, S) or (B*H, L, S)   the first dim is B*H, B, or 1 (read in that
+//                              order at bind(); they agree when H == 1)
 //   (B, H, L, S)
-// Any dimension may be 1 (broadcast). The data is copied.
+// Any dimension may be 1 (broadcast). The data is copied. A shape that does
+// not fit the bound (B, H, Lq, Lk) is an Error at bind().
 //
 // keep: dtype bool, true = may attend.
 Mask keep(const AnyView& m, Dims2 dims2 = Dims2::QueryKey);
 // block: dtype bool, true = masked.
 Mask block(const AnyView& m, Dims2 dims2 = Dims2::QueryKey);
-// bias: float32/float64 added to the scores; -inf = masked. NaN and +inf are
-// errors.
+// bias: float32/float64 added to the scores; -inf = masked. NaN, +inf and
+// finite float64 values beyond float32's range are errors.
 Mask bias(const AnyView& m, Dims2 dims2 = Dims2::QueryKey);
 
 // ALiBi: bias(b, h, i, j) = -slopes[h] * |i + offset - j|; masks nothing
-// (combine with causal() for the usual decoder form). slopes: (H).
+// (combine with causal() for the usual decoder form). slopes: (H), finite.
 Mask alibi(std::span<const float> slopes, Align align = Align::TopLeft);
 // The slopes of the ALiBi paper: 2^(-8 k / H), k = 1..H (H a power of two;
-// otherwise the paper's interleaving of the next power of two).
+// otherwise those of the largest power of two below H, then every other slope
+// of twice that, as in the paper's code). num_heads >= 1.
 std::vector<float> alibi_slopes(int64_t num_heads);
 
 // Any rule, evaluated once per bound shape into a dense map.
@@ -175,23 +178,28 @@ Mask predicate(MaskPredicate fn, std::string name = "predicate");
 
 // torch.nn.MultiheadAttention: attn_mask bool (true = masked) or float additive,
 // (L, S) or (B*num_heads, L, S); key_padding_mask (B, S) bool (true = masked)
-// or float additive. num_heads is needed for a 3-D attn_mask. Either may be
-// absent (empty AnyView).
+// or float additive. num_heads is needed for a 3-D attn_mask and must divide
+// its first dim. Other dtypes (int, uint8) are errors, as in PyTorch 2.x.
+// Either may be absent (empty AnyView).
 Mask from_torch_mha_mask(const AnyView& attn_mask = {}, const AnyView& key_padding_mask = {},
                          int64_t num_heads = 0);
 
 // torch.nn.functional.scaled_dot_product_attention: attn_mask bool (true = may
-// attend) or float additive, broadcast right-aligned against (B, H, L, S);
+// attend) or float additive, rank 1..4 broadcast right-aligned against
+// (B, H, L, S) — so rank 3 is (H, L, S), not (B, L, S);
 // is_causal is top-left. Like PyTorch, both at once is an error.
 Mask from_sdpa_mask(const AnyView& attn_mask = {}, bool is_causal = false);
 
 // Hugging Face attention_mask: (B, S) with 1 = attend, 0 = padding (bool, int
-// or float); or the 4-D (B, 1|H, L|1, S) form: bool/int 1 = attend, or float
-// additive as transformers builds it (0 = attend; the dtype minimum, or
-// anything at or below float32's lowest value, = masked).
+// or float; other values are errors); or the 4-D (B, 1|H, L|1, S) form:
+// bool/int 1 = attend (0/1 only), or float additive as transformers builds it
+// (0 = attend; the dtype minimum, anything at or below float32's lowest value
+// such as sums of minimums, and -inf = masked; other values add as a bias).
+// Absent: every pair may attend.
 Mask from_hf_attention_mask(const AnyView& attention_mask);
 
-// Keras MultiHeadAttention: attention_mask (B, T, S), 1/true = attend;
+// Keras MultiHeadAttention: attention_mask (B, T, S), 1/true = attend (bool,
+// int or float, 0/1 only), shared by every head (never read as B*H);
 // use_causal_mask adds a top-left look-ahead mask.
 Mask from_keras_mask(const AnyView& attention_mask = {}, bool use_causal_mask = false);
 
