@@ -62,7 +62,8 @@ Tensor<bool> zero_one_to_bool(const AnyView& m, const std::string& arg) {
   for_each_index(m.shape, [&](const std::vector<int64_t>& index) {
     const double v = m.at(index);
     if (v != 0.0 && v != 1.0)
-      throw Error(arg, "values 0 or 1 (1 = attend)", fmt::format("{} at {}", v, index_string(index)));
+      throw Error(arg, "values 0 or 1 (1 = attend)",
+                  fmt::format("{} at {}", v, index_string(index)));
     *o++ = v == 1.0;
   });
   return out;
@@ -139,10 +140,10 @@ Mask from_torch_mha_mask(const AnyView& attn_mask, const AnyView& key_padding_ma
                         "dtype bool (true = masked) or float32/float64 (additive)");
     if (key_padding_mask.rank() != 2)
       throw Error(arg, "rank 2 (B, S)", key_padding_mask.describe());
-    r &= detail::dense_mask(key_padding_mask,
-                            key_padding_mask.dtype == DType::Bool ? DenseKind::Block
-                                                                  : DenseKind::Bias,
-                            Dims2::BatchKey, arg);
+    r &= detail::dense_mask(
+        key_padding_mask,
+        key_padding_mask.dtype == DType::Bool ? DenseKind::Block : DenseKind::Bias, Dims2::BatchKey,
+        arg);
   }
   return r;
 }
@@ -166,8 +167,7 @@ Mask from_hf_attention_mask(const AnyView& attention_mask) {
     const Tensor<bool> b = zero_one_to_bool(m, arg);
     return detail::dense_mask(b, DenseKind::Keep, Dims2::BatchKey, arg);
   }
-  if (m.rank() != 4)
-    throw Error(arg, "rank 2 (B, S) or rank 4 (B, 1|H, L|1, S)", m.describe());
+  if (m.rank() != 4) throw Error(arg, "rank 2 (B, S) or rank 4 (B, 1|H, L|1, S)", m.describe());
   if (m.dtype == DType::Float32)
     return detail::dense_mask(hf_additive<float>(m), DenseKind::Bias, Dims2::QueryKey, arg);
   if (m.dtype == DType::Float64)

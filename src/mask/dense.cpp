@@ -143,12 +143,17 @@ class DensePart final : public MaskPart {
 
 DenseMap::DenseMap(int64_t slices, int64_t rows, int64_t cols, std::vector<uint8_t> allowed,
                    std::vector<float> bias)
-    : slices_(slices), rows_(rows), cols_(cols), allowed_(std::move(allowed)), bias_(std::move(bias)) {
+    : slices_(slices),
+      rows_(rows),
+      cols_(cols),
+      allowed_(std::move(allowed)),
+      bias_(std::move(bias)) {
   for (std::size_t k = 0; k < bias_.size(); ++k)
     if (allowed_[k] && bias_[k] != 0.0f) has_bias_ = true;
   const int64_t sat_size =
       checked_mul(checked_mul(slices_, rows_ + 1, "mask table"), cols_ + 1, "mask table");
-  const bool narrow = checked_mul(rows_, cols_, "mask slice") <= std::numeric_limits<int32_t>::max();
+  const bool narrow =
+      checked_mul(rows_, cols_, "mask slice") <= std::numeric_limits<int32_t>::max();
   auto build = [&](auto& sat) {
     sat.assign(static_cast<std::size_t>(sat_size), 0);
     const int64_t w = cols_ + 1;
@@ -162,13 +167,16 @@ DenseMap::DenseMap(int64_t slices, int64_t rows, int64_t cols, std::vector<uint8
         int64_t run = 0;
         for (int64_t c = 0; c < cols_; ++c) {
           run += a[c];
-          cur[c + 1] = static_cast<typename std::decay_t<decltype(sat)>::value_type>(prev[c + 1] + run);
+          cur[c + 1] =
+              static_cast<typename std::decay_t<decltype(sat)>::value_type>(prev[c + 1] + run);
         }
       }
     }
   };
-  if (narrow) build(sat32_);
-  else build(sat64_);
+  if (narrow)
+    build(sat32_);
+  else
+    build(sat64_);
 }
 
 int64_t DenseMap::count(int64_t s, int64_t r0, int64_t r1, int64_t c0, int64_t c1) const noexcept {
@@ -209,10 +217,10 @@ Mask dense_mask(const AnyView& m, DenseKind kind, Dims2 dims2, std::string_view 
     if (!m.is_float())
       throw Error(arg, "dtype float32 or float64 (additive, -inf = masked)", m.describe());
   } else if (m.dtype != DType::Bool) {
-    throw Error(arg,
-                kind == DenseKind::Keep ? "dtype bool (true = may attend)"
-                                        : "dtype bool (true = masked)",
-                m.describe());
+    throw Error(
+        arg,
+        kind == DenseKind::Keep ? "dtype bool (true = may attend)" : "dtype bool (true = masked)",
+        m.describe());
   }
   const int rank = m.rank();
   if (rank < 1 || rank > 4)
@@ -221,8 +229,10 @@ Mask dense_mask(const AnyView& m, DenseKind kind, Dims2 dims2, std::string_view 
 
   const int64_t cols = m.shape[static_cast<std::size_t>(rank - 1)];
   int64_t rows = 1, slices = 1;
-  if (rank == 2 && dims2 == Dims2::BatchKey) slices = m.shape[0];
-  else if (rank >= 2) rows = m.shape[static_cast<std::size_t>(rank - 2)];
+  if (rank == 2 && dims2 == Dims2::BatchKey)
+    slices = m.shape[0];
+  else if (rank >= 2)
+    rows = m.shape[static_cast<std::size_t>(rank - 2)];
   for (int d = 0; d + 2 < rank; ++d) slices = checked_mul(slices, m.shape[d], arg);
   const int64_t n = checked_mul(checked_mul(slices, rows, arg), cols, arg);
 
@@ -250,8 +260,8 @@ Mask dense_mask(const AnyView& m, DenseKind kind, Dims2 dims2, std::string_view 
     const bool keep_value = kind == DenseKind::Keep;
     for_each_element<bool>(m, [&](const auto&, bool v) { allowed[k++] = v == keep_value; });
   }
-  auto map = std::make_shared<const DenseMap>(slices, rows, cols, std::move(allowed),
-                                              std::move(values));
+  auto map =
+      std::make_shared<const DenseMap>(slices, rows, cols, std::move(allowed), std::move(values));
   return Mask(std::make_shared<DensePart>(arg, m.shape, dims2, std::move(map)));
 }
 

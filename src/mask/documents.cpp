@@ -41,8 +41,10 @@ class IdRows {
     for (int64_t r = 0; r < rows_; ++r) {
       int64_t* id = ids_.data() + r * len_;
       for (int64_t i = 0; i < len_; ++i) {
-        if (ids.rank() == 2) index = {r, i};
-        else index = {i};
+        if (ids.rank() == 2)
+          index = {r, i};
+        else
+          index = {i};
         id[i] = ids.at_int(index);
         if (i > 0 && id[i] < id[i - 1]) sorted_[static_cast<std::size_t>(r)] = 0;
       }
@@ -84,8 +86,7 @@ class BoundDocuments final : public detail::BoundMaskPart {
     return shares_id(b, qi, qe, q0, q1, ki, ke, k0, k1) ? TileClass::Partial : TileClass::Empty;
   }
 
-  void apply_row(int64_t b, int64_t, int64_t i, int64_t k0, int64_t k1,
-                 float* row) const override {
+  void apply_row(int64_t b, int64_t, int64_t i, int64_t k0, int64_t k1, float* row) const override {
     const int64_t id = q_->ids(b)[i];
     const int64_t* ki = k_->ids(b);
     for (int64_t j = k0; j < k1; ++j)
@@ -101,8 +102,10 @@ class BoundDocuments final : public detail::BoundMaskPart {
       int64_t i = q0, j = k0;
       while (i < q1 && j < k1) {
         if (qi[i] == ki[j]) return true;
-        if (qi[i] < ki[j]) i = qe[i];
-        else j = ke[j];
+        if (qi[i] < ki[j])
+          i = qe[i];
+        else
+          j = ke[j];
       }
       return false;
     }
@@ -151,10 +154,10 @@ class DocumentsPart final : public detail::MaskPart {
   static void check_fits(const IdRows& ids, const char* name, int64_t len, const char* len_name,
                          const MaskShape& s) {
     if (ids.len() != len || (ids.rows() != 1 && ids.rows() != s.batch))
-      throw Error(fmt::format("mask: documents {}", name),
-                  fmt::format("shape ({0}) or (B, {0}) with B = {1}, {0} = {2}", len_name, s.batch,
-                              len),
-                  fmt::format("shape {}", shape_string(ids.shape())));
+      throw Error(
+          fmt::format("mask: documents {}", name),
+          fmt::format("shape ({0}) or (B, {0}) with B = {1}, {0} = {2}", len_name, s.batch, len),
+          fmt::format("shape {}", shape_string(ids.shape())));
   }
 
   std::shared_ptr<const IdRows> q_, k_;

@@ -26,8 +26,9 @@ class PredicatePart final : public detail::MaskPart {
       for (int64_t h = 0; h < s.heads; ++h)
         for (int64_t i = 0; i < s.q_len; ++i)
           for (int64_t j = 0; j < s.k_len; ++j) allowed[k++] = fn_(b, h, i, j) ? 1 : 0;
-    auto map = std::make_shared<const detail::DenseMap>(s.batch * s.heads, s.q_len, s.k_len,
-                                                        std::move(allowed), std::vector<float>{});
+    auto map = std::make_shared<const detail::DenseMap>(
+        checked_mul(s.batch, s.heads, "mask: predicate B*H"), s.q_len, s.k_len, std::move(allowed),
+        std::vector<float>{});
     return detail::bind_dense(std::move(map), s.batch, s.heads);
   }
 

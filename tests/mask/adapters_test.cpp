@@ -45,8 +45,9 @@ TEST(TorchMha, BoolAttnMaskTrueIsMasked) {
 
 TEST(TorchMha, FloatAttnMaskIsAdditive) {
   const Tensor<float> m = random_bias({3, 4}, 2);
-  EXPECT_TRUE(matches_rule(from_torch_mha_mask(m), {1, 2, 3, 4},
-                           [&](int64_t, int64_t, int64_t i, int64_t j) { return m.data()[i * 4 + j]; }));
+  EXPECT_TRUE(
+      matches_rule(from_torch_mha_mask(m), {1, 2, 3, 4},
+                   [&](int64_t, int64_t, int64_t i, int64_t j) { return m.data()[i * 4 + j]; }));
 }
 
 TEST(TorchMha, ThreeDimAttnMaskIsBatchTimesHeads) {
@@ -59,26 +60,30 @@ TEST(TorchMha, ThreeDimAttnMaskIsBatchTimesHeads) {
   }));
   EXPECT_TRUE(classify_exact(mask, s, {{1, 1}, {2, 2}}, true));
   // B = 3 does not fit B * num_heads = 6 with num_heads = 3.
-  EXPECT_TRUE(throws_error_naming([&] { mask.bind({3, 3, 2, 5}); },
-                                  "mask: from_torch_mha_mask: attn_mask"));
+  EXPECT_TRUE(throws_error_naming(
+      [&] {
+        mask.bind({3, 3, 2, 5});
+      },
+      "mask: from_torch_mha_mask: attn_mask"));
 }
 
 TEST(TorchMha, KeyPaddingMaskBoolAndFloat) {
   const Tensor<bool> kpm = random_bits({2, 5}, 4);
   const Tensor<float> attn = random_bias({3, 5}, 5);
   const MaskShape s{2, 2, 3, 5};
-  EXPECT_TRUE(matches_rule(from_torch_mha_mask({}, kpm), s,
-                           [&](int64_t b, int64_t, int64_t, int64_t j) {
-                             return kpm.data()[b * 5 + j] ? kNegInf : 0.0f;
-                           }));
+  EXPECT_TRUE(
+      matches_rule(from_torch_mha_mask({}, kpm), s, [&](int64_t b, int64_t, int64_t, int64_t j) {
+        return kpm.data()[b * 5 + j] ? kNegInf : 0.0f;
+      }));
   // Both: masked if either masks, biases add.
   EXPECT_TRUE(matches_rule(from_torch_mha_mask(attn, kpm), s,
                            [&](int64_t b, int64_t, int64_t i, int64_t j) {
                              return kpm.data()[b * 5 + j] ? kNegInf : attn.data()[i * 5 + j];
                            }));
   const Tensor<float> kpf = random_bias({2, 5}, 6);
-  EXPECT_TRUE(matches_rule(from_torch_mha_mask({}, kpf), s,
-                           [&](int64_t b, int64_t, int64_t, int64_t j) { return kpf.data()[b * 5 + j]; }));
+  EXPECT_TRUE(
+      matches_rule(from_torch_mha_mask({}, kpf), s,
+                   [&](int64_t b, int64_t, int64_t, int64_t j) { return kpf.data()[b * 5 + j]; }));
   EXPECT_TRUE(from_torch_mha_mask().allows_all());
 }
 
@@ -92,14 +97,17 @@ TEST(TorchMha, BadInput) {
   EXPECT_TRUE(throws_error_naming([&] { from_torch_mha_mask(ints); }, attn));
   EXPECT_TRUE(throws_error_naming([&] { from_torch_mha_mask({}, ints); }, kpm));
   EXPECT_TRUE(throws_error_naming([&] { from_torch_mha_mask(m4); }, attn));
-  EXPECT_TRUE(throws_error_naming([&] { from_torch_mha_mask(m3); }, heads));  // missing
+  EXPECT_TRUE(throws_error_naming([&] { from_torch_mha_mask(m3); }, heads));         // missing
   EXPECT_TRUE(throws_error_naming([&] { from_torch_mha_mask(m3, {}, 4); }, heads));  // 6 % 4
   EXPECT_TRUE(throws_error_naming([&] { from_torch_mha_mask(m3, {}, -1); }, heads));
   EXPECT_TRUE(throws_error_naming([&] { from_torch_mha_mask({}, kp1); }, kpm));
   // Key padding with another batch size.
   const Tensor<bool> kp({2, 4});
-  EXPECT_TRUE(throws_error_naming([&] { from_torch_mha_mask({}, kp).bind({3, 1, 4, 4}); },
-                                  "mask: from_torch_mha_mask: key_padding_mask"));
+  EXPECT_TRUE(throws_error_naming(
+      [&] {
+        from_torch_mha_mask({}, kp).bind({3, 1, 4, 4});
+      },
+      "mask: from_torch_mha_mask: key_padding_mask"));
 }
 
 // ---- scaled_dot_product_attention: bool true = may attend ---------------------
@@ -115,7 +123,8 @@ TEST(Sdpa, BoolTrueMayAttendRightAligned) {
   const std::vector<Shape> shapes{
       {{5}, [](I, I, I, I j) { return j; }},
       {{4, 5}, [](I, I, I i, I j) { return i * 5 + j; }},
-      {{3, 4, 5}, [](I, I h, I i, I j) { return (h * 4 + i) * 5 + j; }},  // (H, L, S), not (B, L, S)
+      {{3, 4, 5},
+       [](I, I h, I i, I j) { return (h * 4 + i) * 5 + j; }},  // (H, L, S), not (B, L, S)
       {{2, 3, 4, 5}, [](I b, I h, I i, I j) { return ((b * 3 + h) * 4 + i) * 5 + j; }},
       {{2, 1, 1, 5}, [](I b, I, I, I j) { return b * 5 + j; }},
       {{1, 4, 1}, [](I, I, I i, I) { return i; }},
@@ -127,21 +136,20 @@ TEST(Sdpa, BoolTrueMayAttendRightAligned) {
     EXPECT_TRUE(matches_rule(from_sdpa_mask(m), s, [&](I b, I h, I i, I j) {
       return m.data()[sh.index(b, h, i, j)] ? 0.0f : kNegInf;
     }));
-    EXPECT_TRUE(matches_rule(from_sdpa_mask(f), s, [&](I b, I h, I i, I j) {
-      return f.data()[sh.index(b, h, i, j)];
-    }));
+    EXPECT_TRUE(matches_rule(from_sdpa_mask(f), s,
+                             [&](I b, I h, I i, I j) { return f.data()[sh.index(b, h, i, j)]; }));
   }
   // Rank 3 is (H, L, S): a (B, L, S) mask with B != H does not fit.
   const Tensor<bool> bls({2, 4, 5});
-  EXPECT_TRUE(throws_error_naming([&] { from_sdpa_mask(bls).bind(s); },
-                                  "mask: from_sdpa_mask: attn_mask"));
+  EXPECT_TRUE(
+      throws_error_naming([&] { from_sdpa_mask(bls).bind(s); }, "mask: from_sdpa_mask: attn_mask"));
 }
 
 TEST(Sdpa, IsCausalIsTopLeft) {
   const Mask m = from_sdpa_mask({}, true);
-  EXPECT_TRUE(matches_rule(m, {1, 1, 3, 5}, oracle::allowed_rule([](int64_t, int64_t, int64_t i, int64_t j) {
-                             return j <= i;
-                           })));
+  EXPECT_TRUE(matches_rule(
+      m, {1, 1, 3, 5},
+      oracle::allowed_rule([](int64_t, int64_t, int64_t i, int64_t j) { return j <= i; })));
   EXPECT_TRUE(from_sdpa_mask().allows_all());
 }
 
@@ -174,8 +182,8 @@ TEST(HuggingFace, TwoDimPaddingMaskAnyDtype) {
   const auto rule = oracle::allowed_rule([&](int64_t b, int64_t, int64_t, int64_t j) {
     return j < lens[static_cast<std::size_t>(b)];
   });
-  for (const Mask& m : {from_hf_attention_mask(ids), from_hf_attention_mask(bits),
-                        from_hf_attention_mask(floats)})
+  for (const Mask& m :
+       {from_hf_attention_mask(ids), from_hf_attention_mask(bits), from_hf_attention_mask(floats)})
     EXPECT_TRUE(matches_rule(m, {2, 3, 4, 5}, rule));
 }
 
@@ -203,8 +211,9 @@ TEST(HuggingFace, FourDimFloatAsTransformersBuildsIt) {
   // float64 with finfo(float64).min.
   Tensor<double> d({1, 1, 1, 3});
   d.data()[1] = std::numeric_limits<double>::lowest();
-  EXPECT_TRUE(matches_rule(from_hf_attention_mask(d), {1, 2, 2, 3},
-                           oracle::allowed_rule([](int64_t, int64_t, int64_t, int64_t j) { return j != 1; })));
+  EXPECT_TRUE(matches_rule(
+      from_hf_attention_mask(d), {1, 2, 2, 3},
+      oracle::allowed_rule([](int64_t, int64_t, int64_t, int64_t j) { return j != 1; })));
 }
 
 TEST(HuggingFace, FourDimBoolAndIntOneIsAttend) {
@@ -229,8 +238,11 @@ TEST(HuggingFace, BadInput) {
   nan.data()[3] = std::numeric_limits<float>::quiet_NaN();
   EXPECT_TRUE(throws_error_naming([&] { from_hf_attention_mask(nan); }, arg));
   const Tensor<bool> b4({2, 2, 3, 3});
-  EXPECT_TRUE(throws_error_naming([&] { from_hf_attention_mask(b4).bind({2, 3, 3, 3}); },
-                                  "mask: from_hf_attention_mask"));
+  EXPECT_TRUE(throws_error_naming(
+      [&] {
+        from_hf_attention_mask(b4).bind({2, 3, 3, 3});
+      },
+      "mask: from_hf_attention_mask"));
 }
 
 // ---- Keras MultiHeadAttention: (B, T, S), 1 = attend ------------------------
@@ -243,11 +255,13 @@ TEST(Keras, MaskPerBatchSharedByHeadsWithCausal) {
   EXPECT_TRUE(matches_rule(from_keras_mask(m), s, [&](int64_t b, int64_t, int64_t i, int64_t j) {
     return m.data()[(b * 3 + i) * 4 + j] ? 0.0f : kNegInf;
   }));
-  EXPECT_TRUE(matches_rule(from_keras_mask(m, true), s, [&](int64_t b, int64_t, int64_t i, int64_t j) {
-    return m.data()[(b * 3 + i) * 4 + j] && j <= i ? 0.0f : kNegInf;
-  }));
-  EXPECT_TRUE(matches_rule(from_keras_mask({}, true), s,
-                           oracle::allowed_rule([](int64_t, int64_t, int64_t i, int64_t j) { return j <= i; })));
+  EXPECT_TRUE(
+      matches_rule(from_keras_mask(m, true), s, [&](int64_t b, int64_t, int64_t i, int64_t j) {
+        return m.data()[(b * 3 + i) * 4 + j] && j <= i ? 0.0f : kNegInf;
+      }));
+  EXPECT_TRUE(matches_rule(
+      from_keras_mask({}, true), s,
+      oracle::allowed_rule([](int64_t, int64_t, int64_t i, int64_t j) { return j <= i; })));
   // Never read as (B*H, T, S): 4 = B*H is still a batch of 4.
   const Tensor<bool> four({4, 3, 4});
   EXPECT_TRUE(throws_error_naming([&] { from_keras_mask(four).bind(s); }, "mask: from_keras_mask"));
@@ -272,8 +286,9 @@ TEST(Onnx, MaskAndIsCausalBothApply) {
                            [&](int64_t, int64_t h, int64_t i, int64_t j) {
                              return m.data()[(h * 4 + i) * 4 + j] && j <= i ? 0.0f : kNegInf;
                            }));
-  EXPECT_TRUE(matches_rule(from_onnx_attention_mask(f), s,
-                           [&](int64_t, int64_t, int64_t i, int64_t j) { return f.data()[i * 4 + j]; }));
+  EXPECT_TRUE(
+      matches_rule(from_onnx_attention_mask(f), s,
+                   [&](int64_t, int64_t, int64_t i, int64_t j) { return f.data()[i * 4 + j]; }));
   EXPECT_TRUE(matches_rule(from_onnx_attention_mask(f, true), s,
                            [&](int64_t, int64_t, int64_t i, int64_t j) {
                              return j <= i ? f.data()[i * 4 + j] : kNegInf;
@@ -286,8 +301,11 @@ TEST(Onnx, BadInput) {
   EXPECT_TRUE(throws_error_naming([&] { from_onnx_attention_mask(u8); },
                                   "from_onnx_attention_mask: attn_mask"));
   const Tensor<bool> m({3, 3});
-  EXPECT_TRUE(throws_error_naming([&] { from_onnx_attention_mask(m).bind({1, 1, 3, 4}); },
-                                  "mask: from_onnx_attention_mask: attn_mask"));
+  EXPECT_TRUE(throws_error_naming(
+      [&] {
+        from_onnx_attention_mask(m).bind({1, 1, 3, 4});
+      },
+      "mask: from_onnx_attention_mask: attn_mask"));
 }
 
 }  // namespace

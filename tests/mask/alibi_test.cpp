@@ -38,12 +38,13 @@ TEST(Alibi, BiasRuleBothAlignments) {
     for (auto [lq, lk] : std::vector<std::pair<int64_t, int64_t>>{{5, 5}, {2, 6}, {6, 2}}) {
       const int64_t off = a == Align::TopLeft ? 0 : lk - lq;
       const MaskShape s{2, 4, lq, lk};
-      EXPECT_TRUE(matches_rule(alibi(slopes, a), s,
-                               [&](int64_t, int64_t h, int64_t i, int64_t j) {
-                                 const double d = std::fabs(static_cast<double>(i + off - j));
-                                 return static_cast<float>(-slopes[h] * d);
-                               },
-                               1e-6f));
+      EXPECT_TRUE(matches_rule(
+          alibi(slopes, a), s,
+          [&](int64_t, int64_t h, int64_t i, int64_t j) {
+            const double d = std::fabs(static_cast<double>(i + off - j));
+            return static_cast<float>(-slopes[h] * d);
+          },
+          1e-6f));
       EXPECT_TRUE(classify_exact(alibi(slopes, a), s, {{1, 1}, {2, 3}}, false));
       EXPECT_TRUE(alibi(slopes, a).bind(s).has_bias());
     }

@@ -57,10 +57,9 @@ TEST(Causal, MatchesRuleForAllSmallShapes) {
     for (int64_t lq = 0; lq <= 6; ++lq)
       for (int64_t lk = 0; lk <= 6; ++lk) {
         const int64_t off = a == Align::TopLeft ? 0 : lk - lq;
-        EXPECT_TRUE(matches_rule(causal(a), {2, 1, lq, lk},
-                                 allowed_rule([&](int64_t, int64_t, int64_t i, int64_t j) {
-                                   return j <= i + off;
-                                 })));
+        EXPECT_TRUE(matches_rule(
+            causal(a), {2, 1, lq, lk},
+            allowed_rule([&](int64_t, int64_t, int64_t i, int64_t j) { return j <= i + off; })));
       }
 }
 
@@ -69,7 +68,8 @@ TEST(SlidingWindow, MatchesRule) {
   for (Align a : {Align::TopLeft, Align::BottomRight})
     for (int64_t left : widths)
       for (int64_t right : widths)
-        for (auto [lq, lk] : std::vector<std::pair<int64_t, int64_t>>{{5, 5}, {3, 7}, {7, 3}, {1, 4}}) {
+        for (auto [lq, lk] :
+             std::vector<std::pair<int64_t, int64_t>>{{5, 5}, {3, 7}, {7, 3}, {1, 4}}) {
           const int64_t off = a == Align::TopLeft ? 0 : lk - lq;
           const Rule rule = allowed_rule([&](int64_t, int64_t, int64_t i, int64_t j) {
             const int64_t d = j - (i + off);  // distance right of the aligned diagonal
@@ -116,7 +116,8 @@ TEST(SubsequentMask, GoldenEight) {
       {1, 1, 1, 1, 1, 1, 1, 0}, {1, 1, 1, 1, 1, 1, 1, 1},
   };
   for (int i = 0; i < 8; ++i)
-    for (int j = 0; j < 8; ++j) EXPECT_EQ(m.data()[i * 8 + j], expected[i][j] == 1) << i << "," << j;
+    for (int j = 0; j < 8; ++j)
+      EXPECT_EQ(m.data()[i * 8 + j], expected[i][j] == 1) << i << "," << j;
   // As a keep mask it is causal().
   const Tensor<float> a = keep(m).materialize(1, 1, 8, 8);
   const Tensor<float> b = causal().materialize(1, 1, 8, 8);

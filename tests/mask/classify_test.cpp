@@ -50,14 +50,19 @@ class RandomMasks {
       case 10: {
         auto bits = std::make_shared<std::vector<bool>>();
         const double p = density();
-        for (int64_t k = 0; k < s.batch * s.heads * s.q_len * s.k_len; ++k) bits->push_back(coin(p));
-        return predicate([bits, s](int64_t b, int64_t h, int64_t i, int64_t j) {
-          return (*bits)[static_cast<std::size_t>(((b * s.heads + h) * s.q_len + i) * s.k_len + j)];
-        }, "random");
+        for (int64_t k = 0; k < s.batch * s.heads * s.q_len * s.k_len; ++k)
+          bits->push_back(coin(p));
+        return predicate(
+            [bits, s](int64_t b, int64_t h, int64_t i, int64_t j) {
+              return (
+                  *bits)[static_cast<std::size_t>(((b * s.heads + h) * s.q_len + i) * s.k_len + j)];
+            },
+            "random");
       }
       default: {
         std::vector<float> slopes;
-        for (int64_t h = 0; h < s.heads; ++h) slopes.push_back(0.125f * static_cast<float>(uniform(0, 8)));
+        for (int64_t h = 0; h < s.heads; ++h)
+          slopes.push_back(0.125f * static_cast<float>(uniform(0, 8)));
         return alibi(slopes, align());
       }
     }
@@ -90,9 +95,7 @@ class RandomMasks {
       case 3: shape = {s.batch, maybe1(s.q_len), maybe1(s.k_len)}; break;
       case 4: shape = {s.batch * s.heads, maybe1(s.q_len), maybe1(s.k_len)}; break;
       case 5: shape = {1, maybe1(s.q_len), maybe1(s.k_len)}; break;
-      default:
-        shape = {maybe1(s.batch), maybe1(s.heads), maybe1(s.q_len), maybe1(s.k_len)};
-        break;
+      default: shape = {maybe1(s.batch), maybe1(s.heads), maybe1(s.q_len), maybe1(s.k_len)}; break;
     }
     const double p = density();
     if (kind == 2) {
@@ -126,7 +129,8 @@ class RandomMasks {
 
 TEST(Classify, RandomMasksSmallShapesEveryRectangle) {
   RandomMasks r(2024);
-  const std::vector<std::pair<int64_t, int64_t>> tiles{{1, 1}, {1, 3}, {2, 2}, {3, 2}, {4, 4}, {3, 5}, {16, 16}};
+  const std::vector<std::pair<int64_t, int64_t>> tiles{{1, 1}, {1, 3}, {2, 2},  {3, 2},
+                                                       {4, 4}, {3, 5}, {16, 16}};
   oracle::ClassCounts seen{};
   for (int trial = 0; trial < 500; ++trial) {
     const MaskShape s{r.uniform(1, 2), r.uniform(1, 3), r.uniform(1, 7), r.uniform(1, 7)};
@@ -139,7 +143,8 @@ TEST(Classify, RandomMasksSmallShapesEveryRectangle) {
 
 TEST(Classify, RandomMasksLargerShapesTileGrid) {
   RandomMasks r(77);
-  const std::vector<std::pair<int64_t, int64_t>> tiles{{1, 1}, {4, 4}, {5, 7}, {8, 8}, {16, 3}, {64, 64}};
+  const std::vector<std::pair<int64_t, int64_t>> tiles{{1, 1}, {4, 4},  {5, 7},
+                                                       {8, 8}, {16, 3}, {64, 64}};
   oracle::ClassCounts seen{};
   for (int trial = 0; trial < 120; ++trial) {
     const MaskShape s{r.uniform(1, 2), r.uniform(1, 2), r.uniform(1, 40), r.uniform(1, 40)};

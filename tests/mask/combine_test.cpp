@@ -16,14 +16,16 @@ using oracle::matches_rule;
 TEST(Combine, BiasesAddAndNegInfWins) {
   Tensor<float> a({3, 4}), b({2, 4});
   for (int64_t k = 0; k < a.numel(); ++k) a.data()[k] = 0.25f * static_cast<float>(k % 5);
-  for (int64_t k = 0; k < b.numel(); ++k) b.data()[k] = k == 6 ? kNegInf : -0.5f * static_cast<float>(k % 3);
+  for (int64_t k = 0; k < b.numel(); ++k)
+    b.data()[k] = k == 6 ? kNegInf : -0.5f * static_cast<float>(k % 3);
   const std::vector<int64_t> lens{4, 3};
   const std::vector<float> slopes{0.5f};
   const Mask m = bias(a) & bias(b, Dims2::BatchKey) & key_lengths(lens) & alibi(slopes);
   EXPECT_TRUE(matches_rule(m, {2, 1, 3, 4}, [&](int64_t bb, int64_t, int64_t i, int64_t j) {
     if (j >= lens[static_cast<std::size_t>(bb)] || b.data()[bb * 4 + j] == kNegInf) return kNegInf;
     // Parts apply in order: ((0 + a) + b) + alibi.
-    return a.data()[i * 4 + j] + b.data()[bb * 4 + j] - 0.5f * static_cast<float>(i > j ? i - j : j - i);
+    return a.data()[i * 4 + j] + b.data()[bb * 4 + j] -
+           0.5f * static_cast<float>(i > j ? i - j : j - i);
   }));
   EXPECT_TRUE(m.bind({2, 1, 3, 4}).has_bias());
   EXPECT_EQ(m.describe(), "bias(3, 4) & bias(2, 4) & key_lengths(B=2) & alibi(H=1, top_left)");

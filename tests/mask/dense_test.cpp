@@ -38,9 +38,14 @@ std::vector<Case> cases() {
       {"(L, S)", {4, 5}, qk, [](I, I, I i, I j) { return i * 5 + j; }},
       {"(B, S) key padding", {2, 5}, bk, [](I b, I, I, I j) { return b * 5 + j; }},
       {"(B, L, S)", {2, 4, 5}, qk, [](I b, I, I i, I j) { return (b * 4 + i) * 5 + j; }},
-      {"(B*H, L, S)", {6, 4, 5}, qk, [](I b, I h, I i, I j) { return ((b * 3 + h) * 4 + i) * 5 + j; }},
+      {"(B*H, L, S)",
+       {6, 4, 5},
+       qk,
+       [](I b, I h, I i, I j) { return ((b * 3 + h) * 4 + i) * 5 + j; }},
       {"(1, L, S)", {1, 4, 5}, qk, [](I, I, I i, I j) { return i * 5 + j; }},
-      {"(B, H, L, S)", {2, 3, 4, 5}, qk,
+      {"(B, H, L, S)",
+       {2, 3, 4, 5},
+       qk,
        [](I b, I h, I i, I j) { return ((b * 3 + h) * 4 + i) * 5 + j; }},
       {"(B, 1, 1, S)", {2, 1, 1, 5}, qk, [](I b, I, I, I j) { return b * 5 + j; }},
       {"(1, H, L, 1)", {1, 3, 4, 1}, qk, [](I, I h, I i, I) { return h * 4 + i; }},
@@ -111,7 +116,8 @@ TEST(Dense, CopiesTheData) {
 TEST(Dense, StridedAndFloat64Views) {
   // A (3, 4) window with row stride 6 of a larger buffer.
   double buf[18];
-  for (int k = 0; k < 18; ++k) buf[k] = k % 5 == 0 ? -std::numeric_limits<double>::infinity() : 0.5 * k;
+  for (int k = 0; k < 18; ++k)
+    buf[k] = k % 5 == 0 ? -std::numeric_limits<double>::infinity() : 0.5 * k;
   const View<const double, 2> v(buf, {3, 4}, {6, 1});
   EXPECT_TRUE(matches_rule(bias(v), {1, 2, 3, 4}, [&](int64_t, int64_t, int64_t i, int64_t j) {
     return static_cast<float>(buf[i * 6 + j]);
@@ -155,9 +161,12 @@ TEST(Dense, WrongDtype) {
 
 TEST(Dense, WrongRank) {
   bool x[32] = {};
-  EXPECT_TRUE(throws_error_naming([&] { keep(AnyView(x, DType::Bool, {}, {})); }, "keep: expected rank 1..4"));
+  EXPECT_TRUE(throws_error_naming([&] { keep(AnyView(x, DType::Bool, {}, {})); },
+                                  "keep: expected rank 1..4"));
   EXPECT_TRUE(throws_error_naming(
-      [&] { block(AnyView(x, DType::Bool, {1, 2, 2, 2, 2}, {16, 8, 4, 2, 1})); },
+      [&] {
+        block(AnyView(x, DType::Bool, {1, 2, 2, 2, 2}, {16, 8, 4, 2, 1}));
+      },
       "block: expected rank 1..4"));
 }
 
@@ -169,7 +178,11 @@ TEST(Dense, WrongShapeAtBind) {
   EXPECT_TRUE(throws_error_naming([&] { keep(ls).bind({2, 3, 3, 5}); }, "got shape (4, 5)"));
   EXPECT_TRUE(throws_error_naming([&] { block(ls).bind({1, 1, 4, 6}); }, "mask: block"));
   // Key padding with the wrong batch.
-  EXPECT_TRUE(throws_error_naming([&] { keep(ls, Dims2::BatchKey).bind({3, 1, 2, 5}); }, "(B, S) key padding"));
+  EXPECT_TRUE(throws_error_naming(
+      [&] {
+        keep(ls, Dims2::BatchKey).bind({3, 1, 2, 5});
+      },
+      "(B, S) key padding"));
   // Rank 4 with H = 2 bound to H = 3.
   Tensor<float> bhls({2, 2, 4, 5});
   EXPECT_TRUE(throws_error_naming([&] { bias(bhls).bind({2, 3, 4, 5}); }, "mask: bias"));

@@ -36,7 +36,7 @@ TEST(Documents, SharedSortedIdsAreBlockDiagonal) {
 
 TEST(Documents, UnsortedPerBatchInt64Ids) {
   // Ids need not be sorted nor contiguous: documents may interleave.
-  const std::vector<int64_t> ids{5, 5, 3, 5, 3, 9, -1,   //
+  const std::vector<int64_t> ids{5, 5, 3, 5, 3, 9, -1,  //
                                  2, 2, 2, 2, 2, 2, 2};
   const View<const int64_t, 2> v(ids.data(), {2, 7});
   const Mask m = documents(v);
@@ -53,9 +53,9 @@ TEST(Documents, UnsortedPerBatchInt64Ids) {
 }
 
 TEST(Documents, CrossAttention) {
-  const std::vector<int32_t> qid{0, 0, 1, 2};            // (Lq) shared
-  const std::vector<int32_t> kid{0, 1, 1, 1, 2, 2,       //
-                                 7, 0, 2, 2, 0, 1};      // (B, Lk)
+  const std::vector<int32_t> qid{0, 0, 1, 2};        // (Lq) shared
+  const std::vector<int32_t> kid{0, 1, 1, 1, 2, 2,   //
+                                 7, 0, 2, 2, 0, 1};  // (B, Lk)
   const Mask m = documents(View<const int32_t, 1>(qid.data(), {4}),
                            View<const int32_t, 2>(kid.data(), {2, 6}));
   const MaskShape s{2, 3, 4, 6};
@@ -88,8 +88,11 @@ TEST(Documents, BadInput) {
   EXPECT_TRUE(throws_error_naming([&] { documents(View<const float, 1>(f, {4})); },
                                   "documents: ids: expected dtype int32 or int64"));
   int32_t x[8] = {};
-  EXPECT_TRUE(throws_error_naming([&] { documents(View<const int32_t, 3>(x, {2, 2, 2})); },
-                                  "documents: ids: expected rank 1"));
+  EXPECT_TRUE(throws_error_naming(
+      [&] {
+        documents(View<const int32_t, 3>(x, {2, 2, 2}));
+      },
+      "documents: ids: expected rank 1"));
   EXPECT_TRUE(throws_error_naming([&] { documents(AnyView{}); }, "documents: ids"));
   EXPECT_TRUE(throws_error_naming(
       [&] { documents(View<const int32_t, 1>(x, {4}), View<const float, 1>(f, {4})); },

@@ -86,10 +86,12 @@ class AllowedCounts {
 
  private:
   int64_t& at(int64_t b, int64_t h, int64_t i, int64_t j) {
-    return sat_[static_cast<std::size_t>(((b * s_.heads + h) * (s_.q_len + 1) + i) * (s_.k_len + 1) + j)];
+    return sat_[static_cast<std::size_t>(
+        ((b * s_.heads + h) * (s_.q_len + 1) + i) * (s_.k_len + 1) + j)];
   }
   int64_t at(int64_t b, int64_t h, int64_t i, int64_t j) const {
-    return sat_[static_cast<std::size_t>(((b * s_.heads + h) * (s_.q_len + 1) + i) * (s_.k_len + 1) + j)];
+    return sat_[static_cast<std::size_t>(
+        ((b * s_.heads + h) * (s_.q_len + 1) + i) * (s_.k_len + 1) + j)];
   }
 
   MaskShape s_;
@@ -106,9 +108,9 @@ using ClassCounts = std::array<int64_t, 3>;
 // BoundMask::classify agrees with the allowed-element count of every tile of
 // the grid of tq x tk tiles (the last ones clipped), and — when all_rects —
 // of every rectangle [q0, q1) x [k0, k1).
-inline ::testing::AssertionResult classify_exact(const Mask& mask, const MaskShape& s,
-                                                 const std::vector<std::pair<int64_t, int64_t>>& tiles,
-                                                 bool all_rects, ClassCounts* seen = nullptr) {
+inline ::testing::AssertionResult classify_exact(
+    const Mask& mask, const MaskShape& s, const std::vector<std::pair<int64_t, int64_t>>& tiles,
+    bool all_rects, ClassCounts* seen = nullptr) {
   const BoundMask bound = mask.bind(s);
   const AllowedCounts counts(mask, s);
   auto one = [&](int64_t b, int64_t h, int64_t q0, int64_t q1, int64_t k0,
@@ -150,8 +152,7 @@ template <class F>
   } catch (const Error& e) {
     if (std::string_view(e.what()).find(needle) != std::string_view::npos)
       return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure()
-           << "Error without \"" << needle << "\": " << e.what();
+    return ::testing::AssertionFailure() << "Error without \"" << needle << "\": " << e.what();
   } catch (const std::exception& e) {
     return ::testing::AssertionFailure() << "not a maskattn::Error: " << e.what();
   }

@@ -21,7 +21,8 @@ bool checker(int64_t b, int64_t h, int64_t i, int64_t j) {
 
 TEST(Predicate, MatchesRuleAndClassifiesExactly) {
   const Mask m = predicate(checker, "checker");
-  for (const MaskShape& s : std::vector<MaskShape>{{2, 3, 5, 7}, {1, 1, 1, 9}, {3, 2, 8, 1}, {1, 2, 0, 4}}) {
+  for (const MaskShape& s :
+       std::vector<MaskShape>{{2, 3, 5, 7}, {1, 1, 1, 9}, {3, 2, 8, 1}, {1, 2, 0, 4}}) {
     EXPECT_TRUE(matches_rule(m, s, allowed_rule(checker)));
     EXPECT_TRUE(classify_exact(m, s, {{1, 1}, {2, 2}, {3, 4}, {8, 8}}, true));
   }
