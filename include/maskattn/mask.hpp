@@ -101,7 +101,8 @@ class BoundMask {
                      int64_t k_end) const;
 
   // out[j - k_begin] = additive value of (b, h, i, j) for j in [k_begin, k_end):
-  // -inf where masked, else the sum of the parts' biases (0 without bias).
+  // -inf where masked, else the sum of the parts' biases (0 without bias),
+  // saturated at float's finite range so an allowed element is never +-inf.
   void row_values(int64_t b, int64_t h, int64_t i, int64_t k_begin, int64_t k_end,
                   float* out) const;
 

@@ -27,7 +27,8 @@ class BoundAlibi final : public detail::BoundMaskPart {
   void apply_row(int64_t, int64_t h, int64_t i, int64_t k0, int64_t k1, float* row) const override {
     const float slope = (*slopes_)[static_cast<std::size_t>(h)];
     const int64_t d = i + offset_;
-    for (int64_t j = k0; j < k1; ++j) row[j - k0] += -slope * static_cast<float>(std::llabs(d - j));
+    for (int64_t j = k0; j < k1; ++j)
+      row[j - k0] = detail::add_bias(row[j - k0], -slope * static_cast<float>(std::llabs(d - j)));
   }
 
   bool has_bias() const override { return nonzero_; }

@@ -188,7 +188,7 @@ void DenseMap::apply(int64_t s, int64_t r, int64_t c0, int64_t n, float* row) co
   if (cols_ == 1) {
     if (!bias_.empty()) {
       const float v = bias_[base];
-      for (int64_t j = 0; j < n; ++j) row[j] += v;
+      for (int64_t j = 0; j < n; ++j) row[j] = add_bias(row[j], v);
     } else if (!allowed_[base]) {
       std::fill(row, row + n, kNegInf);
     }
@@ -197,7 +197,7 @@ void DenseMap::apply(int64_t s, int64_t r, int64_t c0, int64_t n, float* row) co
   if (!bias_.empty()) {
     // -inf (masked) + anything finite or -inf stays -inf.
     const float* v = bias_.data() + base;
-    for (int64_t j = 0; j < n; ++j) row[j] += v[j];
+    for (int64_t j = 0; j < n; ++j) row[j] = add_bias(row[j], v[j]);
   } else {
     const uint8_t* a = allowed_.data() + base;
     for (int64_t j = 0; j < n; ++j)

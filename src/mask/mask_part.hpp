@@ -9,7 +9,9 @@
 //              part's bias to the allowed ones.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -42,6 +44,15 @@ class MaskPart {
 // Classification of the band lo <= j - i <= hi over a tile (exact: every
 // integer j - i between k0 - (q1 - 1) and (k1 - 1) - q0 occurs in the tile).
 TileClass classify_band(int64_t lo, int64_t hi, int64_t q0, int64_t q1, int64_t k0, int64_t k1);
+
+// acc + bias for one element. A sum of finite values that overflows saturates
+// at float's range: an allowed element must never read as -inf (masked, which
+// classify() did not say) nor +inf (NaN after softmax). -inf in either stays.
+inline float add_bias(float acc, float bias) {
+  const float x = acc + bias;
+  if (std::isfinite(x) || !std::isfinite(acc) || !std::isfinite(bias)) return x;
+  return x > 0.0f ? std::numeric_limits<float>::max() : std::numeric_limits<float>::lowest();
+}
 
 // Classification of a tile from a count of allowed elements.
 inline TileClass class_of_count(int64_t allowed, int64_t total) {

@@ -2,6 +2,7 @@
 // mask; BoundMask's element accessors and range clipping.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <vector>
 
 #include "mask/mask_oracle.hpp"
@@ -29,6 +30,25 @@ TEST(Combine, BiasesAddAndNegInfWins) {
   }));
   EXPECT_TRUE(m.bind({2, 1, 3, 4}).has_bias());
   EXPECT_EQ(m.describe(), "bias(3, 4) & bias(2, 4) & key_lengths(B=2) & alibi(H=1, top_left)");
+}
+
+TEST(Combine, OverflowingBiasSumsSaturateInsteadOfMasking) {
+  // Two additive masks built with torch.finfo(float32).min: their float sum
+  // overflows. The element is allowed by both parts (classify says so), so it
+  // must stay finite, never -inf (masked) or +inf (NaN after softmax).
+  constexpr float kMin = std::numeric_limits<float>::lowest();
+  constexpr float kMax = std::numeric_limits<float>::max();
+  Tensor<float> a({1, 3}), b({1, 3});
+  a.data()[0] = kMin, b.data()[0] = kMin;
+  a.data()[1] = kMax, b.data()[1] = kMax;
+  a.data()[2] = kNegInf, b.data()[2] = kMin;
+  const Mask m = bias(a) & bias(b);
+  const BoundMask bm = m.bind({1, 1, 1, 3});
+  EXPECT_EQ(bm.value(0, 0, 0, 0), kMin);
+  EXPECT_EQ(bm.value(0, 0, 0, 1), kMax);
+  EXPECT_EQ(bm.value(0, 0, 0, 2), kNegInf);
+  EXPECT_EQ(bm.classify(0, 0, 0, 1, 0, 2), TileClass::Full);
+  EXPECT_TRUE(classify_exact(m, {1, 1, 1, 3}, {{1, 1}}, true));
 }
 
 TEST(Combine, PartialPartsThatExcludeEachOtherGiveEmpty) {
