@@ -1,0 +1,34 @@
+# Thin front door: tools/setup.sh installs what is missing and configures a
+# CMake preset (CMakePresets.json); CMake and Ninja do the rest, so a rerun
+# with nothing changed costs a second or two.
+#
+#   make demo       build, then run `maskattn demo` on its built-in defaults
+#   make test       build, then run every test (ctest --preset dev)
+#   make build      set up and build the dev preset (build/dev)
+#   make test-asan  the tests again under AddressSanitizer + UBSan (build/asan)
+#   make bench      build, then run the benchmarks
+#   make clean      remove the preset build directories
+
+.DEFAULT_GOAL := build
+.PHONY: build demo test test-asan bench clean
+
+build:
+	@bash tools/setup.sh dev
+	@cmake --build --preset dev
+
+demo: build
+	@build/dev/cli/maskattn demo
+
+test: build
+	@ctest --preset dev
+
+test-asan:
+	@bash tools/setup.sh asan
+	@cmake --build --preset asan
+	@ctest --preset asan
+
+bench: build
+	@set -e; for b in build/dev/bench/bench_*; do [ -x "$$b" ] && "$$b"; done
+
+clean:
+	rm -rf build/dev build/asan
