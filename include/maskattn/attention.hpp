@@ -46,7 +46,7 @@ struct AttentionOptions {
   std::optional<float> scale;  // default 1/sqrt(D); finite
   float dropout_p = 0.0f;      // in [0, 1)
   uint64_t seed = 0;           // dropout stream: same seed -> same result on any thread count
-  AnyView head_mask;           // float32, (Hq) or (B, Hq); absent = 1
+  AnyView head_mask;           // float32/float64, (Hq) or (B, Hq), finite; absent = 1
   float softcap = 0.0f;        // >= 0; 0 = off
   EmptyRows empty_rows = EmptyRows::Zero;
   Backend backend = Backend::Auto;

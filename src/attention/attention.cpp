@@ -1,0 +1,225 @@
+// attention(): every argument checked once, here, then one backend runs.
+// Also dropout_keep() (the one dropout stream every backend draws) and
+// backend_name().
+#include "maskattn/attention.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "attention/attention_call.hpp"
+#include "attention/reference.hpp"
+#include "core/counter_rng.hpp"
+
+namespace maskattn {
+namespace {
+
+template <class T, int N>
+std::string shape_of(const View<T, N>& v) {
+  return shape_string(v.shape());
+}
+
+// A view with elements must point somewhere.
+template <class T, int N>
+void check_data(const View<T, N>& v, std::string_view name) {
+  if (v.numel() > 0 && v.data() == nullptr)
+    throw Error(name, fmt::format("data for shape {}", shape_of(v)), "a null pointer");
+}
+
+template <class T, int N>
+void check_shape(const View<T, N>& v, std::string_view name, const std::array<int64_t, N>& want) {
+  if (v.shape() != want) throw Error(name, shape_string(want), shape_of(v));
+  check_data(v, name);
+}
+
+// Byte range [begin, end) a view's elements occupy; begin == end when it has none.
+struct Extent {
+  uintptr_t begin = 0, end = 0;
+};
+
+template <class T, int N>
+Extent extent_of(const View<T, N>& v) {
+  if (v.numel() == 0 || v.data() == nullptr) return {};
+  int64_t last = 0;  // offset of the last element, in elements
+  for (int d = 0; d < N; ++d) last += (v.size(d) - 1) * v.stride(d);
+  const auto begin = reinterpret_cast<uintptr_t>(v.data());
+  return {begin, begin + static_cast<uintptr_t>(last + 1) * sizeof(T)};
+}
+
+bool overlap(const Extent& a, const Extent& b) {
+  return a.begin < a.end && b.begin < b.end && a.begin < b.end && b.begin < a.end;
+}
+
+// An output written by several threads must not alias itself: with the
+// dimensions of size > 1 sorted by stride, each stride must step past
+// everything the smaller ones span (a sufficient test; BHLD, BLHD and any
+// permutation of a dense layout pass).
+template <int N>
+void check_no_self_overlap(const View<float, N>& v, std::string_view name) {
+  std::array<int, N> dims{};
+  std::iota(dims.begin(), dims.end(), 0);
+  std::sort(dims.begin(), dims.end(), [&](int a, int b) { return v.stride(a) < v.stride(b); });
+  int64_t span = 1;  // elements spanned by the dimensions seen so far
+  for (int d : dims) {
+    if (v.size(d) <= 1) continue;
+    if (v.stride(d) < span)
+      throw Error(name, "a view whose elements do not overlap",
+                  fmt::format("shape {} with strides {}", shape_of(v), shape_string(v.strides())));
+    span += (v.size(d) - 1) * v.stride(d);
+  }
+}
+
+// head_mask: float32/float64, (Hq) or (B, Hq), finite. Returns it as (B, Hq)
+// flattened, or empty when absent.
+std::vector<double> read_head_mask(const AnyView& m, int64_t batch, int64_t heads) {
+  if (m.empty()) return {};
+  const std::string expected =
+      fmt::format("float32 or float64 of shape ({},) or ({}, {})", heads, batch, heads);
+  const bool shape_ok = (m.rank() == 1 && m.shape[0] == heads) ||
+                        (m.rank() == 2 && m.shape[0] == batch && m.shape[1] == heads);
+  if (!m.is_float() || !shape_ok || m.strides.size() != m.shape.size())
+    throw Error("opts.head_mask", expected, m.describe());
+  std::vector<double> out(static_cast<std::size_t>(batch * heads));
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t h = 0; h < heads; ++h) {
+      const std::array<int64_t, 2> idx2{b, h};
+      const std::array<int64_t, 1> idx1{h};
+      const double x = m.rank() == 1 ? m.at(idx1) : m.at(idx2);
+      if (!std::isfinite(x))
+        throw Error("opts.head_mask", "finite multipliers",
+                    m.rank() == 1 ? fmt::format("head_mask[{}] = {}", h, x)
+                                  : fmt::format("head_mask[{}, {}] = {}", b, h, x));
+      out[static_cast<std::size_t>(b * heads + h)] = x;
+    }
+  return out;
+}
+
+// EmptyRows::Error: find the first row (in b, h, i order) with no allowed key
+// before anything is written.
+void check_no_empty_rows(const BoundMask& mask) {
+  const MaskShape& s = mask.shape();
+  for (int64_t b = 0; b < s.batch; ++b)
+    for (int64_t h = 0; h < s.heads; ++h) {
+      if (mask.classify(b, h, 0, s.q_len, 0, s.k_len) == TileClass::Full) continue;
+      for (int64_t i = 0; i < s.q_len; ++i)
+        if (mask.classify(b, h, i, i + 1, 0, s.k_len) == TileClass::Empty)
+          throw Error("mask",
+                      "at least one allowed key in every query row (opts.empty_rows = Error)",
+                      fmt::format("an empty row at (b, h, i) = ({}, {}, {}) of (B, H, Lq, Lk) = "
+                                  "({}, {}, {}, {})",
+                                  b, h, i, s.batch, s.heads, s.q_len, s.k_len));
+    }
+}
+
+}  // namespace
+
+std::string_view backend_name(Backend b) {
+  switch (b) {
+    case Backend::Auto: return "auto";
+    case Backend::Reference: return "reference";
+  }
+  return "unknown";
+}
+
+bool dropout_keep(uint64_t seed, float dropout_p, const MaskShape& shape, int64_t b, int64_t h,
+                  int64_t i, int64_t j) noexcept {
+  if (!(dropout_p > 0.0f)) return true;
+  // Flat (b, h, i, j) index; unsigned so a huge shape wraps instead of overflowing.
+  const auto u = [](int64_t x) { return static_cast<uint64_t>(x); };
+  const uint64_t counter =
+      ((u(b) * u(shape.heads) + u(h)) * u(shape.q_len) + u(i)) * u(shape.k_len) + u(j);
+  return detail::counter_uniform(seed, counter) >= static_cast<double>(dropout_p);
+}
+
+void attention(View<const float, 4> q, View<const float, 4> k, View<const float, 4> v,
+               View<float, 4> out, const Mask& mask, const AttentionOptions& opts,
+               View<float, 4> weights, View<float, 3> lse) {
+  // q: (B, Hq, Lq, D)
+  const int64_t batch = q.size(0), hq = q.size(1), lq = q.size(2), dim = q.size(3);
+  if (hq < 1 || dim < 1)
+    throw Error("q", "(B, Hq, Lq, D) with Hq >= 1 and D >= 1", shape_of(q));
+  check_data(q, "q");
+  // k: (B, Hkv, Lk, D), Hkv divides Hq
+  const int64_t hkv = k.size(1), lk = k.size(2);
+  if (k.size(0) != batch || k.size(3) != dim || hkv < 1 || hq % hkv != 0)
+    throw Error("k",
+                fmt::format("({}, Hkv, Lk, {}) with Hkv >= 1 dividing Hq = {} (q is {})", batch,
+                            dim, hq, shape_of(q)),
+                shape_of(k));
+  check_data(k, "k");
+  // v: (B, Hkv, Lk, Dv)
+  const int64_t dv = v.size(3);
+  if (v.size(0) != batch || v.size(1) != hkv || v.size(2) != lk || dv < 1)
+    throw Error("v", fmt::format("({}, {}, {}, Dv) with Dv >= 1 (k is {})", batch, hkv, lk,
+                                 shape_of(k)),
+                shape_of(v));
+  check_data(v, "v");
+  check_shape(out, "out", {batch, hq, lq, dv});
+  if (!weights.empty()) check_shape(weights, "weights", {batch, hq, lq, lk});
+  if (!lse.empty()) check_shape(lse, "lse", {batch, hq, lq});
+
+  // Outputs are written while inputs are read, by several threads: no aliasing.
+  check_no_self_overlap(out, "out");
+  check_no_self_overlap(weights, "weights");
+  check_no_self_overlap(lse, "lse");
+  const std::array<std::pair<const char*, Extent>, 3> inputs{
+      {{"q", extent_of(q)}, {"k", extent_of(k)}, {"v", extent_of(v)}}};
+  const std::array<std::pair<const char*, Extent>, 3> outputs{
+      {{"out", extent_of(out)}, {"weights", extent_of(weights)}, {"lse", extent_of(lse)}}};
+  for (std::size_t o = 0; o < outputs.size(); ++o) {
+    for (const auto& [in_name, in_extent] : inputs)
+      if (overlap(outputs[o].second, in_extent))
+        throw Error(outputs[o].first, fmt::format("memory that does not overlap {}", in_name),
+                    fmt::format("a view overlapping {}", in_name));
+    for (std::size_t p = o + 1; p < outputs.size(); ++p)
+      if (overlap(outputs[o].second, outputs[p].second))
+        throw Error(outputs[p].first,
+                    fmt::format("memory that does not overlap {}", outputs[o].first),
+                    fmt::format("a view overlapping {}", outputs[o].first));
+  }
+
+  detail::AttentionCall call{.q = q, .k = k, .v = v, .out = out, .weights = weights, .lse = lse};
+  call.scale = 1.0 / std::sqrt(static_cast<double>(dim));
+  if (opts.scale) {
+    if (!std::isfinite(*opts.scale))
+      throw Error("opts.scale", "a finite scale (or none: 1/sqrt(D))",
+                  fmt::format("{}", *opts.scale));
+    call.scale = *opts.scale;
+  }
+  if (!(opts.dropout_p >= 0.0f && opts.dropout_p < 1.0f))
+    throw Error("opts.dropout_p", "a probability in [0, 1)", fmt::format("{}", opts.dropout_p));
+  call.dropout_p = opts.dropout_p;
+  call.seed = opts.seed;
+  if (!(std::isfinite(opts.softcap) && opts.softcap >= 0.0f))
+    throw Error("opts.softcap", "a finite cap >= 0 (0 = off)", fmt::format("{}", opts.softcap));
+  call.softcap = opts.softcap;
+  call.head_mask = read_head_mask(opts.head_mask, batch, hq);
+  switch (opts.empty_rows) {
+    case EmptyRows::Zero:
+    case EmptyRows::NaN:
+    case EmptyRows::Error: break;
+    default:
+      throw Error("opts.empty_rows", "EmptyRows::Zero, NaN or Error",
+                  std::to_string(static_cast<int>(opts.empty_rows)));
+  }
+  call.empty_rows = opts.empty_rows;
+  if (opts.backend != Backend::Auto && opts.backend != Backend::Reference)
+    throw Error("opts.backend", "Backend::Auto or Reference",
+                std::to_string(static_cast<int>(opts.backend)));
+
+  const BoundMask bound = mask.bind({batch, hq, lq, lk});
+  if (opts.empty_rows == EmptyRows::Error) check_no_empty_rows(bound);
+  call.mask = &bound;
+
+  // Auto is the reference backend until a faster one exists.
+  detail::attention_reference(call);
+}
+
+}  // namespace maskattn

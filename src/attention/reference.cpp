@@ -1,0 +1,123 @@
+// Reference attention: for each (b, h, i), in double precision,
+//   s_j  = scale * q_i . k_j;  s_j = c * tanh(s_j / c) (softcap c > 0);  s_j += mask(b, h, i, j)
+//   lse  = log sum_j exp(s_j);  p_j = exp(s_j - lse) * head_mask[b, h] * dropout_j
+//   out_i = sum_j p_j v_j
+// exactly as include/maskattn/attention.hpp states it.
+#include "attention/reference.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <vector>
+
+#include "core/parallel_for.hpp"
+
+namespace maskattn::detail {
+namespace {
+
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+// Scratch for one (b, h) task, sized once per task.
+struct RowScratch {
+  std::vector<float> mask;   // (Lk) additive mask values of the row
+  std::vector<double> s;     // (Lk) scores, then probabilities
+  std::vector<double> acc;   // (Dv) output accumulator
+};
+
+// Writes the result of an empty row (no allowed key) under c.empty_rows.
+void write_empty_row(const AttentionCall& c, int64_t b, int64_t h, int64_t i) {
+  const float fill = c.empty_rows == EmptyRows::NaN ? std::numeric_limits<float>::quiet_NaN()
+                                                    : 0.0f;
+  const int64_t lk = c.k.size(2), dv = c.v.size(3);
+  float* o = c.out.row(b, h, i);
+  for (int64_t d = 0; d < dv; ++d) o[d] = fill;
+  if (!c.weights.empty()) {
+    float* w = c.weights.row(b, h, i);
+    for (int64_t j = 0; j < lk; ++j) w[j] = fill;
+  }
+  if (!c.lse.empty()) c.lse(b, h, i) = -std::numeric_limits<float>::infinity();
+}
+
+// One query row (b, h, i) reading key/value head hk.
+void attend_row(const AttentionCall& c, int64_t b, int64_t h, int64_t hk, int64_t i,
+                RowScratch& r) {
+  const int64_t lk = c.k.size(2), d_qk = c.q.size(3), dv = c.v.size(3);
+  const MaskShape& shape = c.mask->shape();
+
+  // Scores of allowed keys; masked keys stay -inf.
+  c.mask->row_values(b, h, i, 0, lk, r.mask.data());
+  const float* qi = c.q.row(b, h, i);
+  bool any_allowed = false;
+  double max_s = kNegInf;
+  for (int64_t j = 0; j < lk; ++j) {
+    const auto js = static_cast<std::size_t>(j);
+    if (r.mask[js] == -std::numeric_limits<float>::infinity()) {
+      r.s[js] = kNegInf;
+      continue;
+    }
+    const float* kj = c.k.row(b, hk, j);
+    double dot = 0.0;
+    for (int64_t d = 0; d < d_qk; ++d) dot += static_cast<double>(qi[d]) * kj[d];
+    double s = c.scale * dot;
+    if (c.softcap > 0.0) s = c.softcap * std::tanh(s / c.softcap);
+    s += r.mask[js];
+    r.s[js] = s;
+    max_s = std::max(max_s, s);
+    any_allowed = true;
+  }
+  if (!any_allowed) {
+    write_empty_row(c, b, h, i);
+    return;
+  }
+
+  // lse = max + log sum_j exp(s_j - max): the shift keeps exp() in range.
+  double sum = 0.0;
+  for (int64_t j = 0; j < lk; ++j) sum += std::exp(r.s[static_cast<std::size_t>(j)] - max_s);
+  const double lse = max_s + std::log(sum);
+
+  const double head = c.head_mask.empty()
+                          ? 1.0
+                          : c.head_mask[static_cast<std::size_t>(b * shape.heads + h)];
+  const double inv_keep = 1.0 / (1.0 - static_cast<double>(c.dropout_p));
+  for (int64_t j = 0; j < lk; ++j) {
+    double& p = r.s[static_cast<std::size_t>(j)];
+    p = std::exp(p - lse) * head;
+    if (c.dropout_p > 0.0f)
+      p = dropout_keep(c.seed, c.dropout_p, shape, b, h, i, j) ? p * inv_keep : 0.0;
+  }
+
+  std::fill(r.acc.begin(), r.acc.end(), 0.0);
+  for (int64_t j = 0; j < lk; ++j) {
+    const double p = r.s[static_cast<std::size_t>(j)];
+    if (p == 0.0) continue;
+    const float* vj = c.v.row(b, hk, j);
+    for (int64_t d = 0; d < dv; ++d) r.acc[static_cast<std::size_t>(d)] += p * vj[d];
+  }
+  float* o = c.out.row(b, h, i);
+  for (int64_t d = 0; d < dv; ++d) o[d] = static_cast<float>(r.acc[static_cast<std::size_t>(d)]);
+  if (!c.weights.empty()) {
+    float* w = c.weights.row(b, h, i);
+    for (int64_t j = 0; j < lk; ++j) w[j] = static_cast<float>(r.s[static_cast<std::size_t>(j)]);
+  }
+  if (!c.lse.empty()) c.lse(b, h, i) = static_cast<float>(lse);
+}
+
+}  // namespace
+
+void attention_reference(const AttentionCall& c) {
+  const int64_t batch = c.q.size(0), hq = c.q.size(1), lq = c.q.size(2);
+  const int64_t lk = c.k.size(2), dv = c.v.size(3);
+  const int64_t group = hq / c.k.size(1);  // query heads per key/value head
+  // One task per (b, h): each writes only its own rows, in a fixed order, so
+  // the result does not depend on the thread count.
+  parallel_for(batch * hq, [&](int64_t bh) {
+    const int64_t b = bh / hq, h = bh % hq;
+    RowScratch r{std::vector<float>(static_cast<std::size_t>(lk)),
+                 std::vector<double>(static_cast<std::size_t>(lk)),
+                 std::vector<double>(static_cast<std::size_t>(dv))};
+    for (int64_t i = 0; i < lq; ++i) attend_row(c, b, h, h / group, i, r);
+  });
+}
+
+}  // namespace maskattn::detail
