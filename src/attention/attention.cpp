@@ -138,15 +138,16 @@ bool dropout_keep(uint64_t seed, float dropout_p, const MaskShape& shape, int64_
   return detail::counter_uniform(seed, counter) >= static_cast<double>(dropout_p);
 }
 
-void attention(View<const float, 4> q, View<const float, 4> k, View<const float, 4> v,
-               View<float, 4> out, const Mask& mask, const AttentionOptions& opts,
-               View<float, 4> weights, View<float, 3> lse) {
-  // q: (B, Hq, Lq, D)
+namespace {
+
+// Shapes: q (B, Hq, Lq, D), k (B, Hkv, Lk, D) with Hkv | Hq, v (B, Hkv, Lk, Dv),
+// out (B, Hq, Lq, Dv), weights (B, Hq, Lq, Lk) and lse (B, Hq, Lq) when given.
+void check_shapes(const View<const float, 4>& q, const View<const float, 4>& k,
+                  const View<const float, 4>& v, const View<float, 4>& out,
+                  const View<float, 4>& weights, const View<float, 3>& lse) {
   const int64_t batch = q.size(0), hq = q.size(1), lq = q.size(2), dim = q.size(3);
-  if (hq < 1 || dim < 1)
-    throw Error("q", "(B, Hq, Lq, D) with Hq >= 1 and D >= 1", shape_of(q));
+  if (hq < 1 || dim < 1) throw Error("q", "(B, Hq, Lq, D) with Hq >= 1 and D >= 1", shape_of(q));
   check_data(q, "q");
-  // k: (B, Hkv, Lk, D), Hkv divides Hq
   const int64_t hkv = k.size(1), lk = k.size(2);
   if (k.size(0) != batch || k.size(3) != dim || hkv < 1 || hq % hkv != 0)
     throw Error("k",
@@ -154,18 +155,22 @@ void attention(View<const float, 4> q, View<const float, 4> k, View<const float,
                             dim, hq, shape_of(q)),
                 shape_of(k));
   check_data(k, "k");
-  // v: (B, Hkv, Lk, Dv)
   const int64_t dv = v.size(3);
   if (v.size(0) != batch || v.size(1) != hkv || v.size(2) != lk || dv < 1)
-    throw Error("v", fmt::format("({}, {}, {}, Dv) with Dv >= 1 (k is {})", batch, hkv, lk,
-                                 shape_of(k)),
+    throw Error("v",
+                fmt::format("({}, {}, {}, Dv) with Dv >= 1 (k is {})", batch, hkv, lk, shape_of(k)),
                 shape_of(v));
   check_data(v, "v");
   check_shape(out, "out", {batch, hq, lq, dv});
   if (!weights.empty()) check_shape(weights, "weights", {batch, hq, lq, lk});
   if (!lse.empty()) check_shape(lse, "lse", {batch, hq, lq});
+}
 
-  // Outputs are written while inputs are read, by several threads: no aliasing.
+// Outputs are written while inputs are read, by several threads: no output
+// may alias an input, another output or itself. Inputs may alias each other.
+void check_no_aliasing(const View<const float, 4>& q, const View<const float, 4>& k,
+                       const View<const float, 4>& v, const View<float, 4>& out,
+                       const View<float, 4>& weights, const View<float, 3>& lse) {
   check_no_self_overlap(out, "out");
   check_no_self_overlap(weights, "weights");
   check_no_self_overlap(lse, "lse");
@@ -184,9 +189,11 @@ void attention(View<const float, 4> q, View<const float, 4> k, View<const float,
                     fmt::format("memory that does not overlap {}", outputs[o].first),
                     fmt::format("a view overlapping {}", outputs[o].first));
   }
+}
 
-  detail::AttentionCall call{.q = q, .k = k, .v = v, .out = out, .weights = weights, .lse = lse};
-  call.scale = 1.0 / std::sqrt(static_cast<double>(dim));
+// Checks opts and copies them into call (shapes already checked).
+void read_options(const AttentionOptions& opts, detail::AttentionCall& call) {
+  call.scale = 1.0 / std::sqrt(static_cast<double>(call.q.size(3)));
   if (opts.scale) {
     if (!std::isfinite(*opts.scale))
       throw Error("opts.scale", "a finite scale (or none: 1/sqrt(D))",
@@ -200,7 +207,7 @@ void attention(View<const float, 4> q, View<const float, 4> k, View<const float,
   if (!(std::isfinite(opts.softcap) && opts.softcap >= 0.0f))
     throw Error("opts.softcap", "a finite cap >= 0 (0 = off)", fmt::format("{}", opts.softcap));
   call.softcap = opts.softcap;
-  call.head_mask = read_head_mask(opts.head_mask, batch, hq);
+  call.head_mask = read_head_mask(opts.head_mask, call.q.size(0), call.q.size(1));
   switch (opts.empty_rows) {
     case EmptyRows::Zero:
     case EmptyRows::NaN:
@@ -213,13 +220,27 @@ void attention(View<const float, 4> q, View<const float, 4> k, View<const float,
   if (opts.backend != Backend::Auto && opts.backend != Backend::Reference)
     throw Error("opts.backend", "Backend::Auto or Reference",
                 std::to_string(static_cast<int>(opts.backend)));
+}
 
-  const BoundMask bound = mask.bind({batch, hq, lq, lk});
+}  // namespace
+
+void attention(View<const float, 4> q, View<const float, 4> k, View<const float, 4> v,
+               View<float, 4> out, const Mask& mask, const AttentionOptions& opts,
+               View<float, 4> weights, View<float, 3> lse) {
+  check_shapes(q, k, v, out, weights, lse);
+  check_no_aliasing(q, k, v, out, weights, lse);
+  detail::AttentionCall call{.q = q, .k = k, .v = v, .out = out, .weights = weights, .lse = lse};
+  read_options(opts, call);
+  // mask: (B, Hq, Lq, Lk); a part that does not fit throws from bind().
+  const BoundMask bound = mask.bind({q.size(0), q.size(1), q.size(2), k.size(2)});
   if (opts.empty_rows == EmptyRows::Error) check_no_empty_rows(bound);
   call.mask = &bound;
 
   // Auto is the reference backend until a faster one exists.
-  detail::attention_reference(call);
+  switch (opts.backend) {
+    case Backend::Auto:
+    case Backend::Reference: detail::attention_reference(call); break;
+  }
 }
 
 }  // namespace maskattn

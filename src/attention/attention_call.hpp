@@ -13,12 +13,12 @@
 namespace maskattn::detail {
 
 struct AttentionCall {
-  View<const float, 4> q;  // (B, Hq, Lq, D)
-  View<const float, 4> k;  // (B, Hkv, Lk, D), Hq % Hkv == 0
-  View<const float, 4> v;  // (B, Hkv, Lk, Dv)
-  View<float, 4> out;      // (B, Hq, Lq, Dv)
-  View<float, 4> weights;  // (B, Hq, Lq, Lk) or empty (not wanted)
-  View<float, 3> lse;      // (B, Hq, Lq) or empty (not wanted)
+  View<const float, 4> q;           // (B, Hq, Lq, D)
+  View<const float, 4> k;           // (B, Hkv, Lk, D), Hq % Hkv == 0
+  View<const float, 4> v;           // (B, Hkv, Lk, Dv)
+  View<float, 4> out;               // (B, Hq, Lq, Dv)
+  View<float, 4> weights;           // (B, Hq, Lq, Lk) or empty (not wanted)
+  View<float, 3> lse;               // (B, Hq, Lq) or empty (not wanted)
   const BoundMask* mask = nullptr;  // bound to (B, Hq, Lq, Lk)
   double scale = 1.0;               // finite
   double softcap = 0.0;             // finite, >= 0; 0 = off

@@ -20,15 +20,15 @@ constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
 // Scratch for one (b, h) task, sized once per task.
 struct RowScratch {
-  std::vector<float> mask;   // (Lk) additive mask values of the row
-  std::vector<double> s;     // (Lk) scores, then probabilities
-  std::vector<double> acc;   // (Dv) output accumulator
+  std::vector<float> mask;  // (Lk) additive mask values of the row
+  std::vector<double> s;    // (Lk) scores, then probabilities
+  std::vector<double> acc;  // (Dv) output accumulator
 };
 
 // Writes the result of an empty row (no allowed key) under c.empty_rows.
 void write_empty_row(const AttentionCall& c, int64_t b, int64_t h, int64_t i) {
-  const float fill = c.empty_rows == EmptyRows::NaN ? std::numeric_limits<float>::quiet_NaN()
-                                                    : 0.0f;
+  const float fill =
+      c.empty_rows == EmptyRows::NaN ? std::numeric_limits<float>::quiet_NaN() : 0.0f;
   const int64_t lk = c.k.size(2), dv = c.v.size(3);
   float* o = c.out.row(b, h, i);
   for (int64_t d = 0; d < dv; ++d) o[d] = fill;
@@ -76,9 +76,8 @@ void attend_row(const AttentionCall& c, int64_t b, int64_t h, int64_t hk, int64_
   for (int64_t j = 0; j < lk; ++j) sum += std::exp(r.s[static_cast<std::size_t>(j)] - max_s);
   const double lse = max_s + std::log(sum);
 
-  const double head = c.head_mask.empty()
-                          ? 1.0
-                          : c.head_mask[static_cast<std::size_t>(b * shape.heads + h)];
+  const double head =
+      c.head_mask.empty() ? 1.0 : c.head_mask[static_cast<std::size_t>(b * shape.heads + h)];
   const double inv_keep = 1.0 / (1.0 - static_cast<double>(c.dropout_p));
   for (int64_t j = 0; j < lk; ++j) {
     double& p = r.s[static_cast<std::size_t>(j)];

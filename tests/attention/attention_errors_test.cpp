@@ -76,8 +76,7 @@ TEST(AttentionErrors, TheValidCallRuns) {
 TEST(AttentionErrors, Q) {
   EXPECT_TRUE(rejects([](Call& c) { c.q = View<const float, 4>(c.qp, {2, 4, 3, 0}); }, "q"));
   EXPECT_TRUE(rejects([](Call& c) { c.q = View<const float, 4>(c.qp, {2, 0, 3, 4}); }, "q"));
-  EXPECT_TRUE(
-      rejects([](Call& c) { c.q = View<const float, 4>(nullptr, {2, 4, 3, 4}); }, "q"));
+  EXPECT_TRUE(rejects([](Call& c) { c.q = View<const float, 4>(nullptr, {2, 4, 3, 4}); }, "q"));
   EXPECT_TRUE(rejects([](Call& c) { c.q = {}; }, "q"));
 }
 
@@ -90,8 +89,7 @@ TEST(AttentionErrors, K) {
   EXPECT_TRUE(rejects([](Call& c) { c.k = View<const float, 4>(c.kp, {2, 3, 5, 4}); }, "k"));
   EXPECT_TRUE(rejects([](Call& c) { c.k = View<const float, 4>(c.kp, {2, 0, 5, 4}); }, "k"));
   EXPECT_TRUE(rejects([](Call& c) { c.k = View<const float, 4>(c.kp, {2, 8, 2, 4}); }, "k"));
-  EXPECT_TRUE(
-      rejects([](Call& c) { c.k = View<const float, 4>(nullptr, {2, 2, 5, 4}); }, "k"));
+  EXPECT_TRUE(rejects([](Call& c) { c.k = View<const float, 4>(nullptr, {2, 2, 5, 4}); }, "k"));
   try {
     Call c;
     c.k = View<const float, 4>(c.kp, {2, 3, 5, 4});
@@ -116,10 +114,8 @@ TEST(AttentionErrors, OutWeightsLseShapes) {
   EXPECT_TRUE(rejects([](Call& c) { c.out = View<float, 4>(c.op, {2, 2, 3, 6}); }, "out"));
   EXPECT_TRUE(rejects([](Call& c) { c.out = View<float, 4>(c.op, {2, 4, 5, 6}); }, "out"));
   EXPECT_TRUE(rejects([](Call& c) { c.out = {}; }, "out"));
-  EXPECT_TRUE(
-      rejects([](Call& c) { c.weights = View<float, 4>(c.wp, {2, 4, 5, 3}); }, "weights"));
-  EXPECT_TRUE(
-      rejects([](Call& c) { c.weights = View<float, 4>(c.wp, {2, 2, 3, 5}); }, "weights"));
+  EXPECT_TRUE(rejects([](Call& c) { c.weights = View<float, 4>(c.wp, {2, 4, 5, 3}); }, "weights"));
+  EXPECT_TRUE(rejects([](Call& c) { c.weights = View<float, 4>(c.wp, {2, 2, 3, 5}); }, "weights"));
   EXPECT_TRUE(rejects([](Call& c) { c.lse = View<float, 3>(c.lp, {2, 4, 5}); }, "lse"));
   EXPECT_TRUE(rejects([](Call& c) { c.lse = View<float, 3>(c.lp, {1, 4, 3}); }, "lse"));
 }
@@ -128,18 +124,22 @@ TEST(AttentionErrors, OutputsMustNotOverlapInputsOrEachOther) {
   // out over the tail of q (same size as out; the arena holds it).
   EXPECT_TRUE(rejects([](Call& c) { c.out = View<float, 4>(c.qp + 1, {2, 4, 3, 6}); }, "out"));
   EXPECT_TRUE(rejects([](Call& c) { c.out = View<float, 4>(c.vp - 1, {2, 4, 3, 6}); }, "out"));
-  EXPECT_TRUE(
-      rejects([](Call& c) { c.weights = View<float, 4>(c.kp, {2, 4, 3, 5}); }, "weights"));
+  EXPECT_TRUE(rejects([](Call& c) { c.weights = View<float, 4>(c.kp, {2, 4, 3, 5}); }, "weights"));
   EXPECT_TRUE(rejects([](Call& c) { c.lse = View<float, 3>(c.vp + 5, {2, 4, 3}); }, "lse"));
   // Outputs overlapping each other.
-  EXPECT_TRUE(
-      rejects([](Call& c) { c.weights = View<float, 4>(c.op + 3, {2, 4, 3, 5}); }, "weights"));
+  EXPECT_TRUE(rejects(
+      [](Call& c) {
+        c.weights = View<float, 4>(c.op + 3, {2, 4, 3, 5});
+      },
+      "weights"));
   EXPECT_TRUE(rejects([](Call& c) { c.lse = View<float, 3>(c.wp, {2, 4, 3}); }, "lse"));
   // An output aliasing itself (stride 0 on B: both batches write one place).
   EXPECT_TRUE(rejects(
-      [](Call& c) { c.out = View<float, 4>(c.op, {2, 4, 3, 6}, {0, 18, 6, 1}); }, "out"));
-  EXPECT_TRUE(rejects(
-      [](Call& c) { c.lse = View<float, 3>(c.lp, {2, 4, 3}, {12, 2, 1}); }, "lse"));
+      [](Call& c) {
+        c.out = View<float, 4>(c.op, {2, 4, 3, 6}, {0, 18, 6, 1});
+      },
+      "out"));
+  EXPECT_TRUE(rejects([](Call& c) { c.lse = View<float, 3>(c.lp, {2, 4, 3}, {12, 2, 1}); }, "lse"));
   // Strided outputs that touch no input are fine (BLHD out).
   Call c;
   c.out = View<float, 4>(c.op, {2, 3, 4, 6}).transposed(1, 2);
@@ -156,48 +156,48 @@ TEST(AttentionErrors, Options) {
   EXPECT_TRUE(rejects([](Call& c) { c.opts.softcap = -1.0f; }, "opts.softcap"));
   EXPECT_TRUE(rejects([](Call& c) { c.opts.softcap = kInfF; }, "opts.softcap"));
   EXPECT_TRUE(rejects([](Call& c) { c.opts.softcap = kNaN; }, "opts.softcap"));
-  EXPECT_TRUE(rejects([](Call& c) { c.opts.empty_rows = static_cast<EmptyRows>(7); },
-                      "opts.empty_rows"));
   EXPECT_TRUE(
-      rejects([](Call& c) { c.opts.backend = static_cast<Backend>(7); }, "opts.backend"));
+      rejects([](Call& c) { c.opts.empty_rows = static_cast<EmptyRows>(7); }, "opts.empty_rows"));
+  EXPECT_TRUE(rejects([](Call& c) { c.opts.backend = static_cast<Backend>(7); }, "opts.backend"));
+}
+
+::testing::AssertionResult rejects_head_mask(const AnyView& m) {
+  return rejects([&](Call& c) { c.opts.head_mask = m; }, "opts.head_mask");
 }
 
 TEST(AttentionErrors, HeadMask) {
-  static const std::vector<float> f(16, 1.0f);
-  static const std::vector<int32_t> ints(4, 1);
-  static const std::vector<float> with_nan{1.0f, kNaN, 1.0f, 1.0f};
-  static const std::vector<double> with_inf{1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, HUGE_VAL};
+  const std::vector<float> f(16, 1.0f);
+  const std::vector<int32_t> ints(4, 1);
+  const std::vector<float> with_nan{1.0f, kNaN, 1.0f, 1.0f};
+  const std::vector<double> with_inf{1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, HUGE_VAL};
   // Wrong dtype.
-  EXPECT_TRUE(rejects([](Call& c) { c.opts.head_mask = View<const int32_t, 1>(ints.data(), {4}); },
-                      "opts.head_mask"));
+  EXPECT_TRUE(rejects_head_mask(View<const int32_t, 1>(ints.data(), {4})));
   // Wrong shapes: (Hq + 1), (B + 1, Hq), (Hq, B), rank 3.
-  EXPECT_TRUE(rejects([](Call& c) { c.opts.head_mask = View<const float, 1>(f.data(), {5}); },
-                      "opts.head_mask"));
-  EXPECT_TRUE(rejects([](Call& c) { c.opts.head_mask = View<const float, 2>(f.data(), {3, 4}); },
-                      "opts.head_mask"));
-  EXPECT_TRUE(rejects([](Call& c) { c.opts.head_mask = View<const float, 2>(f.data(), {4, 2}); },
-                      "opts.head_mask"));
-  EXPECT_TRUE(rejects(
-      [](Call& c) { c.opts.head_mask = View<const float, 3>(f.data(), {2, 4, 1}); },
-      "opts.head_mask"));
+  EXPECT_TRUE(rejects_head_mask(View<const float, 1>(f.data(), {5})));
+  EXPECT_TRUE(rejects_head_mask(View<const float, 2>(f.data(), {3, 4})));
+  EXPECT_TRUE(rejects_head_mask(View<const float, 2>(f.data(), {4, 2})));
+  EXPECT_TRUE(rejects_head_mask(View<const float, 3>(f.data(), {2, 4, 1})));
   // Non-finite multipliers.
-  EXPECT_TRUE(rejects(
-      [](Call& c) { c.opts.head_mask = View<const float, 1>(with_nan.data(), {4}); },
-      "opts.head_mask"));
-  EXPECT_TRUE(rejects(
-      [](Call& c) { c.opts.head_mask = View<const double, 2>(with_inf.data(), {2, 4}); },
-      "opts.head_mask"));
+  EXPECT_TRUE(rejects_head_mask(View<const float, 1>(with_nan.data(), {4})));
+  EXPECT_TRUE(rejects_head_mask(View<const double, 2>(with_inf.data(), {2, 4})));
+  // The valid forms run.
+  Call c;
+  c.opts.head_mask = View<const float, 1>(f.data(), {4});
+  c();
+  c.opts.head_mask = View<const double, 2>(with_inf.data(), {1, 4});
+  EXPECT_TRUE(throws_error_for(c, "opts.head_mask"));  // (1, Hq) is not (B, Hq) for B = 2
 }
 
 TEST(AttentionErrors, MaskThatDoesNotFit) {
   // key_lengths for 3 batches, or a length past Lk; a dense mask of the wrong shape.
-  EXPECT_TRUE(rejects([](Call& c) { c.mask = key_lengths(std::vector<int64_t>{1, 2, 3}); },
-                      "mask"));
-  EXPECT_TRUE(
-      rejects([](Call& c) { c.mask = key_lengths(std::vector<int64_t>{1, 6}); }, "mask"));
+  EXPECT_TRUE(rejects(
+      [](Call& c) {
+        c.mask = key_lengths(std::vector<int64_t>{1, 2, 3});
+      },
+      "mask"));
+  EXPECT_TRUE(rejects([](Call& c) { c.mask = key_lengths(std::vector<int64_t>{1, 6}); }, "mask"));
   static const bool dense[12] = {};
-  EXPECT_TRUE(
-      rejects([](Call& c) { c.mask = keep(View<const bool, 2>(dense, {4, 3})); }, "mask"));
+  EXPECT_TRUE(rejects([](Call& c) { c.mask = keep(View<const bool, 2>(dense, {4, 3})); }, "mask"));
 }
 
 }  // namespace

@@ -42,10 +42,9 @@ struct Shape {
 };
 
 inline std::string shape_text(const Shape& s) {
-  return "(B, Hq, Hkv, Lq, Lk, D, Dv) = (" + std::to_string(s.batch) + ", " +
-         std::to_string(s.hq) + ", " + std::to_string(s.hkv) + ", " + std::to_string(s.lq) +
-         ", " + std::to_string(s.lk) + ", " + std::to_string(s.d) + ", " + std::to_string(s.dv) +
-         ")";
+  return "(B, Hq, Hkv, Lq, Lk, D, Dv) = (" + std::to_string(s.batch) + ", " + std::to_string(s.hq) +
+         ", " + std::to_string(s.hkv) + ", " + std::to_string(s.lq) + ", " + std::to_string(s.lk) +
+         ", " + std::to_string(s.d) + ", " + std::to_string(s.dv) + ")";
 }
 
 // How a (n0, n1, n2, n3) test buffer is laid out in memory.
@@ -187,13 +186,13 @@ inline ::testing::AssertionResult close4(std::string_view what, View<const float
       for (int64_t c = 0; c < n2; ++c)
         for (int64_t d = 0; d < n3; ++d, ++x) {
           const double g = got(a, b, c, d), w = want[x];
-          const bool ok = std::isnan(w) ? std::isnan(g)
+          const bool ok = std::isnan(w)   ? std::isnan(g)
                           : std::isinf(w) ? g == w
                                           : std::fabs(g - w) <= tol;
           if (!ok)
             return ::testing::AssertionFailure()
-                   << what << "(" << a << ", " << b << ", " << c << ", " << d << "): expected "
-                   << w << ", got " << g << " (tol " << tol << ")";
+                   << what << "(" << a << ", " << b << ", " << c << ", " << d << "): expected " << w
+                   << ", got " << g << " (tol " << tol << ")";
         }
   return ::testing::AssertionSuccess();
 }
@@ -201,9 +200,9 @@ inline ::testing::AssertionResult close4(std::string_view what, View<const float
 inline ::testing::AssertionResult close3(std::string_view what, View<const float, 3> got,
                                          const std::vector<double>& want, double tol) {
   const auto [n0, n1, n2] = got.shape();
-  return close4(what, View<const float, 4>(got.data(), {n0, n1, n2, 1}, {got.stride(0),
-                                                                        got.stride(1),
-                                                                        got.stride(2), 1}),
+  return close4(what,
+                View<const float, 4>(got.data(), {n0, n1, n2, 1},
+                                     {got.stride(0), got.stride(1), got.stride(2), 1}),
                 want, tol);
 }
 
@@ -218,8 +217,7 @@ template <class F>
     const bool named = arg == argument || (arg.substr(0, argument.size()) == argument &&
                                            arg.substr(argument.size(), 2) == ": ");
     const std::string needle = "maskattn: " + std::string(arg) + ":";
-    if (named && std::string_view(e.what()).find(needle) == 0)
-      return ::testing::AssertionSuccess();
+    if (named && std::string_view(e.what()).find(needle) == 0) return ::testing::AssertionSuccess();
     return ::testing::AssertionFailure()
            << "Error for \"" << e.argument() << "\", wanted \"" << argument << "\": " << e.what();
   } catch (const std::exception& e) {

@@ -46,7 +46,8 @@ class Dropout : public ::testing::Test {
     opts.dropout_p = p;
     opts.seed = seed;
     attention(q_.cview(), k_.cview(), v_.cview(),
-              View<float, 4>(r.out.data(), {Result::kB, Result::kHq, Result::kL, Result::kD}), mask, opts,
+              View<float, 4>(r.out.data(), {Result::kB, Result::kHq, Result::kL, Result::kD}), mask,
+              opts,
               View<float, 4>(r.weights.data(), {Result::kB, Result::kHq, Result::kL, Result::kL}),
               View<float, 3>(r.lse.data(), {Result::kB, Result::kHq, Result::kL}));
     return r;

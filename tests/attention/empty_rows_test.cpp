@@ -107,11 +107,9 @@ TEST(EmptyRows, ZeroGivesExactZerosAndNegInfLse) {
         }
       }
   // The rows that are not empty are exactly the naive loop's.
-  const Expected e = naive_attention(s, p.q, p.k, p.v,
-                                     [](int64_t b, int64_t, int64_t i, int64_t) {
-                                       return row_empty(b, i) ? -kInf : 0.0;
-                                     },
-                                     {});
+  const Expected e = naive_attention(
+      s, p.q, p.k, p.v,
+      [](int64_t b, int64_t, int64_t i, int64_t) { return row_empty(b, i) ? -kInf : 0.0; }, {});
   EXPECT_TRUE(close4("out", p.out_view(), e.out, 1e-5));
   EXPECT_TRUE(close4("weights", p.weights_view(), e.weights, 1e-6));
   EXPECT_TRUE(close3("lse", p.lse_view(), e.lse, 1e-5));
@@ -123,11 +121,9 @@ TEST(EmptyRows, NaNGivesNaNOutAndWeightsAndNegInfLse) {
   const Shape& s = p.shape;
   NaiveOptions naive;
   naive.empty_rows = EmptyRows::NaN;
-  const Expected e = naive_attention(s, p.q, p.k, p.v,
-                                     [](int64_t b, int64_t, int64_t i, int64_t) {
-                                       return row_empty(b, i) ? -kInf : 0.0;
-                                     },
-                                     naive);
+  const Expected e = naive_attention(
+      s, p.q, p.k, p.v,
+      [](int64_t b, int64_t, int64_t i, int64_t) { return row_empty(b, i) ? -kInf : 0.0; }, naive);
   // close4 matches NaN with NaN and -inf with -inf only.
   EXPECT_TRUE(close4("out", p.out_view(), e.out, 1e-5));
   EXPECT_TRUE(close4("weights", p.weights_view(), e.weights, 1e-6));
@@ -138,8 +134,8 @@ TEST(EmptyRows, NaNGivesNaNOutAndWeightsAndNegInfLse) {
 
 TEST(EmptyRows, ErrorNamesTheFirstEmptyRowAndWritesNothing) {
   Problem p(kShape);
-  EXPECT_TRUE(throws_error_for([&] { p.run(query_lengths(kQueryLengths), EmptyRows::Error); },
-                               "mask"));
+  EXPECT_TRUE(
+      throws_error_for([&] { p.run(query_lengths(kQueryLengths), EmptyRows::Error); }, "mask"));
   EXPECT_TRUE(p.untouched());
   try {
     p.run(query_lengths(kQueryLengths), EmptyRows::Error);

@@ -49,9 +49,9 @@ struct Worked {
   void run(const Mask& mask) {
     attention(View<const float, 4>(q.data(), {1, 1, 2, 2}),
               View<const float, 4>(k.data(), {1, 1, 2, 2}),
-              View<const float, 4>(v.data(), {1, 1, 2, 2}), View<float, 4>(out.data(), {1, 1, 2, 2}),
-              mask, {}, View<float, 4>(weights.data(), {1, 1, 2, 2}),
-              View<float, 3>(lse.data(), {1, 1, 2}));
+              View<const float, 4>(v.data(), {1, 1, 2, 2}),
+              View<float, 4>(out.data(), {1, 1, 2, 2}), mask, {},
+              View<float, 4>(weights.data(), {1, 1, 2, 2}), View<float, 3>(lse.data(), {1, 1, 2}));
   }
 };
 
@@ -110,8 +110,7 @@ struct NamedMask {
 Rule band_rule(int64_t left, int64_t right, int64_t offset) {
   return [=](int64_t, int64_t, int64_t i, int64_t j) {
     const int64_t d = j - (i + offset);  // distance right of the aligned diagonal
-    return (left == kUnbounded || -d <= left) && (right == kUnbounded || d <= right) ? 0.0
-                                                                                      : -kInf;
+    return (left == kUnbounded || -d <= left) && (right == kUnbounded || d <= right) ? 0.0 : -kInf;
   };
 }
 
@@ -211,9 +210,9 @@ const std::vector<Shape>& shapes() {
 TEST(ReferenceAttention, MatchesNaiveLoopOverShapesLayoutsAndMasks) {
   std::mt19937 rng(1);
   for (const Shape& s : shapes())
-    for (auto [in, out] : {std::pair{Layout::BHLD, Layout::BHLD},
-                           std::pair{Layout::BLHD, Layout::Padded},
-                           std::pair{Layout::Padded, Layout::BLHD}})
+    for (auto [in, out] :
+         {std::pair{Layout::BHLD, Layout::BHLD}, std::pair{Layout::BLHD, Layout::Padded},
+          std::pair{Layout::Padded, Layout::BLHD}})
       for (const NamedMask& m : masks_for(s, rng))
         EXPECT_TRUE(matches_naive(s, in, out, m, {}, {}, rng));
 }
@@ -242,7 +241,8 @@ TEST(ReferenceAttention, SoftcapBoundsTheScores) {
   std::vector<float> q{100.0f}, k{1.0f, -1.0f}, v{1.0f, 0.0f}, out(1), w(2);
   AttentionOptions opts;
   opts.softcap = 1.0f;
-  attention(View<const float, 4>(q.data(), {1, 1, 1, 1}), View<const float, 4>(k.data(), {1, 1, 2, 1}),
+  attention(View<const float, 4>(q.data(), {1, 1, 1, 1}),
+            View<const float, 4>(k.data(), {1, 1, 2, 1}),
             View<const float, 4>(v.data(), {1, 1, 2, 1}), View<float, 4>(out.data(), {1, 1, 1, 1}),
             {}, opts, View<float, 4>(w.data(), {1, 1, 1, 2}));
   // scores 100 and -100 capped to tanh(100) ~ 1 and -1: p = sigmoid(2).
@@ -298,7 +298,8 @@ TEST(ReferenceAttention, OptionalOutputsDoNotChangeOut) {
   q.fill_normal(rng);
   k.fill_normal(rng);
   v.fill_normal(rng);
-  Buffer4 a({s.batch, s.hq, s.lq, s.dv}, Layout::BHLD), b({s.batch, s.hq, s.lq, s.dv}, Layout::BHLD);
+  Buffer4 a({s.batch, s.hq, s.lq, s.dv}, Layout::BHLD),
+      b({s.batch, s.hq, s.lq, s.dv}, Layout::BHLD);
   Buffer4 w({s.batch, s.hq, s.lq, s.lk}, Layout::BHLD);
   std::vector<float> lse(static_cast<std::size_t>(s.batch * s.hq * s.lq));
   const Mask mask = causal(Align::BottomRight);
