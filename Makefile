@@ -28,7 +28,10 @@ test-asan:
 	@ctest --preset asan
 
 bench: build
-	@set -e; for b in build/dev/bench/bench_*; do [ -x "$$b" ] && "$$b"; done
+	@set -e; n=0; for b in build/dev/bench/bench_*; do \
+	  if [ -f "$$b" ] && [ -x "$$b" ]; then n=$$((n + 1)); "$$b"; fi; \
+	done; \
+	[ $$n -gt 0 ] || { echo "make bench: no build/dev/bench/bench_* programs" >&2; exit 1; }
 
 clean:
 	rm -rf build/dev build/asan
