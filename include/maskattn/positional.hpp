@@ -4,7 +4,8 @@
 //   Interleaved   (the paper):  PE(pos, 2i) = sin(angle), PE(pos, 2i + 1) = cos(angle)
 //   Concatenated  (halves):     PE(pos, i)  = sin(angle), PE(pos, d/2 + i) = cos(angle)
 //
-// d must be even (an odd d is an Error: the pairs of sin/cos would not close).
+// d must be even (an odd d is an Error: the pairs of sin/cos would not close);
+// base finite and > 1; length, offset >= 0.
 // Computed in double precision, stored as float.
 #pragma once
 
