@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "throws_error.hpp"
+
 namespace maskattn {
 namespace {
 
@@ -16,16 +18,7 @@ namespace {
 // float ulp of a number in [-1, 1] (6e-8).
 constexpr double kTol = 1e-7;
 
-::testing::AssertionResult throws_error_naming(auto&& f, std::string_view needle) {
-  try {
-    f();
-  } catch (const Error& e) {
-    if (std::string_view(e.what()).find(needle) != std::string_view::npos)
-      return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "Error without \"" << needle << "\": " << e.what();
-  }
-  return ::testing::AssertionFailure() << "no Error (wanted one naming \"" << needle << "\")";
-}
+using testing_errors::throws_error_naming;
 
 float at(const Tensor<float>& t, int64_t r, int64_t c) { return t.data()[r * t.size(1) + c]; }
 

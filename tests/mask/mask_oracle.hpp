@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "maskattn/mask.hpp"
+#include "throws_error.hpp"
 
 namespace maskattn::oracle {
 
@@ -144,19 +145,6 @@ inline ::testing::AssertionResult classify_exact(
   return ::testing::AssertionSuccess();
 }
 
-// f() throws maskattn::Error whose what() contains `needle`.
-template <class F>
-::testing::AssertionResult throws_error_naming(F&& f, std::string_view needle) {
-  try {
-    f();
-  } catch (const Error& e) {
-    if (std::string_view(e.what()).find(needle) != std::string_view::npos)
-      return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "Error without \"" << needle << "\": " << e.what();
-  } catch (const std::exception& e) {
-    return ::testing::AssertionFailure() << "not a maskattn::Error: " << e.what();
-  }
-  return ::testing::AssertionFailure() << "no exception (wanted one naming \"" << needle << "\")";
-}
+using testing_errors::throws_error_naming;
 
 }  // namespace maskattn::oracle

@@ -15,21 +15,14 @@
 #include <utility>
 #include <vector>
 
+#include "throws_error.hpp"
+
 namespace maskattn {
 namespace {
 
 constexpr int64_t kPad = 0, kCls = 1, kSep = 2, kMask = 3;
 
-::testing::AssertionResult throws_error_naming(auto&& f, std::string_view needle) {
-  try {
-    f();
-  } catch (const Error& e) {
-    if (std::string_view(e.what()).find(needle) != std::string_view::npos)
-      return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "Error without \"" << needle << "\": " << e.what();
-  }
-  return ::testing::AssertionFailure() << "no Error (wanted one naming \"" << needle << "\")";
-}
+using testing_errors::throws_error_naming;
 
 // |count - n p| <= 5 sigma of Binomial(n, p): fails by chance with probability
 // below 1e-6, and any real bias of the size that matters is far outside.
