@@ -3,7 +3,8 @@
 # with nothing changed costs a second or two.
 #
 #   make demo       build, then run `maskattn demo` on its built-in defaults
-#   make test       build, then run every test (ctest --preset dev)
+#   make test       also install the Python test requirements, build, then run
+#                   every test: C++, CLI and Python (ctest --preset dev)
 #   make build      set up and build the dev preset (build/dev)
 #   make test-asan  the tests again under AddressSanitizer + UBSan (build/asan)
 #   make bench      build, then run the benchmarks
@@ -19,7 +20,9 @@ build:
 demo: build
 	@build/dev/cli/maskattn demo
 
-test: build
+test:
+	@bash tools/setup.sh --test dev
+	@cmake --build --preset dev
 	@ctest --preset dev
 
 test-asan:

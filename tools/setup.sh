@@ -1,16 +1,39 @@
 #!/usr/bin/env bash
 # Set-up for maskattn on Debian 12, run by the Makefile before every build:
-# installs what is missing, then configures the given CMake presets.
+# installs what is missing, creates the project's Python virtual environment,
+# then configures the given CMake presets.
 #
-#   tools/setup.sh [PRESET...]      presets from CMakePresets.json; default: dev
+#   tools/setup.sh [--test] [PRESET...]   presets from CMakePresets.json; default: dev
+#
+# The dev preset builds the Python module with .venv/bin/python, so for it
+# .venv gets python/requirements-build.txt (nanobind, numpy: small); --test
+# adds python/requirements-test.txt (pytest and the parity suite's references:
+# PyTorch, transformers, onnx — a few GB the first time, then pip's cache).
 #
 # Idempotent and cheap when nothing changed: one dpkg-query call decides
-# whether apt is needed at all, and a preset is configured only when its build
-# directory has no build.ninja yet (after that, Ninja re-runs CMake itself when
-# a CMakeLists.txt changes).
+# whether apt is needed at all, a requirements file is pip-installed only when
+# its content changed since the last install (a stamp in .venv), and a preset
+# is configured only when its build directory has no build.ninja yet (after
+# that, Ninja re-runs CMake itself when a CMakeLists.txt changes).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export DEBIAN_FRONTEND=noninteractive
+
+with_tests=0
+presets=()
+for arg in "$@"; do
+  case $arg in
+    --test) with_tests=1 ;;
+    -*) echo "tools/setup.sh: unknown option $arg" >&2; exit 2 ;;
+    *) presets+=("$arg") ;;
+  esac
+done
+((${#presets[@]} > 0)) || presets=(dev)
+# Presets that build the Python module (MASKATTN_BUILD_PYTHON in CMakePresets.json).
+needs_python=0
+for preset in "${presets[@]}"; do
+  [[ $preset == dev ]] && needs_python=1
+done
 
 # ---- apt packages -------------------------------------------------------------
 # The compiler and build tools, then the libraries the README justifies.
@@ -18,6 +41,19 @@ apt_packages=(
   build-essential cmake ninja-build pkg-config
   libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
 )
+# The python3 on PATH makes .venv: it needs venv/ensurepip and the headers to
+# build the extension. Debian's own python3 gets them from apt; another
+# python3 (pyenv, a distribution's) must bring its own.
+if ((needs_python)); then
+  if ! command -v python3 >/dev/null; then
+    apt_packages+=(python3 python3-venv python3-dev)
+  else
+    python3 -c 'import ensurepip, venv' 2>/dev/null || apt_packages+=(python3-venv)
+    python3 -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' ||
+      apt_packages+=(python3-dev)
+  fi
+fi
 
 missing_apt_packages() {
   # Prints "name status" for the packages dpkg knows; unknown ones are missing.
@@ -47,14 +83,31 @@ if ((${#missing[@]} > 0)); then
   as_root apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-# ---- Python virtual environment (.venv) ------------------------------------------
-# Nothing yet: there is no Python code. The issue that adds the Python module
-# creates .venv here with the python3 on PATH (only when .venv is missing or
-# its requirements changed) and pip-installs into it.
+# ---- Python virtual environment (.venv) ----------------------------------------
+# pip-installs a requirements file when the requirements files differ from
+# what the stamp of its last successful install recorded.
+pip_install_requirements() {
+  local file=$1 stamp=.venv/.installed-$(basename "$1")
+  local want
+  want=$(cat python/requirements-*.txt "$file" | sha256sum | cut -d' ' -f1)
+  [[ -f $stamp && $(cat "$stamp") == "$want" ]] && return 0
+  echo "tools/setup.sh: pip install -r $file (into .venv)"
+  .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off -r "$file"
+  echo "$want" >"$stamp"
+}
+
+if ((needs_python)); then
+  if [[ ! -x .venv/bin/python ]]; then
+    echo "tools/setup.sh: creating .venv with $(command -v python3) ($(python3 --version))"
+    python3 -m venv .venv
+  fi
+  pip_install_requirements python/requirements-build.txt
+  if ((with_tests)); then
+    pip_install_requirements python/requirements-test.txt
+  fi
+fi
 
 # ---- CMake presets ------------------------------------------------------------
-presets=("$@")
-((${#presets[@]} > 0)) || presets=(dev)
 for preset in "${presets[@]}"; do
   if [[ ! -f build/$preset/build.ninja ]]; then
     cmake --preset "$preset"

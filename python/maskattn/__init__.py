@@ -1,0 +1,66 @@
+"""maskattn: Transformer attention with masks.
+
+Masks are typed values -- ``causal()``, ``key_lengths(...)``, ``keep`` /
+``block`` / ``bias`` and adapters that name the convention they read
+(``from_torch_mha_mask``, ``from_sdpa_mask``, ``from_hf_attention_mask``,
+``from_keras_mask``, ``from_onnx_attention_mask``) -- combined with ``&`` and
+applied once, inside ``attention()``. Arrays go in as numpy arrays or CPU torch
+tensors and come out as numpy arrays. Bad input raises ``ValueError`` naming
+the argument.
+
+    >>> import numpy as np, maskattn as ma
+    >>> q = k = v = np.random.randn(2, 4, 5, 8).astype(np.float32)
+    >>> out = ma.attention(q, k, v, ma.causal() & ma.key_lengths([5, 3]))
+"""
+
+from ._maskattn import (
+    Mask,
+    __version__,
+    alibi,
+    alibi_slopes,
+    attention,
+    bias,
+    block,
+    causal,
+    documents,
+    from_hf_attention_mask,
+    from_keras_mask,
+    from_onnx_attention_mask,
+    from_sdpa_mask,
+    from_torch_mha_mask,
+    keep,
+    key_lengths,
+    mlm_mask,
+    predicate,
+    prefix_lm,
+    query_lengths,
+    sinusoidal_encoding,
+    sliding_window,
+    subsequent_mask,
+)
+
+__all__ = [
+    "Mask",
+    "__version__",
+    "alibi",
+    "alibi_slopes",
+    "attention",
+    "bias",
+    "block",
+    "causal",
+    "documents",
+    "from_hf_attention_mask",
+    "from_keras_mask",
+    "from_onnx_attention_mask",
+    "from_sdpa_mask",
+    "from_torch_mha_mask",
+    "keep",
+    "key_lengths",
+    "mlm_mask",
+    "predicate",
+    "prefix_lm",
+    "query_lengths",
+    "sinusoidal_encoding",
+    "sliding_window",
+    "subsequent_mask",
+]

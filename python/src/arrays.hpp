@@ -1,0 +1,59 @@
+// Arrays across the Python boundary: numpy arrays, CPU torch tensors (through
+// DLPack) and anything numpy.asarray() takes come in as read-only AnyViews
+// without a copy where their layout allows; results go out as numpy arrays
+// that own the library's Tensor.
+#pragma once
+
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "maskattn/tensor.hpp"
+
+namespace maskattn::python {
+
+namespace nb = nanobind;
+
+// An array argument. `view` reads `array`'s memory, which `array` keeps alive;
+// empty when the argument was None.
+struct ArrayArg {
+  nb::ndarray<nb::ro, nb::device::cpu> array;
+  AnyView view;
+};
+
+// Reads `obj` as an array. Copies only when the library cannot read the
+// memory as it is (negative or unaligned strides, a last dimension that is not
+// contiguous, a nested list). Throws maskattn::Error naming `name` for what is
+// not an array of a supported dtype (bool, uint8, int32, int64, float32,
+// float64) on the CPU; `want`, when given, is what that error says was
+// expected ("a float32 array of rank 4 (B, H, L, D)").
+ArrayArg read_array(nb::handle obj, std::string_view name, std::string_view want = {});
+
+// "numpy.ndarray", "torch.Tensor", "list".
+std::string python_type_name(nb::handle obj);
+
+// "a float32 array of rank 4 (B, H, L, D)": what float32_view() expects.
+std::string float32_expected(int rank, std::string_view dims);
+
+// A float32 view of rank N; Error naming `name` and `dims` ("(B, H, Lq, D)")
+// for another dtype or rank.
+template <int N>
+View<const float, N> float32_view(const ArrayArg& a, std::string_view name, std::string_view dims);
+
+// A rank-1 integer array (any integer dtype) or sequence of ints, as int64.
+std::vector<int64_t> read_int64_vector(nb::handle obj, std::string_view name);
+// A rank-1 float array or sequence of numbers, as float32.
+std::vector<float> read_float32_vector(nb::handle obj, std::string_view name);
+// An integer array of rank `rank` converted to a contiguous int64 Tensor.
+Tensor<int64_t> read_int64_tensor(nb::handle obj, std::string_view name, int rank,
+                                  std::string_view dims);
+
+// A numpy array that owns `t` (no copy).
+template <class T>
+nb::object to_numpy(Tensor<T>&& t);
+
+}  // namespace maskattn::python

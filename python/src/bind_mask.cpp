@@ -1,0 +1,232 @@
+// maskattn.Mask, its parts and the adapters: each forwards to
+// include/maskattn/mask.hpp. Docstrings say which convention each reads.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/string.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "arrays.hpp"
+#include "bindings.hpp"
+#include "maskattn/mask.hpp"
+
+namespace maskattn::python {
+namespace {
+
+Align read_align(const std::string& align) {
+  if (align == "top_left") return Align::TopLeft;
+  if (align == "bottom_right") return Align::BottomRight;
+  throw Error("align", "\"top_left\" or \"bottom_right\"", '"' + align + '"');
+}
+
+// None = no limit.
+int64_t read_window(nb::handle size) {
+  return size.is_none() ? kUnbounded : nb::cast<int64_t>(size);
+}
+
+// A Python callable held by a Mask part: copied and destroyed wherever the
+// Mask is, so it takes the GIL for both (and for the call).
+class PythonRule {
+ public:
+  explicit PythonRule(nb::object fn) : fn_(std::move(fn)) {}
+  PythonRule(const PythonRule& other) {
+    nb::gil_scoped_acquire gil;
+    fn_ = other.fn_;
+  }
+  PythonRule& operator=(const PythonRule&) = delete;
+  ~PythonRule() {
+    nb::gil_scoped_acquire gil;
+    fn_.reset();
+  }
+  bool operator()(int64_t b, int64_t h, int64_t i, int64_t j) const {
+    nb::gil_scoped_acquire gil;
+    return nb::cast<bool>(fn_(b, h, i, j));
+  }
+
+ private:
+  nb::object fn_;
+};
+
+}  // namespace
+
+void bind_mask(nb::module_& m) {
+  nb::class_<Mask>(m, "Mask",
+                   "Which (batch b, head h, query i, key j) pairs may attend, plus an optional\n"
+                   "additive bias. Build one with the functions of this module and combine\n"
+                   "them with `&` (a pair is allowed only if both allow it; biases add).\n"
+                   "Mask() allows every pair.")
+      .def(nb::init<>())
+      .def("__and__", [](const Mask& a, const Mask& b) { return a & b; }, nb::is_operator())
+      .def_prop_ro("allows_all", &Mask::allows_all,
+                   "True when the mask has no parts: every pair may attend, no bias.")
+      .def("describe", &Mask::describe,
+           "The mask as text, e.g. \"causal(top_left) & key_lengths(2)\".")
+      .def("__repr__", [](const Mask& mask) { return "maskattn.Mask(" + mask.describe() + ")"; })
+      .def(
+          "materialize",
+          [](const Mask& mask, int64_t batch, int64_t heads, int64_t q_len, int64_t k_len) {
+            Tensor<float> dense;
+            {
+              nb::gil_scoped_release release;
+              dense = mask.materialize(batch, heads, q_len, k_len);
+            }
+            return to_numpy(std::move(dense));
+          },
+          "batch"_a, "heads"_a, "q_len"_a, "k_len"_a,
+          "The dense additive mask as float32 (batch, heads, q_len, k_len): 0 (or the\n"
+          "bias) where a pair may attend, -inf where it is masked.");
+
+  m.def("causal", [](const std::string& align) { return causal(read_align(align)); },
+        "align"_a = "top_left",
+        "Look-ahead mask: query i may attend key j iff j <= i + offset; offset is 0\n"
+        "for align=\"top_left\" and k_len - q_len for \"bottom_right\" (the last query\n"
+        "lines up with the last key: decoding with a KV cache).");
+  m.def(
+      "sliding_window",
+      [](nb::handle left, nb::handle right, const std::string& align) {
+        return sliding_window(read_window(left), read_window(right), read_align(align));
+      },
+      "left"_a.none(), "right"_a.none() = 0, "align"_a = "top_left",
+      "Band around the (aligned) diagonal: i' - left <= j <= i' + right, i' = i +\n"
+      "offset. left, right >= 0, or None for no limit; causal() is\n"
+      "sliding_window(None, 0).");
+  m.def("prefix_lm", [](int64_t n, const std::string& align) { return prefix_lm(n, read_align(align)); },
+        "n"_a, "align"_a = "top_left",
+        "Prefix-LM: the first n keys are visible to every query, the rest causally.");
+  m.def(
+      "documents",
+      [](nb::handle ids, nb::handle key_ids) {
+        const ArrayArg q = read_array(ids, "ids");
+        if (key_ids.is_none()) return documents(q.view);
+        const ArrayArg k = read_array(key_ids, "key_ids");
+        return documents(q.view, k.view);
+      },
+      "ids"_a, "key_ids"_a.none() = nb::none(),
+      "Packed sequences (block diagonal): i and j may attend iff they carry the same\n"
+      "document id. ids: int array (L,) shared by the batch or (B, L). With key_ids\n"
+      "(cross attention), ids are the queries' and key_ids the keys'.");
+  m.def("key_lengths", [](nb::handle lengths) { return key_lengths(read_int64_vector(lengths, "lengths")); },
+        "lengths"_a,
+        "Padding from lengths: key j of batch b is visible iff j < lengths[b]. (B,) ints.");
+  m.def("query_lengths",
+        [](nb::handle lengths) { return query_lengths(read_int64_vector(lengths, "lengths")); },
+        "lengths"_a,
+        "Query i of batch b attends iff i < lengths[b]; the other rows are empty rows.");
+
+  const char* dense_shapes =
+      "\n\nShapes broadcast as in PyTorch against (B, H, Lq, Lk): (S,), (L, S), (B, L, S)\n"
+      "or (B*H, L, S), (B, H, L, S); any dimension may be 1. A 2-D array is (L, S),\n"
+      "or (B, S) key padding with key_padding=True. The data is copied.";
+  m.def(
+      "keep",
+      [](nb::handle array, bool key_padding) {
+        const ArrayArg a = read_array(array, "mask");
+        return keep(a.view, key_padding ? Dims2::BatchKey : Dims2::QueryKey);
+      },
+      "array"_a, nb::kw_only(), "key_padding"_a = false,
+      (std::string("Dense bool mask, True = may attend.") + dense_shapes).c_str());
+  m.def(
+      "block",
+      [](nb::handle array, bool key_padding) {
+        const ArrayArg a = read_array(array, "mask");
+        return block(a.view, key_padding ? Dims2::BatchKey : Dims2::QueryKey);
+      },
+      "array"_a, nb::kw_only(), "key_padding"_a = false,
+      (std::string("Dense bool mask, True = masked.") + dense_shapes).c_str());
+  m.def(
+      "bias",
+      [](nb::handle array, bool key_padding) {
+        const ArrayArg a = read_array(array, "mask");
+        return bias(a.view, key_padding ? Dims2::BatchKey : Dims2::QueryKey);
+      },
+      "array"_a, nb::kw_only(), "key_padding"_a = false,
+      (std::string("Dense float additive mask: added to the scores, -inf = masked (NaN and\n"
+                   "+inf are errors).") +
+       dense_shapes)
+          .c_str());
+  m.def(
+      "alibi",
+      [](nb::handle slopes, const std::string& align) {
+        return alibi(read_float32_vector(slopes, "slopes"), read_align(align));
+      },
+      "slopes"_a, "align"_a = "top_left",
+      "ALiBi bias -slopes[h] * |i + offset - j|, one slope per head (H,); masks\n"
+      "nothing (combine with causal()).");
+  m.def(
+      "alibi_slopes",
+      [](int64_t num_heads) {
+        const std::vector<float> s = alibi_slopes(num_heads);
+        Tensor<float> t({static_cast<int64_t>(s.size())});
+        std::copy(s.begin(), s.end(), t.data());
+        return to_numpy(std::move(t));
+      },
+      "num_heads"_a, "The slopes of the ALiBi paper for num_heads heads, float32 (num_heads,).");
+  m.def(
+      "predicate",
+      [](nb::callable fn, const std::string& name) {
+        return predicate(PythonRule(nb::borrow<nb::object>(fn)), name);
+      },
+      "fn"_a, "name"_a = "predicate",
+      "Any rule: fn(b, h, i, j) -> bool (True = may attend), called once per element\n"
+      "each time the mask meets a new shape (slow for large shapes).");
+
+  m.def(
+      "from_torch_mha_mask",
+      [](nb::handle attn_mask, nb::handle key_padding_mask, nb::handle num_heads) {
+        const ArrayArg a = read_array(attn_mask, "attn_mask");
+        const ArrayArg k = read_array(key_padding_mask, "key_padding_mask");
+        return from_torch_mha_mask(a.view, k.view,
+                                   num_heads.is_none() ? 0 : nb::cast<int64_t>(num_heads));
+      },
+      "attn_mask"_a.none() = nb::none(), "key_padding_mask"_a.none() = nb::none(),
+      "num_heads"_a.none() = nb::none(),
+      "torch.nn.MultiheadAttention's masks: attn_mask bool (True = masked) or float\n"
+      "additive, (L, S) or (B*num_heads, L, S); key_padding_mask (B, S) bool (True =\n"
+      "masked) or float additive. num_heads is needed for a 3-D attn_mask.");
+  m.def(
+      "from_sdpa_mask",
+      [](nb::handle attn_mask, bool is_causal) {
+        const ArrayArg a = read_array(attn_mask, "attn_mask");
+        return from_sdpa_mask(a.view, is_causal);
+      },
+      "attn_mask"_a.none() = nb::none(), "is_causal"_a = false,
+      "torch.nn.functional.scaled_dot_product_attention's mask: bool (True = may\n"
+      "attend) or float additive, broadcast right-aligned against (B, H, L, S);\n"
+      "is_causal is top-left. Both at once is an error, as in PyTorch.");
+  m.def(
+      "from_hf_attention_mask",
+      [](nb::handle attention_mask) {
+        const ArrayArg a = read_array(attention_mask, "attention_mask");
+        return from_hf_attention_mask(a.view);
+      },
+      "attention_mask"_a.none(),
+      "Hugging Face attention_mask: (B, S) with 1 = attend, 0 = padding; or the 4-D\n"
+      "(B, 1|H, L|1, S) form (bool/int 1 = attend, or float additive as transformers\n"
+      "builds it: 0 = attend, the dtype's minimum or -inf = masked). None: no mask.");
+  m.def(
+      "from_keras_mask",
+      [](nb::handle attention_mask, bool use_causal_mask) {
+        const ArrayArg a = read_array(attention_mask, "attention_mask");
+        return from_keras_mask(a.view, use_causal_mask);
+      },
+      "attention_mask"_a.none() = nb::none(), "use_causal_mask"_a = false,
+      "Keras MultiHeadAttention: attention_mask (B, T, S), 1/True = attend, shared by\n"
+      "every head; use_causal_mask adds a top-left look-ahead mask.");
+  m.def(
+      "from_onnx_attention_mask",
+      [](nb::handle attn_mask, bool is_causal) {
+        const ArrayArg a = read_array(attn_mask, "attn_mask");
+        return from_onnx_attention_mask(a.view, is_causal);
+      },
+      "attn_mask"_a.none() = nb::none(), "is_causal"_a = false,
+      "ONNX Attention (opset 23): attn_mask bool (True = attend) or float additive,\n"
+      "broadcast right-aligned against (B, H, Lq, Lk); is_causal (top-left) applies\n"
+      "as well as the mask.");
+  m.def(
+      "subsequent_mask", [](int64_t size) { return to_numpy(subsequent_mask(size)); }, "size"_a,
+      "The look-ahead pattern of the write-ups: bool (1, size, size), True on and\n"
+      "below the diagonal (True = may attend; use it with keep()).");
+}
+
+}  // namespace maskattn::python

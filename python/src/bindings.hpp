@@ -1,0 +1,37 @@
+// The registration functions of the _maskattn module, one per public header
+// group, and what they share.
+#pragma once
+
+#include <nanobind/nanobind.h>
+
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "maskattn/error.hpp"
+
+namespace maskattn::python {
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+void bind_mask(nb::module_& m);       // Mask, its parts, the adapters
+void bind_attention(nb::module_& m);  // attention()
+void bind_encoding(nb::module_& m);   // sinusoidal_encoding(), mlm_mask()
+
+// Runs f(). The C++ API gathers options in a struct and its errors name them
+// "<prefix><name>" ("opts.scale"); in Python they are keyword arguments, so an
+// Error naming one is rethrown naming "<name>".
+template <class F>
+decltype(auto) with_keyword_names(std::string_view prefix, F&& f) {
+  try {
+    return std::forward<F>(f)();
+  } catch (const Error& e) {
+    std::string_view arg = e.argument();
+    if (!arg.starts_with(prefix)) throw;
+    arg.remove_prefix(prefix.size());
+    throw Error(arg, e.expected(), e.actual());
+  }
+}
+
+}  // namespace maskattn::python
