@@ -151,11 +151,19 @@ ArrayArg read_array(nb::handle obj, std::string_view name, std::string_view want
       throw Error(name, "an array numpy can make contiguous", python_type_name(obj));
   }
 
+  std::vector<int64_t> shape = shape_of(arg.array);
+  if (arg.array.size() == 0) {
+    // No element is ever read: any strides do, and exporters give odd ones
+    // (numpy zeros, torch a null data pointer, which would read as "absent").
+    alignas(64) static const std::byte kNoElements[64] = {};
+    arg.view = AnyView(kNoElements, *dtype, shape, AnyView::contiguous_strides(shape));
+    return arg;
+  }
   const std::size_t n = arg.array.ndim();
   std::vector<int64_t> strides(n, 0);
   for (std::size_t d = 0; d < n; ++d)
     if (arg.array.shape(d) > 1) strides[d] = arg.array.stride(d);
-  arg.view = AnyView(arg.array.data(), *dtype, shape_of(arg.array), std::move(strides));
+  arg.view = AnyView(arg.array.data(), *dtype, std::move(shape), std::move(strides));
   return arg;
 }
 

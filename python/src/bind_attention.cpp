@@ -15,19 +15,6 @@
 namespace maskattn::python {
 namespace {
 
-EmptyRows read_empty_rows(const std::string& s) {
-  if (s == "zero") return EmptyRows::Zero;
-  if (s == "nan") return EmptyRows::NaN;
-  if (s == "error") return EmptyRows::Error;
-  throw Error("empty_rows", "\"zero\", \"nan\" or \"error\"", '"' + s + '"');
-}
-
-Backend read_backend(const std::string& s) {
-  if (s == "auto") return Backend::Auto;
-  if (s == "reference") return Backend::Reference;
-  throw Error("backend", "\"auto\" or \"reference\"", '"' + s + '"');
-}
-
 // A Mask, or None for no mask. Arrays are refused: their meaning of True
 // depends on the library they come from, which only an adapter can say.
 Mask read_mask(nb::handle obj) {
@@ -61,8 +48,11 @@ nb::object attention_py(nb::handle q_obj, nb::handle k_obj, nb::handle v_obj, nb
   opts.seed = seed;
   opts.head_mask = head_mask_arg.view;
   opts.softcap = static_cast<float>(softcap);
-  opts.empty_rows = read_empty_rows(empty_rows);
-  opts.backend = read_backend(backend);
+  opts.empty_rows = read_choice<EmptyRows>(
+      "empty_rows", empty_rows,
+      {{"zero", EmptyRows::Zero}, {"nan", EmptyRows::NaN}, {"error", EmptyRows::Error}});
+  opts.backend = read_choice<Backend>("backend", backend,
+                                      {{"auto", Backend::Auto}, {"reference", Backend::Reference}});
 
   // Output shapes come from q and v; attention() checks that they agree with k.
   const int64_t batch = q.size(0), hq = q.size(1), lq = q.size(2);

@@ -16,12 +16,6 @@
 namespace maskattn::python {
 namespace {
 
-PeLayout read_layout(const std::string& s) {
-  if (s == "interleaved") return PeLayout::Interleaved;
-  if (s == "concatenated") return PeLayout::Concatenated;
-  throw Error("layout", "\"interleaved\" or \"concatenated\"", '"' + s + '"');
-}
-
 nb::tuple mlm_mask_py(nb::handle token_ids, int64_t vocab_size, int64_t mask_token_id,
                       std::vector<int64_t> special_token_ids, double mlm_probability,
                       double mask_replace_prob, double random_replace_prob, uint64_t seed,
@@ -44,7 +38,11 @@ nb::tuple mlm_mask_py(nb::handle token_ids, int64_t vocab_size, int64_t mask_tok
   o.mask_replace_prob = mask_replace_prob;
   o.random_replace_prob = random_replace_prob;
   o.seed = seed;
-  if (!word_ids.is_none()) o.word_ids = View<const int64_t, 2>(words.data(), {rows[0], rows[1]});
+  if (!word_ids.is_none()) {
+    // Their own shape: the library checks that it equals token_ids'.
+    const int64_t word_rows = one_row ? 1 : words.size(0);
+    o.word_ids = View<const int64_t, 2>(words.data(), {word_rows, words.shape().back()});
+  }
 
   MlmResult r = with_keyword_names("options.", [&] {
     nb::gil_scoped_release release;
@@ -66,7 +64,10 @@ void bind_encoding(nb::module_& m) {
   m.def(
       "sinusoidal_encoding",
       [](int64_t length, int64_t dim, double base, const std::string& layout) {
-        return to_numpy(sinusoidal_encoding(length, dim, base, read_layout(layout)));
+        const PeLayout l = read_choice<PeLayout>(
+            "layout", layout,
+            {{"interleaved", PeLayout::Interleaved}, {"concatenated", PeLayout::Concatenated}});
+        return to_numpy(sinusoidal_encoding(length, dim, base, l));
       },
       "length"_a, "dim"_a, "base"_a = 10000.0, "layout"_a = "interleaved",
       R"(Sinusoidal positional encoding, float32 (length, dim) (Vaswani et al. 2017):

@@ -1,5 +1,6 @@
 // maskattn.Mask, its parts and the adapters: each forwards to
 // include/maskattn/mask.hpp. Docstrings say which convention each reads.
+#include <fmt/format.h>
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
 
@@ -15,9 +16,8 @@ namespace maskattn::python {
 namespace {
 
 Align read_align(const std::string& align) {
-  if (align == "top_left") return Align::TopLeft;
-  if (align == "bottom_right") return Align::BottomRight;
-  throw Error("align", "\"top_left\" or \"bottom_right\"", '"' + align + '"');
+  return read_choice<Align>("align", align,
+                            {{"top_left", Align::TopLeft}, {"bottom_right", Align::BottomRight}});
 }
 
 // None = no limit.
@@ -39,9 +39,21 @@ class PythonRule {
     nb::gil_scoped_acquire gil;
     fn_.reset();
   }
+  // True = may attend. Python's and numpy's bools are read; anything else is
+  // an Error naming the element, not a guess at its truth value.
   bool operator()(int64_t b, int64_t h, int64_t i, int64_t j) const {
     nb::gil_scoped_acquire gil;
-    return nb::cast<bool>(fn_(b, h, i, j));
+    const nb::object r = fn_(b, h, i, j);
+    if (r.is(Py_True)) return true;
+    if (r.is(Py_False)) return false;
+    if (nb::isinstance(r, nb::module_::import_("numpy").attr("bool_"))) {
+      const int truth = PyObject_IsTrue(r.ptr());
+      if (truth < 0) throw nb::python_error();
+      return truth != 0;
+    }
+    throw Error("predicate: fn", "fn(b, h, i, j) returning a bool (True = may attend)",
+                fmt::format("{} at (b, h, i, j) = ({}, {}, {}, {})", python_type_name(r), b, h,
+                            i, j));
   }
 
  private:
@@ -56,8 +68,10 @@ void bind_mask(nb::module_& m) {
                    "additive bias. Build one with the functions of this module and combine\n"
                    "them with `&` (a pair is allowed only if both allow it; biases add).\n"
                    "Mask() allows every pair.")
-      .def(nb::init<>())
-      .def("__and__", [](const Mask& a, const Mask& b) { return a & b; }, nb::is_operator())
+      .def(nb::init<>(), "The empty mask: every pair may attend, no bias.")
+      .def(
+          "__and__", [](const Mask& a, const Mask& b) { return a & b; }, nb::is_operator(),
+          "Both masks must allow a pair; their biases add.")
       .def_prop_ro("allows_all", &Mask::allows_all,
                    "True when the mask has no parts: every pair may attend, no bias.")
       .def("describe", &Mask::describe,
@@ -118,33 +132,21 @@ void bind_mask(nb::module_& m) {
       "\n\nShapes broadcast as in PyTorch against (B, H, Lq, Lk): (S,), (L, S), (B, L, S)\n"
       "or (B*H, L, S), (B, H, L, S); any dimension may be 1. A 2-D array is (L, S),\n"
       "or (B, S) key padding with key_padding=True. The data is copied.";
-  m.def(
-      "keep",
-      [](nb::handle array, bool key_padding) {
-        const ArrayArg a = read_array(array, "mask");
-        return keep(a.view, key_padding ? Dims2::BatchKey : Dims2::QueryKey);
-      },
-      "array"_a, nb::kw_only(), "key_padding"_a = false,
-      (std::string("Dense bool mask, True = may attend.") + dense_shapes).c_str());
-  m.def(
-      "block",
-      [](nb::handle array, bool key_padding) {
-        const ArrayArg a = read_array(array, "mask");
-        return block(a.view, key_padding ? Dims2::BatchKey : Dims2::QueryKey);
-      },
-      "array"_a, nb::kw_only(), "key_padding"_a = false,
-      (std::string("Dense bool mask, True = masked.") + dense_shapes).c_str());
-  m.def(
-      "bias",
-      [](nb::handle array, bool key_padding) {
-        const ArrayArg a = read_array(array, "mask");
-        return bias(a.view, key_padding ? Dims2::BatchKey : Dims2::QueryKey);
-      },
-      "array"_a, nb::kw_only(), "key_padding"_a = false,
-      (std::string("Dense float additive mask: added to the scores, -inf = masked (NaN and\n"
-                   "+inf are errors).") +
-       dense_shapes)
-          .c_str());
+  using DensePart = Mask (*)(const AnyView&, Dims2);
+  const auto def_dense = [&](const char* name, DensePart part, const std::string& doc) {
+    m.def(
+        name,
+        [part](nb::handle array, bool key_padding) {
+          const ArrayArg a = read_array(array, "array");
+          return part(a.view, key_padding ? Dims2::BatchKey : Dims2::QueryKey);
+        },
+        "array"_a, nb::kw_only(), "key_padding"_a = false, (doc + dense_shapes).c_str());
+  };
+  def_dense("keep", &keep, "Dense bool mask, True = may attend.");
+  def_dense("block", &block, "Dense bool mask, True = masked.");
+  def_dense("bias", &bias,
+            "Dense float additive mask: added to the scores, -inf = masked (NaN and\n"
+            "+inf are errors).");
   m.def(
       "alibi",
       [](nb::handle slopes, const std::string& align) {

@@ -4,6 +4,10 @@
 
 #include <nanobind/nanobind.h>
 
+#include <fmt/format.h>
+
+#include <cstddef>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -32,6 +36,22 @@ decltype(auto) with_keyword_names(std::string_view prefix, F&& f) {
     arg.remove_prefix(prefix.size());
     throw Error(arg, e.expected(), e.actual());
   }
+}
+
+// The value named by `text` among `choices` (Python spells enums as strings);
+// Error naming `argument` and listing the choices otherwise.
+template <class T>
+T read_choice(std::string_view argument, std::string_view text,
+              std::initializer_list<std::pair<std::string_view, T>> choices) {
+  std::string names;  // "a", "b" or "c"
+  std::size_t k = 0;
+  for (const auto& [name, value] : choices) {
+    if (name == text) return value;
+    const char* sep = k == 0 ? "" : (k + 1 == choices.size() ? " or " : ", ");
+    names += fmt::format("{}\"{}\"", sep, name);
+    ++k;
+  }
+  throw Error(argument, names, fmt::format("\"{}\"", text));
 }
 
 }  // namespace maskattn::python

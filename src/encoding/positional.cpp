@@ -53,6 +53,7 @@ Tensor<float> sinusoidal_encoding(int64_t length, int64_t dim, double base, PeLa
   if (length < 0) throw Error("length", "length >= 0", std::to_string(length));
   check_dim(dim, "dim", std::to_string(dim));
   check_base(base);
+  checked_mul(length, dim, "length");
   Tensor<float> pe({length, dim});
   fill(pe.view<2>(), base, layout, 0);
   return pe;

@@ -103,6 +103,7 @@ Mask prefix_lm(int64_t n, Align align) {
 
 Tensor<bool> subsequent_mask(int64_t size) {
   if (size < 0) throw Error("subsequent_mask: size", "a size >= 0", std::to_string(size));
+  checked_mul(size, size, "subsequent_mask: size");
   Tensor<bool> m({1, size, size});
   View<bool, 3> v = m.view<3>();
   for (int64_t i = 0; i < size; ++i)

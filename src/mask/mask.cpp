@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <limits>
 
 #include "mask/mask_part.hpp"
@@ -107,6 +108,7 @@ bool BoundMask::allowed(int64_t b, int64_t h, int64_t i, int64_t j) const {
 Tensor<float> Mask::materialize(int64_t batch, int64_t heads, int64_t q_len,
                                 int64_t k_len) const {
   const BoundMask bound = bind({batch, heads, q_len, k_len});
+  checked_numel(std::array<int64_t, 4>{batch, heads, q_len, k_len}, "mask shape");
   Tensor<float> out({batch, heads, q_len, k_len});
   View<float, 4> o = out.view<4>();
   for (int64_t b = 0; b < batch; ++b)

@@ -116,6 +116,9 @@ TEST(Positional, BadInput) {
   EXPECT_TRUE(throws_error_naming([] { sinusoidal_encoding(4, -2); }, "dim"));
   EXPECT_TRUE(throws_error_naming([] { sinusoidal_encoding(4, 5); }, "dim"));
   EXPECT_TRUE(throws_error_naming([] { sinusoidal_encoding(4, 5); }, "even"));
+  constexpr int64_t kHuge = int64_t{1} << 40;
+  EXPECT_TRUE(throws_error_naming([] { sinusoidal_encoding(kHuge, kHuge); },
+                                  "length: expected a size product"));
   const double inf = std::numeric_limits<double>::infinity();
   for (double base : {1.0, 0.5, 0.0, -10.0, inf, std::nan("")})
     EXPECT_TRUE(throws_error_naming([&] { sinusoidal_encoding(4, 4, base); }, "base")) << base;

@@ -138,6 +138,14 @@ TEST(Band, BadInput) {
   EXPECT_TRUE(throws_error_naming([] { prefix_lm(-1); }, "prefix_lm: n"));
   EXPECT_TRUE(throws_error_naming([] { subsequent_mask(-3); }, "subsequent_mask: size"));
   EXPECT_TRUE(throws_error_naming([] { causal().bind({1, -1, 2, 2}); }, "mask shape"));
+  // Sizes whose product overflows int64 are errors naming the argument, not a
+  // failed allocation.
+  constexpr int64_t kHuge = int64_t{1} << 40;
+  EXPECT_TRUE(throws_error_naming([] { subsequent_mask(kHuge); }, "subsequent_mask: size"));
+  EXPECT_TRUE(throws_error_naming([] { causal().materialize(kHuge, kHuge, kHuge, kHuge); },
+                                  "mask shape: expected a size product"));
+  EXPECT_TRUE(throws_error_naming([] { Mask().materialize(kHuge, kHuge, kHuge, kHuge); },
+                                  "mask shape: expected a size product"));
 }
 
 }  // namespace

@@ -1,0 +1,266 @@
+"""The type stubs (_maskattn.pyi) against the runtime module.
+
+What it proves: the stub next to the imported extension declares exactly the
+public names of `maskattn.__all__`; for every function (and every overload of
+it) and every method of Mask, the stub's parameter names, kinds (positional /
+keyword-only / positional-only) and default values equal the runtime
+signature; every runtime function, the Mask class and its public methods
+carry a docstring.
+
+The runtime signature is read from nanobind's `__nb_signature__`: a tuple of
+(signature text, docstring, defaults) per overload, where the text writes
+each default as a placeholder `\\N` standing for `defaults[N]` (the real
+Python object). Both sides are parsed with `ast`; nothing is compared as
+plain text.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import re
+from dataclasses import dataclass
+
+import pytest
+
+import maskattn
+import maskattn._maskattn as ext
+
+STUB_PATH = pathlib.Path(maskattn.__file__).parent / "_maskattn.pyi"
+MASK_METHODS = ("__init__", "__and__", "describe", "materialize")
+MASK_PROPERTIES = ("allows_all",)
+PUBLIC_FUNCTIONS = sorted(
+    name for name in maskattn.__all__ if name != "__version__" and name != "Mask"
+)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str  # "positional_only", "positional", "keyword_only"
+    has_default: bool
+    default: object  # a literal value (only meaningful when has_default)
+
+
+def _normalize(value):
+    # An empty sequence default is spelled () in the stub (the usual idiom for
+    # an immutable default) and may come back as [] from the binding.
+    if isinstance(value, list):
+        return tuple(_normalize(v) for v in value)
+    return value
+
+
+def params_of(fn: ast.FunctionDef, defaults_for) -> list[Param]:
+    """Parameters of a parsed def; defaults_for(node) turns a default's AST into a value."""
+    a = fn.args
+    positional = a.posonlyargs + a.args
+    pos_defaults = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
+
+    def param(arg, kind, d):
+        has_default = d is not None
+        value = _normalize(defaults_for(d)) if has_default else None
+        return Param(arg.arg, kind, has_default, value)
+
+    out = []
+    for i, (arg, d) in enumerate(zip(positional, pos_defaults)):
+        out.append(param(arg, "positional_only" if i < len(a.posonlyargs) else "positional", d))
+    assert a.vararg is None and a.kwarg is None, f"{fn.name}: *args/**kwargs"
+    for arg, d in zip(a.kwonlyargs, a.kw_defaults):
+        out.append(param(arg, "keyword_only", d))
+    return out
+
+
+def comparable(params: list[Param]) -> list[tuple]:
+    """What must agree. Positional-only names are not part of the call
+    interface (nanobind names them arg), so only their kind counts."""
+    rows = []
+    for p in params:
+        name = "" if p.kind == "positional_only" else p.name
+        default = (type(p.default).__name__, p.default) if p.has_default else "<required>"
+        rows.append((name, p.kind, default))
+    return rows
+
+
+# ---- the stub ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stub() -> ast.Module:
+    assert STUB_PATH.is_file(), f"no stub next to the module: {STUB_PATH}"
+    return ast.parse(STUB_PATH.read_text(encoding="utf-8"), filename=str(STUB_PATH))
+
+
+def stub_functions(body) -> dict[str, list[ast.FunctionDef]]:
+    """name -> every def of that name (several for @overload)."""
+    out: dict[str, list[ast.FunctionDef]] = {}
+    for node in body:
+        if isinstance(node, ast.FunctionDef):
+            out.setdefault(node.name, []).append(node)
+    return out
+
+
+def stub_class(stub: ast.Module, name: str) -> ast.ClassDef:
+    for node in stub.body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            return node
+    raise AssertionError(f"class {name} not in the stub")
+
+
+def is_property(fn: ast.FunctionDef) -> bool:
+    return any(isinstance(d, ast.Name) and d.id == "property" for d in fn.decorator_list)
+
+
+def is_overload(fn: ast.FunctionDef) -> bool:
+    return any(isinstance(d, ast.Name) and d.id == "overload" for d in fn.decorator_list)
+
+
+def stub_params(fn: ast.FunctionDef) -> list[Param]:
+    return params_of(fn, ast.literal_eval)
+
+
+# ---- the runtime ------------------------------------------------------------
+
+
+def runtime_overloads(obj) -> list[list[Param]]:
+    """The parameters of each overload of a nanobind function or method."""
+    sigs = getattr(obj, "__nb_signature__", None)
+    assert sigs, f"{obj!r} has no __nb_signature__"
+    out = []
+    for text, _doc, defaults in sigs:
+        defaults = defaults or ()
+        # "def f(a: int, b: str = \0) -> T": make each placeholder a name we can
+        # map back to the real default object.
+        src = re.sub(r"\\(\d+)", r"__default_\1", text) + ": ..."
+        fn = ast.parse(src).body[0]
+        assert isinstance(fn, ast.FunctionDef), text
+
+        def value(node, defaults=defaults):
+            if isinstance(node, ast.Name) and node.id.startswith("__default_"):
+                return defaults[int(node.id[len("__default_"):])]
+            return ast.literal_eval(node)  # a default written inline
+
+        out.append(params_of(fn, value))
+    return out
+
+
+def drop_self(params: list[Param]) -> list[Param]:
+    assert params and params[0].name == "self", params
+    return params[1:]
+
+
+# ---- tests ------------------------------------------------------------------
+
+
+def test_the_signature_source_is_nb_signature_and_the_doc_repeats_it():
+    # The runtime exposes its signature in __nb_signature__ and, as text, in
+    # the first line of __doc__; this suite reads the former.
+    sig_text = maskattn.attention.__nb_signature__[0][0]
+    assert sig_text.startswith("def attention(q: object, k: object, v: object")
+    assert maskattn.attention.__doc__.splitlines()[0].startswith("attention(q: object")
+
+
+def test_stub_declares_exactly_the_public_names(stub):
+    declared = set(stub_functions(stub.body)) | {
+        n.name for n in stub.body if isinstance(n, ast.ClassDef)
+    }
+    variables = {
+        n.target.id
+        for n in stub.body
+        if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+    }
+    public = set(maskattn.__all__)
+    # Functions and classes: both ways.
+    assert declared == public - {"__version__"}
+    # __version__ is a variable, declared as str, and is a str at run time.
+    assert "__version__" in variables
+    (ann,) = [
+        n for n in stub.body if isinstance(n, ast.AnnAssign) and n.target.id == "__version__"
+    ]
+    assert isinstance(ann.annotation, ast.Name) and ann.annotation.id == "str"
+    assert isinstance(maskattn.__version__, str) and maskattn.__version__
+    # Every public runtime name comes from the extension the stub describes.
+    for name in public:
+        assert getattr(maskattn, name) is getattr(ext, name), name
+
+
+@pytest.mark.parametrize("name", PUBLIC_FUNCTIONS)
+def test_function_parameters_match_the_runtime(stub, name):
+    defs = stub_functions(stub.body).get(name)
+    assert defs, f"{name} not in the stub"
+    runtime = runtime_overloads(getattr(maskattn, name))
+    if len(defs) > 1:
+        assert all(is_overload(d) for d in defs), f"{name}: several defs without @overload"
+    # Every stub overload describes the same call interface as the runtime one
+    # (nanobind functions of this module have one overload each).
+    assert len(runtime) == 1, f"{name}: {len(runtime)} runtime overloads"
+    expected = comparable(runtime[0])
+    for d in defs:
+        assert comparable(stub_params(d)) == expected, f"{name} (stub line {d.lineno})"
+
+
+@pytest.mark.parametrize("method", MASK_METHODS)
+def test_mask_method_parameters_match_the_runtime(stub, method):
+    cls = stub_class(stub, "Mask")
+    defs = stub_functions(cls.body).get(method)
+    assert defs, f"Mask.{method} not in the stub"
+    runtime = runtime_overloads(getattr(maskattn.Mask, method))
+    assert len(runtime) == 1
+    expected = comparable(drop_self(runtime[0]))
+    for d in defs:
+        assert comparable(drop_self(stub_params(d))) == expected, f"Mask.{method}"
+
+
+def test_mask_properties_match_the_runtime(stub):
+    cls = stub_class(stub, "Mask")
+    stub_props = {
+        fn.name for defs in stub_functions(cls.body).values() for fn in defs if is_property(fn)
+    }
+    runtime_props = {
+        name for name, value in vars(maskattn.Mask).items() if isinstance(value, property)
+    }
+    assert stub_props == set(MASK_PROPERTIES) == runtime_props
+
+
+def test_stub_mask_declares_every_public_runtime_member(stub):
+    cls = stub_class(stub, "Mask")
+    declared = set(stub_functions(cls.body))
+    runtime_public = {n for n in dir(maskattn.Mask) if not n.startswith("_")}
+    assert runtime_public <= declared, runtime_public - declared
+    assert declared <= set(dir(maskattn.Mask)), declared - set(dir(maskattn.Mask))
+
+
+@pytest.mark.parametrize("name", PUBLIC_FUNCTIONS)
+def test_every_runtime_function_has_a_docstring(name):
+    fn = getattr(maskattn, name)
+    # nanobind puts the signature on the first line of __doc__; the
+    # docstring proper is the per-overload text in __nb_signature__.
+    doc = fn.__nb_signature__[0][1]
+    assert doc and doc.strip(), f"{name} has no docstring"
+    assert doc.strip() in fn.__doc__
+
+
+@pytest.mark.parametrize("member", ("describe", "materialize", "allows_all"))
+def test_mask_and_its_public_methods_have_docstrings(member):
+    assert maskattn.Mask.__doc__ and maskattn.Mask.__doc__.strip()
+    value = vars(maskattn.Mask)[member]
+    if isinstance(value, property):
+        doc = value.__doc__
+    else:
+        doc = value.__nb_signature__[0][1]
+    assert doc and doc.strip(), f"Mask.{member} has no docstring"
+
+
+def test_stub_functions_and_mask_members_have_docstrings(stub):
+    # The stub's documentation of each runtime name (an overload set needs it
+    # on one of its defs).
+    missing = []
+    for name, defs in stub_functions(stub.body).items():
+        if not any(ast.get_docstring(d) for d in defs):
+            missing.append(name)
+    cls = stub_class(stub, "Mask")
+    if not ast.get_docstring(cls):
+        missing.append("Mask")
+    for name in ("describe", "materialize", "allows_all"):
+        if not any(ast.get_docstring(d) for d in stub_functions(cls.body)[name]):
+            missing.append(f"Mask.{name}")
+    assert not missing, missing
