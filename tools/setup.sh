@@ -37,9 +37,13 @@ done
 
 # ---- apt packages -------------------------------------------------------------
 # The compiler and build tools, then the libraries the README justifies.
+# (ocl-icd-opencl-dev: Debian builds oneDNN with its OpenCL GPU runtime, so
+# oneDNN's CMake package wants OpenCL's; OpenBLAS is the GEMM benchmark's
+# yardstick only.)
 apt_packages=(
   build-essential cmake ninja-build pkg-config
   libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev libopenblas-dev
 )
 # The python3 on PATH makes .venv: it needs venv/ensurepip and the headers to
 # build the extension. Debian's own python3 gets them from apt; another
