@@ -142,7 +142,9 @@ namespace detail {
 struct AlignedFree {
   void operator()(void* p) const noexcept;
 };
-// 64-byte-aligned, zero-filled storage for `bytes` bytes (at least 1).
+// 64-byte-aligned storage for `bytes` bytes (at least 1), uninitialised.
+std::unique_ptr<std::byte, AlignedFree> aligned_uninitialized(int64_t bytes);
+// The same, zero-filled.
 std::unique_ptr<std::byte, AlignedFree> aligned_zeroed(int64_t bytes);
 }  // namespace detail
 
@@ -160,8 +162,12 @@ class Tensor {
         storage_(detail::aligned_zeroed(checked_mul(numel_, sizeof(T), "Tensor bytes"))) {}
   Tensor(std::initializer_list<int64_t> shape) : Tensor(std::vector<int64_t>(shape)) {}
 
-  Tensor(const Tensor& other) : Tensor(other.shape_) {
-    std::copy(other.data(), other.data() + numel_, data());
+  // A copy of a default-constructed (empty) tensor is empty too.
+  Tensor(const Tensor& other)
+      : shape_(other.shape_),
+        numel_(other.numel_),
+        storage_(other.storage_ ? detail::aligned_uninitialized(numel_ * sizeof(T)) : nullptr) {
+    std::copy(other.data(), other.data() + (storage_ ? numel_ : 0), data());
   }
   Tensor& operator=(const Tensor& other) {
     if (this != &other) *this = Tensor(other);

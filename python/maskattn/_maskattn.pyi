@@ -1,8 +1,9 @@
 """Type stubs of the maskattn C++ extension. The runtime docstrings (help())
 say the same at more length; tests/test_stubs.py keeps the two in step."""
 
+import os
 from collections.abc import Callable, Sequence
-from typing import Literal, overload
+from typing import Any, Literal, Self, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -10,6 +11,8 @@ import numpy.typing as npt
 # numpy arrays, CPU torch tensors, or nested sequences of numbers.
 ArrayLike = npt.ArrayLike
 Align = Literal["top_left", "bottom_right"]
+# A file system path, as open() takes it.
+StrOrBytesPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
 __version__: str
 
@@ -19,6 +22,7 @@ class Mask:
 
     def __init__(self) -> None: ...
     def __and__(self, other: Mask, /) -> Mask: ...
+    def __repr__(self) -> str: ...
     @property
     def allows_all(self) -> bool:
         """True when the mask has no parts."""
@@ -147,3 +151,272 @@ def mlm_mask(
     word_ids: ArrayLike | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """BERT masked-LM masking: (input_ids, labels), labels -100 where not chosen."""
+
+def save_safetensors(
+    path: StrOrBytesPath, tensors: dict[str, ArrayLike], metadata: dict[str, str] | None = None
+) -> None:
+    """Writes tensors (bool, uint8, int32, int64, float32, float64; any strides) and
+    metadata to a safetensors file, in the reference layout, replacing path atomically."""
+
+def load_safetensors(path: StrOrBytesPath) -> dict[str, npt.NDArray[Any]]:
+    """Reads a safetensors file: name -> read-only numpy array viewing the mapped file."""
+
+def safetensors_metadata(path: StrOrBytesPath) -> dict[str, str]:
+    """The file's "__metadata__" (empty when absent)."""
+
+# ---- modules (torch.nn's names, arguments and defaults) -----------------------
+
+class Module:
+    """Base of the modules: parameters by torch's state_dict names, modes, seeds."""
+
+    def state_dict(self) -> dict[str, npt.NDArray[np.float32]]:
+        """Parameters by torch's names, as arrays sharing the module's memory."""
+    def load_state_dict(
+        self, state_dict: dict[str, ArrayLike], strict: bool = True
+    ) -> tuple[list[str], list[str]]:
+        """Copies parameters from a dict of arrays; returns (missing_keys, unexpected_keys)."""
+    def train(self, mode: bool = True) -> Self:
+        """Training mode (dropout active) for the module and its children."""
+    def eval(self) -> Self:
+        """Evaluation mode: train(False)."""
+    @property
+    def training(self) -> bool:
+        """True in training mode."""
+    def seed(self, seed: int) -> None:
+        """Sets the random streams (dropout) of the module and its children."""
+    def num_parameters(self) -> int:
+        """Number of parameter values."""
+
+class Linear(Module):
+    """torch.nn.Linear: y = x W^T + b, weight (out_features, in_features)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None: ...
+    def __call__(self, input: ArrayLike) -> npt.NDArray[np.float32]:
+        """input (*, in_features) -> (*, out_features)."""
+    @property
+    def in_features(self) -> int: ...
+    @property
+    def out_features(self) -> int: ...
+
+class LayerNorm(Module):
+    """torch.nn.LayerNorm over the last dimension."""
+
+    def __init__(
+        self,
+        normalized_shape: int | Sequence[int],
+        eps: float = 1e-05,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+    ) -> None: ...
+    def __call__(self, input: ArrayLike) -> npt.NDArray[np.float32]:
+        """input (*, normalized_shape) -> same shape."""
+
+class Dropout(Module):
+    """torch.nn.Dropout (inverted; reproducible from seed())."""
+
+    def __init__(self, p: float = 0.5) -> None: ...
+    def __call__(self, input: ArrayLike) -> npt.NDArray[np.float32]:
+        """Zeroes elements with probability p in training mode; identity in eval mode."""
+    @property
+    def p(self) -> float: ...
+
+class Embedding(Module):
+    """torch.nn.Embedding, with the original Transformer's sqrt(d) scale as an option."""
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: int | None = None,
+        *,
+        scale_by_sqrt_dim: bool = False,
+    ) -> None: ...
+    def __call__(self, input: ArrayLike) -> npt.NDArray[np.float32]:
+        """ids (*) -> (*, embedding_dim)."""
+    @property
+    def num_embeddings(self) -> int: ...
+    @property
+    def embedding_dim(self) -> int: ...
+
+class PositionalEncoding(Module):
+    """Adds the sinusoidal encoding of each position, then dropout."""
+
+    def __init__(self, d_model: int, dropout: float = 0.1, max_len: int = 5000) -> None: ...
+    def __call__(
+        self, x: ArrayLike, *, batch_first: bool = False, offset: int = 0
+    ) -> npt.NDArray[np.float32]:
+        """x (L, N, d_model) or (N, L, d_model) -> dropout(x + PE[offset + position])."""
+
+# A mask argument of a module: what torch takes there (bool True = masked, or
+# float additive), or any maskattn.Mask.
+MaskArg = ArrayLike | Mask | None
+
+class MultiheadAttention(Module):
+    """torch.nn.MultiheadAttention, plus num_kv_heads, head_mask and maskattn.Mask masks."""
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        add_bias_kv: bool = False,
+        add_zero_attn: bool = False,
+        kdim: int | None = None,
+        vdim: int | None = None,
+        batch_first: bool = False,
+        *,
+        num_kv_heads: int | None = None,
+    ) -> None: ...
+    def __call__(
+        self,
+        query: ArrayLike,
+        key: ArrayLike,
+        value: ArrayLike,
+        key_padding_mask: MaskArg = None,
+        need_weights: bool = True,
+        attn_mask: MaskArg = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+        *,
+        head_mask: ArrayLike | None = None,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
+        """Returns (out, weights): weights (N, L, S) averaged, (N, num_heads, L, S) per head, or None."""
+    @property
+    def embed_dim(self) -> int: ...
+    @property
+    def num_heads(self) -> int: ...
+    @property
+    def num_kv_heads(self) -> int: ...
+    @property
+    def head_dim(self) -> int: ...
+    @property
+    def batch_first(self) -> bool: ...
+
+Activation = Literal["relu", "gelu"]
+
+class TransformerEncoderLayer(Module):
+    """torch.nn.TransformerEncoderLayer."""
+
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: Activation = "relu",
+        layer_norm_eps: float = 1e-05,
+        batch_first: bool = False,
+        norm_first: bool = False,
+        bias: bool = True,
+        *,
+        num_kv_heads: int | None = None,
+    ) -> None: ...
+    def __call__(
+        self,
+        src: ArrayLike,
+        src_mask: MaskArg = None,
+        src_key_padding_mask: MaskArg = None,
+        is_causal: bool = False,
+    ) -> npt.NDArray[np.float32]:
+        """src (L, N, E) -> same shape."""
+
+class TransformerDecoderLayer(Module):
+    """torch.nn.TransformerDecoderLayer."""
+
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: Activation = "relu",
+        layer_norm_eps: float = 1e-05,
+        batch_first: bool = False,
+        norm_first: bool = False,
+        bias: bool = True,
+        *,
+        num_kv_heads: int | None = None,
+    ) -> None: ...
+    def __call__(
+        self,
+        tgt: ArrayLike,
+        memory: ArrayLike,
+        tgt_mask: MaskArg = None,
+        memory_mask: MaskArg = None,
+        tgt_key_padding_mask: MaskArg = None,
+        memory_key_padding_mask: MaskArg = None,
+        tgt_is_causal: bool = False,
+        memory_is_causal: bool = False,
+    ) -> npt.NDArray[np.float32]:
+        """tgt (T, N, E), memory (S, N, E) -> (T, N, E)."""
+
+class TransformerEncoder(Module):
+    """torch.nn.TransformerEncoder: num_layers copies of encoder_layer, then norm."""
+
+    def __init__(
+        self, encoder_layer: TransformerEncoderLayer, num_layers: int, norm: LayerNorm | None = None
+    ) -> None: ...
+    def __call__(
+        self,
+        src: ArrayLike,
+        mask: MaskArg = None,
+        src_key_padding_mask: MaskArg = None,
+        is_causal: bool | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """src (L, N, E) -> same shape."""
+
+class TransformerDecoder(Module):
+    """torch.nn.TransformerDecoder: num_layers copies of decoder_layer, then norm."""
+
+    def __init__(
+        self, decoder_layer: TransformerDecoderLayer, num_layers: int, norm: LayerNorm | None = None
+    ) -> None: ...
+    def __call__(
+        self,
+        tgt: ArrayLike,
+        memory: ArrayLike,
+        tgt_mask: MaskArg = None,
+        memory_mask: MaskArg = None,
+        tgt_key_padding_mask: MaskArg = None,
+        memory_key_padding_mask: MaskArg = None,
+        tgt_is_causal: bool | None = None,
+        memory_is_causal: bool = False,
+    ) -> npt.NDArray[np.float32]:
+        """tgt (T, N, E), memory (S, N, E) -> (T, N, E)."""
+
+class Transformer(Module):
+    """torch.nn.Transformer: encoder and decoder stacks with final norms."""
+
+    def __init__(
+        self,
+        d_model: int = 512,
+        nhead: int = 8,
+        num_encoder_layers: int = 6,
+        num_decoder_layers: int = 6,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        activation: Activation = "relu",
+        layer_norm_eps: float = 1e-05,
+        batch_first: bool = False,
+        norm_first: bool = False,
+        bias: bool = True,
+    ) -> None: ...
+    def __call__(
+        self,
+        src: ArrayLike,
+        tgt: ArrayLike,
+        src_mask: MaskArg = None,
+        tgt_mask: MaskArg = None,
+        memory_mask: MaskArg = None,
+        src_key_padding_mask: MaskArg = None,
+        tgt_key_padding_mask: MaskArg = None,
+        memory_key_padding_mask: MaskArg = None,
+        src_is_causal: bool | None = None,
+        tgt_is_causal: bool | None = None,
+        memory_is_causal: bool = False,
+    ) -> npt.NDArray[np.float32]:
+        """src (S, N, E), tgt (T, N, E) -> (T, N, E)."""
+    @staticmethod
+    def generate_square_subsequent_mask(sz: int) -> npt.NDArray[np.float32]:
+        """float32 (sz, sz): 0 on and below the diagonal, -inf above."""

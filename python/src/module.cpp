@@ -11,7 +11,9 @@ NB_MODULE(_maskattn, m) {
   namespace nb = nanobind;
   using maskattn::python::bind_attention;
   using maskattn::python::bind_encoding;
+  using maskattn::python::bind_io;
   using maskattn::python::bind_mask;
+  using maskattn::python::bind_nn;
 
   m.doc() = "maskattn: Transformer attention with masks (C++ core).";
   m.attr("__version__") = maskattn::kVersion;
@@ -29,4 +31,6 @@ NB_MODULE(_maskattn, m) {
   bind_mask(m);
   bind_attention(m);
   bind_encoding(m);
+  bind_io(m);
+  bind_nn(m);
 }

@@ -2,10 +2,12 @@
 
 What it proves: the stub next to the imported extension declares exactly the
 public names of `maskattn.__all__`; for every function (and every overload of
-it) and every method of Mask, the stub's parameter names, kinds (positional /
-keyword-only / positional-only) and default values equal the runtime
-signature; every runtime function, the Mask class and its public methods
-carry a docstring.
+it) and every method of every class (Mask and the modules), the stub's
+parameter names, kinds (positional / keyword-only / positional-only) and
+default values equal the runtime signature; each class's properties and
+public members are declared (inherited ones through the stub's base class);
+every runtime function, class, public method and __call__ carries a
+docstring.
 
 The runtime signature is read from nanobind's `__nb_signature__`: a tuple of
 (signature text, docstring, defaults) per overload, where the text writes
@@ -27,11 +29,25 @@ import maskattn
 import maskattn._maskattn as ext
 
 STUB_PATH = pathlib.Path(maskattn.__file__).parent / "_maskattn.pyi"
-MASK_METHODS = ("__init__", "__and__", "describe", "materialize")
-MASK_PROPERTIES = ("allows_all",)
+CLASSES = sorted(name for name in maskattn.__all__ if isinstance(getattr(maskattn, name), type))
 PUBLIC_FUNCTIONS = sorted(
-    name for name in maskattn.__all__ if name != "__version__" and name != "Mask"
+    name for name in maskattn.__all__ if name != "__version__" and name not in CLASSES
 )
+
+
+def runtime_methods(cls) -> list[str]:
+    """The methods a class defines itself (nanobind functions in its __dict__)."""
+    return sorted(n for n, v in vars(cls).items() if hasattr(v, "__nb_signature__"))
+
+
+def runtime_properties(cls) -> set[str]:
+    """Every property of the class, inherited ones included."""
+    return {
+        n for klass in cls.__mro__ for n, v in vars(klass).items() if isinstance(v, property)
+    }
+
+
+CLASS_METHODS = [(c, m) for c in CLASSES for m in runtime_methods(getattr(maskattn, c))]
 
 
 @dataclass(frozen=True)
@@ -144,8 +160,19 @@ def runtime_overloads(obj) -> list[list[Param]]:
 
 
 def drop_self(params: list[Param]) -> list[Param]:
-    assert params and params[0].name == "self", params
-    return params[1:]
+    """Without the instance parameter (static methods have none)."""
+    return params[1:] if params and params[0].name == "self" else params
+
+
+def stub_members(stub: ast.Module, name: str) -> dict[str, list[ast.FunctionDef]]:
+    """A stub class's defs, with those of its stub base classes (not overridden)."""
+    cls = stub_class(stub, name)
+    members: dict[str, list[ast.FunctionDef]] = {}
+    for base in cls.bases:
+        if isinstance(base, ast.Name):
+            members.update(stub_members(stub, base.id))
+    members.update(stub_functions(cls.body))
+    return members
 
 
 # ---- tests ------------------------------------------------------------------
@@ -198,35 +225,39 @@ def test_function_parameters_match_the_runtime(stub, name):
         assert comparable(stub_params(d)) == expected, f"{name} (stub line {d.lineno})"
 
 
-@pytest.mark.parametrize("method", MASK_METHODS)
-def test_mask_method_parameters_match_the_runtime(stub, method):
-    cls = stub_class(stub, "Mask")
-    defs = stub_functions(cls.body).get(method)
-    assert defs, f"Mask.{method} not in the stub"
-    runtime = runtime_overloads(getattr(maskattn.Mask, method))
+@pytest.mark.parametrize(("cls", "method"), CLASS_METHODS)
+def test_class_method_parameters_match_the_runtime(stub, cls, method):
+    defs = stub_functions(stub_class(stub, cls).body).get(method)
+    assert defs, f"{cls}.{method} not in the stub"
+    runtime = runtime_overloads(getattr(getattr(maskattn, cls), method))
     assert len(runtime) == 1
     expected = comparable(drop_self(runtime[0]))
     for d in defs:
-        assert comparable(drop_self(stub_params(d))) == expected, f"Mask.{method}"
+        assert comparable(drop_self(stub_params(d))) == expected, f"{cls}.{method}"
 
 
-def test_mask_properties_match_the_runtime(stub):
-    cls = stub_class(stub, "Mask")
+@pytest.mark.parametrize("cls", CLASSES)
+def test_class_properties_match_the_runtime(stub, cls):
     stub_props = {
-        fn.name for defs in stub_functions(cls.body).values() for fn in defs if is_property(fn)
+        fn.name for defs in stub_members(stub, cls).values() for fn in defs if is_property(fn)
     }
-    runtime_props = {
-        name for name, value in vars(maskattn.Mask).items() if isinstance(value, property)
-    }
-    assert stub_props == set(MASK_PROPERTIES) == runtime_props
+    assert stub_props == runtime_properties(getattr(maskattn, cls))
 
 
-def test_stub_mask_declares_every_public_runtime_member(stub):
-    cls = stub_class(stub, "Mask")
-    declared = set(stub_functions(cls.body))
-    runtime_public = {n for n in dir(maskattn.Mask) if not n.startswith("_")}
+@pytest.mark.parametrize("cls", CLASSES)
+def test_stub_class_declares_every_public_runtime_member(stub, cls):
+    runtime = getattr(maskattn, cls)
+    declared = set(stub_members(stub, cls))
+    runtime_public = {n for n in dir(runtime) if not n.startswith("_")}
     assert runtime_public <= declared, runtime_public - declared
-    assert declared <= set(dir(maskattn.Mask)), declared - set(dir(maskattn.Mask))
+    assert declared <= set(dir(runtime)), declared - set(dir(runtime))
+
+
+def test_the_mask_class_is_checked_too():
+    # Mask's methods are among those compared above.
+    assert {("Mask", m) for m in ("__init__", "__and__", "describe", "materialize")} <= set(
+        CLASS_METHODS
+    )
 
 
 @pytest.mark.parametrize("name", PUBLIC_FUNCTIONS)
@@ -239,28 +270,37 @@ def test_every_runtime_function_has_a_docstring(name):
     assert doc.strip() in fn.__doc__
 
 
-@pytest.mark.parametrize("member", ("describe", "materialize", "allows_all"))
-def test_mask_and_its_public_methods_have_docstrings(member):
-    assert maskattn.Mask.__doc__ and maskattn.Mask.__doc__.strip()
-    value = vars(maskattn.Mask)[member]
-    if isinstance(value, property):
-        doc = value.__doc__
-    else:
-        doc = value.__nb_signature__[0][1]
-    assert doc and doc.strip(), f"Mask.{member} has no docstring"
+@pytest.mark.parametrize("cls", CLASSES)
+def test_classes_and_their_public_methods_have_docstrings(cls):
+    runtime = getattr(maskattn, cls)
+    assert runtime.__doc__ and runtime.__doc__.strip(), f"{cls} has no docstring"
+    for name, value in vars(runtime).items():
+        if name.startswith("_") and name not in ("__call__", "__and__"):
+            continue
+        if isinstance(value, property):
+            doc = value.__doc__
+            # Plain attribute-like properties of the modules (sizes) may go without.
+            if cls != "Mask":
+                continue
+        elif hasattr(value, "__nb_signature__"):
+            doc = value.__nb_signature__[0][1]
+        else:
+            continue
+        assert doc and doc.strip(), f"{cls}.{name} has no docstring"
 
 
-def test_stub_functions_and_mask_members_have_docstrings(stub):
+def test_stub_functions_and_classes_have_docstrings(stub):
     # The stub's documentation of each runtime name (an overload set needs it
-    # on one of its defs).
+    # on one of its defs), of each class, and of each public method of Mask.
     missing = []
     for name, defs in stub_functions(stub.body).items():
         if not any(ast.get_docstring(d) for d in defs):
             missing.append(name)
-    cls = stub_class(stub, "Mask")
-    if not ast.get_docstring(cls):
-        missing.append("Mask")
+    for cls in CLASSES:
+        if not ast.get_docstring(stub_class(stub, cls)):
+            missing.append(cls)
+    members = stub_functions(stub_class(stub, "Mask").body)
     for name in ("describe", "materialize", "allows_all"):
-        if not any(ast.get_docstring(d) for d in stub_functions(cls.body)[name]):
+        if not any(ast.get_docstring(d) for d in members[name]):
             missing.append(f"Mask.{name}")
     assert not missing, missing

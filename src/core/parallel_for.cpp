@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <exception>
 #include <mutex>
 
@@ -25,6 +26,18 @@ void parallel_for(int64_t n, const std::function<void(int64_t)>& body) {
     }
   }
   if (first) std::rethrow_exception(first);
+}
+
+void parallel_for_ranges(int64_t n, int64_t grain,
+                         const std::function<void(int64_t, int64_t)>& body) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  const int64_t chunks = std::clamp<int64_t>(n / grain, 1, max_threads());
+  const int64_t step = (n + chunks - 1) / chunks;
+  parallel_for(chunks, [&](int64_t c) {
+    const int64_t begin = c * step, end = std::min(n, begin + step);
+    if (begin < end) body(begin, end);
+  });
 }
 
 int max_threads() noexcept { return omp_get_max_threads(); }

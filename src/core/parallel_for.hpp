@@ -14,6 +14,12 @@ namespace maskattn::detail {
 // only on n and the thread count.
 void parallel_for(int64_t n, const std::function<void(int64_t)>& body);
 
+// Calls body(begin, end) over consecutive ranges that cover [0, n), each of
+// at least `grain` items (but the last), one range per thread at most: for
+// loops whose items are too cheap for a call each (rows of a LayerNorm).
+void parallel_for_ranges(int64_t n, int64_t grain,
+                         const std::function<void(int64_t begin, int64_t end)>& body);
+
 // Threads parallel_for uses (OpenMP's omp_get_max_threads()).
 int max_threads() noexcept;
 

@@ -40,15 +40,27 @@ namespace detail {
 
 void AlignedFree::operator()(void* p) const noexcept { std::free(p); }
 
-std::unique_ptr<std::byte, AlignedFree> aligned_zeroed(int64_t bytes) {
-  constexpr int64_t kAlign = 64;
-  // aligned_alloc wants a multiple of the alignment; never zero.
+namespace {
+constexpr int64_t kAlign = 64;
+
+// aligned_alloc wants a multiple of the alignment; never zero.
+int64_t padded_bytes(int64_t bytes) {
   const int64_t padded = bytes <= 0 ? kAlign : (bytes + kAlign - 1) / kAlign * kAlign;
   if (padded < bytes) throw Error("Tensor bytes", "a size that fits in memory", std::to_string(bytes));
-  void* p = std::aligned_alloc(kAlign, static_cast<std::size_t>(padded));
+  return padded;
+}
+}  // namespace
+
+std::unique_ptr<std::byte, AlignedFree> aligned_uninitialized(int64_t bytes) {
+  void* p = std::aligned_alloc(kAlign, static_cast<std::size_t>(padded_bytes(bytes)));
   if (p == nullptr) throw std::bad_alloc();
-  std::memset(p, 0, static_cast<std::size_t>(padded));
   return std::unique_ptr<std::byte, AlignedFree>(static_cast<std::byte*>(p));
+}
+
+std::unique_ptr<std::byte, AlignedFree> aligned_zeroed(int64_t bytes) {
+  auto p = aligned_uninitialized(bytes);
+  std::memset(p.get(), 0, static_cast<std::size_t>(padded_bytes(bytes)));
+  return p;
 }
 
 }  // namespace detail

@@ -103,6 +103,23 @@ TEST(Tensor, AlignedZeroedAndDeepCopy) {
   EXPECT_THROW(Tensor<float>({int64_t{1} << 62, 8}), Error);  // bytes overflow before allocating
 }
 
+TEST(Tensor, CopiesOfEmptyAndScalarTensors) {
+  // A default-constructed tensor has no storage; its copy neither.
+  const Tensor<float> none;
+  const Tensor<float> none_copy = none;
+  EXPECT_EQ(none_copy.numel(), 0);
+  EXPECT_EQ(none_copy.data(), nullptr);
+  Tensor<float> assigned({2});
+  assigned = none;
+  EXPECT_EQ(assigned.numel(), 0);
+  // A rank-0 tensor holds one value, and so does its copy.
+  Tensor<float> scalar(std::vector<int64_t>{});
+  EXPECT_EQ(scalar.numel(), 1);
+  scalar.data()[0] = 3.0f;
+  const Tensor<float> scalar_copy = scalar;
+  EXPECT_EQ(scalar_copy.data()[0], 3.0f);
+}
+
 TEST(AnyView, ReadsEveryDtype) {
   const bool b[2] = {false, true};
   const int32_t i32[2] = {-3, 4};

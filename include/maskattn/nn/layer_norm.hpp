@@ -1,0 +1,36 @@
+// LayerNorm over the last dimension, PyTorch's torch.nn.LayerNorm(d):
+//   y = (x - mean) / sqrt(var + eps) * weight + bias   (biased variance)
+#pragma once
+
+#include <cstdint>
+
+#include "maskattn/nn/module.hpp"
+
+namespace maskattn::nn {
+
+class LayerNorm : public Module {
+ public:
+  // Parameters "weight" (d) = 1 and "bias" (d) = 0 when elementwise_affine
+  // (bias only with bias = true). eps finite and > 0.
+  explicit LayerNorm(int64_t normalized_shape, double eps = 1e-5, bool elementwise_affine = true,
+                     bool bias = true);
+
+  // x (N, d) -> y (N, d); y may be x itself (in place).
+  void forward(View<const float, 2> x, View<float, 2> y) const;
+
+  int64_t normalized_shape() const noexcept { return dim_; }
+  double eps() const noexcept { return eps_; }
+  Tensor<float>& weight() noexcept { return weight_; }
+  Tensor<float>& bias() noexcept { return bias_; }
+
+ protected:
+  void for_each_param(const ParamFn& fn) override;
+
+ private:
+  int64_t dim_;
+  double eps_;
+  Tensor<float> weight_;  // (d) or empty
+  Tensor<float> bias_;    // (d) or empty
+};
+
+}  // namespace maskattn::nn

@@ -1,0 +1,100 @@
+// MultiheadAttention with PyTorch's parameters and behaviour
+// (torch.nn.MultiheadAttention), plus what PyTorch lacks: any Mask,
+// grouped-query attention (num_kv_heads) and a head mask.
+//
+//   q = query W_q^T + b_q   k = key W_k^T + b_k   v = value W_v^T + b_v
+//   split heads (D = embed_dim / num_heads); [append bias_k/bias_v; append a
+//   zero key/value]; attention(q, k, v, mask) per head; concat; out_proj.
+//
+// Parameters (state_dict names as torch's):
+//   in_proj_weight (E + 2*Hkv*D, E)      when kdim == vdim == E (E = embed_dim)
+//   q_proj_weight (E, E), k_proj_weight (Hkv*D, kdim), v_proj_weight (Hkv*D, vdim)  otherwise
+//   in_proj_bias (E + 2*Hkv*D)           with bias
+//   bias_k, bias_v (1, 1, Hkv*D)         with add_bias_kv
+//   out_proj.weight (E, E), out_proj.bias (E)
+// With num_kv_heads == num_heads (the default) Hkv*D = E: exactly torch's.
+//
+// Masks come the way torch takes them (attn_mask, key_padding_mask: bool
+// True = masked, or float additive; read by from_torch_mha_mask) and/or as any
+// maskattn Mask; all apply (&). Keys added by add_bias_kv / add_zero_attn are
+// never masked by attn_mask / key_padding_mask (torch pads them with zeros).
+// A query row with no allowed key gives zeros (torch gives NaN there).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "maskattn/mask.hpp"
+#include "maskattn/nn/linear.hpp"
+#include "maskattn/nn/module.hpp"
+
+namespace maskattn::nn {
+
+struct MultiheadAttentionOptions {
+  double dropout = 0.0;  // on the attention weights, in training mode
+  bool bias = true;
+  bool add_bias_kv = false;
+  bool add_zero_attn = false;
+  std::optional<int64_t> kdim;          // default embed_dim
+  std::optional<int64_t> vdim;          // default embed_dim
+  bool batch_first = false;             // (N, L, E) instead of (L, N, E)
+  std::optional<int64_t> num_kv_heads;  // default num_heads; must divide it
+};
+
+// The masks of one call; every field may be left empty.
+struct AttentionMasks {
+  AnyView attn_mask;         // (L, S) or (N*num_heads, L, S): bool True = masked, or float
+  AnyView key_padding_mask;  // (N, S): bool True = padding, or float additive
+  bool is_causal = false;    // adds causal() (top-left); may come with or without attn_mask
+  Mask mask;                 // any Mask over (N, num_heads, L, S)
+};
+
+struct MultiheadAttentionCall {
+  bool need_weights = true;          // fill `weights`
+  bool average_attn_weights = true;  // weights averaged over heads: (N, 1, L, S')
+  AnyView head_mask;                 // (num_heads) or (N, num_heads) multipliers
+};
+
+class MultiheadAttention : public Module {
+ public:
+  MultiheadAttention(int64_t embed_dim, int64_t num_heads,
+                     const MultiheadAttentionOptions& options = {});
+
+  // query (L, N, E), key (S, N, kdim), value (S, N, vdim); (N, L, E) ... with
+  // batch_first. out: like query. weights, when call.need_weights: (N, 1, L,
+  // S') averaged or (N, num_heads, L, S') per head, S' = key_len(S); the
+  // probabilities after dropout, as torch returns them. Any strides.
+  void forward(View<const float, 3> query, View<const float, 3> key, View<const float, 3> value,
+               View<float, 3> out, const AttentionMasks& masks = {},
+               const MultiheadAttentionCall& call = {}, View<float, 4> weights = {}) const;
+
+  // S' = S + add_bias_kv + add_zero_attn: the keys the weights cover.
+  int64_t key_len(int64_t source_len) const noexcept;
+
+  int64_t embed_dim() const noexcept { return embed_dim_; }
+  int64_t num_heads() const noexcept { return num_heads_; }
+  int64_t num_kv_heads() const noexcept { return num_kv_heads_; }
+  int64_t head_dim() const noexcept { return embed_dim_ / num_heads_; }
+  int64_t kdim() const noexcept { return kdim_; }
+  int64_t vdim() const noexcept { return vdim_; }
+  bool batch_first() const noexcept { return options_.batch_first; }
+  const MultiheadAttentionOptions& options() const noexcept { return options_; }
+  // True when one packed in_proj_weight holds the q, k and v projections.
+  bool packed() const noexcept { return in_proj_weight_.numel() > 0; }
+  Linear& out_proj() noexcept { return out_proj_; }
+
+ protected:
+  void for_each_param(const ParamFn& fn) override;
+  void for_each_child(const ChildFn& fn) override;  // "out_proj"
+
+ private:
+  int64_t embed_dim_, num_heads_, num_kv_heads_, kdim_, vdim_;
+  MultiheadAttentionOptions options_;
+  Tensor<float> in_proj_weight_;                                // packed, or empty
+  Tensor<float> q_proj_weight_, k_proj_weight_, v_proj_weight_;  // separate, or empty
+  Tensor<float> in_proj_bias_;                                  // or empty
+  Tensor<float> bias_k_, bias_v_;                               // or empty
+  Linear out_proj_;
+};
+
+}  // namespace maskattn::nn

@@ -1,0 +1,109 @@
+// Stacks of Transformer layers and the encoder-decoder Transformer, as
+// torch.nn.TransformerEncoder, TransformerDecoder and Transformer (state_dict
+// names "layers.<i>.*", "norm.*", "encoder.*", "decoder.*").
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "maskattn/nn/layer_norm.hpp"
+#include "maskattn/nn/module.hpp"
+#include "maskattn/nn/transformer_layers.hpp"
+
+namespace maskattn::nn {
+
+class TransformerEncoder : public Module {
+ public:
+  // num_layers copies of `layer` (each reseeded), then `norm` if given.
+  TransformerEncoder(const TransformerEncoderLayer& layer, int64_t num_layers,
+                     std::optional<LayerNorm> norm = std::nullopt);
+
+  // src (L, N, E) -> out, same shape; out may be src itself.
+  void forward(View<const float, 3> src, View<float, 3> out,
+               const AttentionMasks& src_masks = {}) const;
+
+  int64_t num_layers() const noexcept { return static_cast<int64_t>(layers_.size()); }
+  TransformerEncoderLayer& layer(int64_t i) { return layers_.at(static_cast<std::size_t>(i)); }
+  // The layers' layout (false without layers).
+  bool batch_first() const noexcept {
+    return !layers_.empty() && layers_.front().options().batch_first;
+  }
+
+ protected:
+  void for_each_child(const ChildFn& fn) override;
+
+ private:
+  std::vector<TransformerEncoderLayer> layers_;
+  std::optional<LayerNorm> norm_;
+};
+
+class TransformerDecoder : public Module {
+ public:
+  TransformerDecoder(const TransformerDecoderLayer& layer, int64_t num_layers,
+                     std::optional<LayerNorm> norm = std::nullopt);
+
+  // tgt (T, N, E), memory (S, N, E) -> out like tgt; out may be tgt itself.
+  void forward(View<const float, 3> tgt, View<const float, 3> memory, View<float, 3> out,
+               const AttentionMasks& tgt_masks = {}, const AttentionMasks& memory_masks = {}) const;
+
+  int64_t num_layers() const noexcept { return static_cast<int64_t>(layers_.size()); }
+  TransformerDecoderLayer& layer(int64_t i) { return layers_.at(static_cast<std::size_t>(i)); }
+  bool batch_first() const noexcept {
+    return !layers_.empty() && layers_.front().options().batch_first;
+  }
+
+ protected:
+  void for_each_child(const ChildFn& fn) override;
+
+ private:
+  std::vector<TransformerDecoderLayer> layers_;
+  std::optional<LayerNorm> norm_;
+};
+
+// torch.nn.Transformer's constructor arguments, with its defaults.
+struct TransformerOptions {
+  int64_t d_model = 512;
+  int64_t nhead = 8;
+  int64_t num_encoder_layers = 6;
+  int64_t num_decoder_layers = 6;
+  TransformerLayerOptions layer;  // dim_feedforward 2048, dropout 0.1, relu, eps 1e-5, ...
+};
+
+class Transformer : public Module {
+ public:
+  explicit Transformer(const TransformerOptions& options = {});
+
+  // src (S, N, E), tgt (T, N, E) -> out (T, N, E) (batch first with
+  // options.layer.batch_first): decoder(tgt, encoder(src)).
+  //   src_masks    the encoder's self-attention (src_mask, src_key_padding_mask)
+  //   tgt_masks    the decoder's self-attention (tgt_mask: the look-ahead mask)
+  //   memory_masks the decoder's cross-attention (memory_mask, memory_key_padding_mask)
+  void forward(View<const float, 3> src, View<const float, 3> tgt, View<float, 3> out,
+               const AttentionMasks& src_masks = {}, const AttentionMasks& tgt_masks = {},
+               const AttentionMasks& memory_masks = {}) const;
+
+  // memory = encoder(src), (S, N, E); for decoding step by step.
+  void encode(View<const float, 3> src, View<float, 3> memory,
+              const AttentionMasks& src_masks = {}) const;
+  void decode(View<const float, 3> tgt, View<const float, 3> memory, View<float, 3> out,
+              const AttentionMasks& tgt_masks = {}, const AttentionMasks& memory_masks = {}) const;
+
+  // torch.nn.Transformer.generate_square_subsequent_mask: float (size, size),
+  // 0 on and below the diagonal, -inf above (an additive attn_mask).
+  static Tensor<float> generate_square_subsequent_mask(int64_t size);
+
+  const TransformerOptions& options() const noexcept { return options_; }
+  TransformerEncoder& encoder() noexcept { return encoder_; }
+  TransformerDecoder& decoder() noexcept { return decoder_; }
+
+ protected:
+  void for_each_child(const ChildFn& fn) override;  // "encoder", "decoder"
+
+ private:
+  TransformerOptions options_;
+  TransformerEncoder encoder_;
+  TransformerDecoder decoder_;
+};
+
+}  // namespace maskattn::nn

@@ -1,0 +1,92 @@
+// Transformer encoder and decoder layers, as torch.nn.TransformerEncoderLayer
+// and torch.nn.TransformerDecoderLayer (same parameters, names and numbers):
+//
+//   encoder, post-norm:  x = norm1(x + dropout1(self_attn(x)))
+//                        x = norm2(x + dropout2(ff(x)))
+//   encoder, norm_first: x = x + dropout1(self_attn(norm1(x)))
+//                        x = x + dropout2(ff(norm2(x)))
+//   decoder, post-norm:  x = norm1(x + dropout1(self_attn(x)))
+//                        x = norm2(x + dropout2(multihead_attn(x, memory)))
+//                        x = norm3(x + dropout3(ff(x)))
+//   decoder, norm_first: the same with each norm applied to the sublayer's input
+//   ff(x) = linear2(dropout(activation(linear1(x))))
+//
+// Activations are (L, N, E), or (N, L, E) with batch_first. The masks of each
+// attention come as AttentionMasks (torch's attn_mask / key_padding_mask /
+// is_causal, and/or any Mask): for the decoder's self-attention the
+// look-ahead mask (tgt_mask, or is_causal, or causal()) and the target's
+// padding; for its cross-attention the memory's padding.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "maskattn/nn/dropout.hpp"
+#include "maskattn/nn/feed_forward.hpp"
+#include "maskattn/nn/layer_norm.hpp"
+#include "maskattn/nn/module.hpp"
+#include "maskattn/nn/multihead_attention.hpp"
+
+namespace maskattn::nn {
+
+// torch's constructor arguments after d_model and nhead, with its defaults.
+struct TransformerLayerOptions {
+  int64_t dim_feedforward = 2048;
+  double dropout = 0.1;
+  Activation activation = Activation::ReLU;
+  double layer_norm_eps = 1e-5;
+  bool batch_first = false;
+  bool norm_first = false;
+  bool bias = true;                     // in every Linear and LayerNorm
+  std::optional<int64_t> num_kv_heads;  // grouped-query attention (not in torch)
+};
+
+class TransformerEncoderLayer : public Module {
+ public:
+  TransformerEncoderLayer(int64_t d_model, int64_t nhead, const TransformerLayerOptions& options = {});
+
+  // src (L, N, E) -> out, same shape; out may be src itself.
+  void forward(View<const float, 3> src, View<float, 3> out,
+               const AttentionMasks& src_masks = {}) const;
+
+  int64_t d_model() const noexcept { return self_attn_.embed_dim(); }
+  const TransformerLayerOptions& options() const noexcept { return options_; }
+  MultiheadAttention& self_attn() noexcept { return self_attn_; }
+
+ protected:
+  void for_each_child(const ChildFn& fn) override;
+
+ private:
+  TransformerLayerOptions options_;
+  MultiheadAttention self_attn_;
+  FeedForward ff_;  // its children are this layer's: linear1, dropout, linear2
+  LayerNorm norm1_, norm2_;
+  Dropout dropout1_, dropout2_;
+};
+
+class TransformerDecoderLayer : public Module {
+ public:
+  TransformerDecoderLayer(int64_t d_model, int64_t nhead, const TransformerLayerOptions& options = {});
+
+  // tgt (T, N, E), memory (S, N, E) -> out like tgt; out may be tgt itself.
+  void forward(View<const float, 3> tgt, View<const float, 3> memory, View<float, 3> out,
+               const AttentionMasks& tgt_masks = {}, const AttentionMasks& memory_masks = {}) const;
+
+  int64_t d_model() const noexcept { return self_attn_.embed_dim(); }
+  const TransformerLayerOptions& options() const noexcept { return options_; }
+  MultiheadAttention& self_attn() noexcept { return self_attn_; }
+  MultiheadAttention& multihead_attn() noexcept { return multihead_attn_; }
+
+ protected:
+  void for_each_child(const ChildFn& fn) override;
+
+ private:
+  TransformerLayerOptions options_;
+  MultiheadAttention self_attn_;
+  MultiheadAttention multihead_attn_;
+  FeedForward ff_;
+  LayerNorm norm1_, norm2_, norm3_;
+  Dropout dropout1_, dropout2_, dropout3_;
+};
+
+}  // namespace maskattn::nn

@@ -1,0 +1,650 @@
+// The modules of include/maskattn/nn/ with torch.nn's constructor and forward
+// argument names and defaults. Activations are numpy arrays or CPU torch
+// tensors, float32, batched (3-D) or unbatched (2-D) as torch takes them; a
+// mask argument takes what torch takes there (bool True = masked, or float
+// additive) or any maskattn.Mask. Results are new numpy arrays.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "arrays.hpp"
+#include "bindings.hpp"
+#include "maskattn/nn/embedding.hpp"
+#include "maskattn/nn/layer_norm.hpp"
+#include "maskattn/nn/linear.hpp"
+#include "maskattn/nn/multihead_attention.hpp"
+#include "maskattn/nn/positional_encoding.hpp"
+#include "maskattn/nn/transformer.hpp"
+
+namespace maskattn::python {
+namespace {
+
+using nn::AttentionMasks;
+using nn::Module;
+
+// ---- activations ---------------------------------------------------------------
+
+// A float32 activation of rank 3 (batched) or 2 (unbatched: one sequence),
+// as a rank-3 view with a batch dimension of 1 where it was missing.
+struct Activation {
+  ArrayArg arg;
+  View<const float, 3> view;
+  bool unbatched = false;
+  int batch_dim = 1;  // where the batch is: 0 with batch_first
+};
+
+Activation read_activation(nb::handle obj, const char* name, bool batch_first, const char* dims) {
+  Activation a;
+  a.arg = read_array(obj, name, fmt::format("a float32 array {} (or unbatched, rank 2)", dims));
+  const AnyView& v = a.arg.view;
+  if (v.dtype != DType::Float32 || (v.rank() != 3 && v.rank() != 2))
+    throw Error(name, fmt::format("a float32 array {} (or unbatched, rank 2)", dims),
+                v.describe());
+  const auto* p = static_cast<const float*>(v.data);
+  a.batch_dim = batch_first ? 0 : 1;
+  if (v.rank() == 3) {
+    a.view = View<const float, 3>(p, {v.shape[0], v.shape[1], v.shape[2]},
+                                  {v.strides[0], v.strides[1], v.strides[2]});
+  } else {
+    a.unbatched = true;
+    // (L, E) is (L, 1, E), or (1, L, E) with batch_first.
+    a.view = batch_first ? View<const float, 3>(p, {1, v.shape[0], v.shape[1]},
+                                                {0, v.strides[0], v.strides[1]})
+                         : View<const float, 3>(p, {v.shape[0], 1, v.shape[1]},
+                                                {v.strides[0], 0, v.strides[1]});
+  }
+  return a;
+}
+
+// The result for an input read by read_activation: unbatched in, unbatched out.
+nb::object activation_result(Tensor<float>&& out, const Activation& like) {
+  if (!like.unbatched) return to_numpy(std::move(out));
+  std::vector<int64_t> shape = out.shape();
+  shape.erase(shape.begin() + like.batch_dim);
+  Tensor<float> squeezed(shape);
+  std::copy(out.begin(), out.end(), squeezed.data());
+  return to_numpy(std::move(squeezed));
+}
+
+Tensor<float> output_like(const View<const float, 3>& x) {
+  return Tensor<float>({x.size(0), x.size(1), x.size(2)});
+}
+
+// ---- masks -------------------------------------------------------------------
+
+// One attention's masks from torch-style arguments: each may be None, an
+// array in torch's convention, or a maskattn.Mask (used as it is). Keeps the
+// arrays alive while `masks` views them.
+struct MaskArgs {
+  ArrayArg attn_mask, key_padding_mask;
+  AttentionMasks masks;
+};
+
+void read_one_mask(nb::handle obj, const char* name, ArrayArg& keep_alive, AnyView& as_array,
+                   Mask& as_mask, bool unbatched) {
+  if (obj.is_none()) return;
+  Mask m;
+  if (nb::try_cast(obj, m)) {
+    as_mask &= m;
+    return;
+  }
+  keep_alive = read_array(obj, name);
+  as_array = keep_alive.view;
+  // Unbatched key padding (S,) is (1, S).
+  if (unbatched && as_array.rank() == 1) {
+    as_array.shape.insert(as_array.shape.begin(), 1);
+    as_array.strides.insert(as_array.strides.begin(), 0);
+  }
+}
+
+std::unique_ptr<MaskArgs> read_masks(nb::handle attn_mask, nb::handle key_padding_mask,
+                                     bool is_causal, bool unbatched, const char* attn_name,
+                                     const char* padding_name) {
+  auto r = std::make_unique<MaskArgs>();
+  read_one_mask(attn_mask, attn_name, r->attn_mask, r->masks.attn_mask, r->masks.mask, unbatched);
+  read_one_mask(key_padding_mask, padding_name, r->key_padding_mask, r->masks.key_padding_mask,
+                r->masks.mask, unbatched);
+  r->masks.is_causal = is_causal;
+  return r;
+}
+
+// torch's *_is_causal arguments: None or a bool.
+bool read_is_causal(nb::handle obj) { return !obj.is_none() && nb::cast<bool>(obj); }
+
+// ---- state dicts and modes (every module) ---------------------------------------
+
+nb::dict state_dict_py(nb::handle self, Module& m) {
+  nb::dict out;
+  for (auto& [name, p] : m.named_parameters()) {
+    std::vector<std::size_t> shape(p->shape().begin(), p->shape().end());
+    // Views of the module's own storage (as torch's state_dict shares its
+    // tensors'); they keep the module alive.
+    out[name.c_str()] = nb::ndarray<nb::numpy, float>(p->data(), shape.size(), shape.data(), self).cast();
+  }
+  return out;
+}
+
+nb::tuple load_state_dict_py(Module& m, nb::dict state, bool strict) {
+  std::vector<ArrayArg> arrays;
+  arrays.reserve(state.size());
+  nn::StateDict views;
+  for (auto [key, value] : state) {
+    const std::string name = nb::cast<std::string>(key);
+    arrays.push_back(read_array(value, "state_dict[\"" + name + "\"]"));
+    views.emplace(name, arrays.back().view);
+  }
+  const Module::LoadResult r = m.load_state_dict(views, strict);
+  return nb::make_tuple(r.missing_keys, r.unexpected_keys);
+}
+
+void bind_module_base(nb::module_& m) {
+  nb::class_<Module>(m, "Module", "Base of the modules: parameters by torch's names, modes, seeds.")
+      .def(
+          "state_dict", [](nb::handle self) { return state_dict_py(self, nb::cast<Module&>(self)); },
+          "Parameters by torch's state_dict names, as float32 numpy arrays that share the\n"
+          "module's memory (writing them changes the module).")
+      .def("load_state_dict", &load_state_dict_py, "state_dict"_a, "strict"_a = true,
+           "Copies parameters from a dict of arrays (torch's names; numpy or CPU torch,\n"
+           "float32 or float64). strict: every name must match both ways, else\n"
+           "ValueError. Returns (missing_keys, unexpected_keys).")
+      .def(
+          "train", [](nb::handle self, bool mode) {
+            nb::cast<Module&>(self).train(mode);
+            return nb::borrow(self);
+          },
+          "mode"_a = true, "Training mode (dropout active) for the module and its children.")
+      .def(
+          "eval", [](nb::handle self) {
+            nb::cast<Module&>(self).eval();
+            return nb::borrow(self);
+          },
+          "Evaluation mode (dropout off): train(False).")
+      .def_prop_ro("training", &Module::training, "True in training mode.")
+      .def("seed", &Module::seed, "seed"_a,
+           "Sets the random streams (dropout) of the module and its children.")
+      .def("num_parameters", &Module::num_parameters, "Number of parameter values.");
+}
+
+// ---- MultiheadAttention --------------------------------------------------------
+
+nb::tuple mha_call(const nn::MultiheadAttention& mha, nb::handle query, nb::handle key,
+                   nb::handle value, nb::handle key_padding_mask, bool need_weights,
+                   nb::handle attn_mask, bool average_attn_weights, bool is_causal,
+                   nb::handle head_mask) {
+  const bool bf = mha.batch_first();
+  const char* dims = bf ? "(N, L, E)" : "(L, N, E)";
+  const Activation q = read_activation(query, "query", bf, dims);
+  const Activation k = read_activation(key, "key", bf, bf ? "(N, S, kdim)" : "(S, N, kdim)");
+  const Activation v = read_activation(value, "value", bf, bf ? "(N, S, vdim)" : "(S, N, vdim)");
+  const auto masks = read_masks(attn_mask, key_padding_mask, is_causal, q.unbatched, "attn_mask",
+                                "key_padding_mask");
+  const ArrayArg head_mask_arg = read_array(head_mask, "head_mask");
+  nn::MultiheadAttentionCall call;
+  call.need_weights = need_weights;
+  call.average_attn_weights = average_attn_weights;
+  call.head_mask = head_mask_arg.view;
+
+  const int64_t n = bf ? q.view.size(0) : q.view.size(1);
+  const int64_t l = bf ? q.view.size(1) : q.view.size(0);
+  const int64_t s = bf ? k.view.size(1) : k.view.size(0);
+  Tensor<float> out = output_like(q.view);
+  Tensor<float> weights;
+  if (need_weights)
+    weights = Tensor<float>({n, average_attn_weights ? 1 : mha.num_heads(), l, mha.key_len(s)});
+  {
+    nb::gil_scoped_release release;
+    mha.forward(q.view, k.view, v.view, out.view<3>(), masks->masks, call,
+                need_weights ? weights.view<4>() : View<float, 4>());
+  }
+  nb::object w = nb::none();
+  if (need_weights) {
+    // (N, 1, L, S') averaged -> (N, L, S'); unbatched drops N.
+    std::vector<int64_t> shape = weights.shape();
+    if (average_attn_weights) shape.erase(shape.begin() + 1);
+    if (q.unbatched) shape.erase(shape.begin());
+    Tensor<float> shaped(shape);
+    std::copy(weights.begin(), weights.end(), shaped.data());
+    w = to_numpy(std::move(shaped));
+  }
+  return nb::make_tuple(activation_result(std::move(out), q), w);
+}
+
+void bind_multihead_attention(nb::module_& m) {
+  nb::class_<nn::MultiheadAttention, Module>(
+      m, "MultiheadAttention",
+      "torch.nn.MultiheadAttention: same parameters (state_dict names), arguments and\n"
+      "results, plus num_kv_heads (grouped-query attention), a head_mask, and masks\n"
+      "given as maskattn.Mask. A query row with no allowed key gives zeros (torch: NaN).")
+      .def(
+          "__init__",
+          [](nn::MultiheadAttention* self, int64_t embed_dim, int64_t num_heads, double dropout,
+             bool bias, bool add_bias_kv, bool add_zero_attn, std::optional<int64_t> kdim,
+             std::optional<int64_t> vdim, bool batch_first, std::optional<int64_t> num_kv_heads) {
+            nn::MultiheadAttentionOptions o;
+            o.dropout = dropout;
+            o.bias = bias;
+            o.add_bias_kv = add_bias_kv;
+            o.add_zero_attn = add_zero_attn;
+            o.kdim = kdim;
+            o.vdim = vdim;
+            o.batch_first = batch_first;
+            o.num_kv_heads = num_kv_heads;
+            new (self) nn::MultiheadAttention(embed_dim, num_heads, o);
+          },
+          "embed_dim"_a, "num_heads"_a, "dropout"_a = 0.0, "bias"_a = true, "add_bias_kv"_a = false,
+          "add_zero_attn"_a = false, "kdim"_a.none() = nb::none(), "vdim"_a.none() = nb::none(),
+          "batch_first"_a = false, nb::kw_only(), "num_kv_heads"_a.none() = nb::none())
+      .def("__call__", &mha_call, "query"_a, "key"_a, "value"_a,
+           "key_padding_mask"_a.none() = nb::none(), "need_weights"_a = true,
+           "attn_mask"_a.none() = nb::none(), "average_attn_weights"_a = true,
+           "is_causal"_a = false, nb::kw_only(), "head_mask"_a.none() = nb::none(),
+           "query (L, N, E) / (N, L, E) with batch_first, or unbatched (L, E); key, value\n"
+           "likewise with kdim, vdim. key_padding_mask (N, S): True = padding, or float;\n"
+           "attn_mask (L, S) or (N*num_heads, L, S): True = masked, or float; either may\n"
+           "be a maskattn.Mask. is_causal adds the look-ahead mask. Returns (out,\n"
+           "weights) with weights (N, L, S) averaged over heads, (N, num_heads, L, S)\n"
+           "otherwise, or None without need_weights.")
+      .def_prop_ro("embed_dim", &nn::MultiheadAttention::embed_dim)
+      .def_prop_ro("num_heads", &nn::MultiheadAttention::num_heads)
+      .def_prop_ro("num_kv_heads", &nn::MultiheadAttention::num_kv_heads)
+      .def_prop_ro("head_dim", &nn::MultiheadAttention::head_dim)
+      .def_prop_ro("batch_first", &nn::MultiheadAttention::batch_first);
+}
+
+// ---- per-token modules: any leading dimensions ---------------------------------
+
+// x (*, width) as contiguous rows (prod(*), width): the array itself when it
+// is C-contiguous, else a copy in `copy`.
+View<const float, 2> token_rows(const ArrayArg& a, const char* name, int64_t width,
+                                Tensor<float>& copy) {
+  const AnyView& v = a.view;
+  const std::string want = fmt::format("a float32 array (*, {})", width);
+  if (v.dtype != DType::Float32 || v.rank() < 1 || v.shape.back() != width)
+    throw Error(name, want, v.describe());
+  const int64_t rows = v.numel() / width;
+  bool contiguous = true;
+  int64_t expect = 1;
+  for (int d = v.rank() - 1; d >= 0; --d) {
+    if (v.shape[static_cast<std::size_t>(d)] > 1 && v.strides[static_cast<std::size_t>(d)] != expect)
+      contiguous = false;
+    expect *= v.shape[static_cast<std::size_t>(d)];
+  }
+  if (contiguous) return View<const float, 2>(static_cast<const float*>(v.data), {rows, width});
+  copy = Tensor<float>({rows, width});
+  std::vector<int64_t> index(static_cast<std::size_t>(v.rank()), 0);
+  for (int64_t e = 0; e < v.numel(); ++e) {
+    copy.data()[e] = static_cast<float>(v.at(index));
+    for (int d = v.rank() - 1; d >= 0; --d) {
+      if (++index[static_cast<std::size_t>(d)] < v.shape[static_cast<std::size_t>(d)]) break;
+      index[static_cast<std::size_t>(d)] = 0;
+    }
+  }
+  return copy.view<2>();
+}
+
+// Output shaped like `in` with the last dimension `width`.
+Tensor<float> tokens_out(const AnyView& in, int64_t width) {
+  std::vector<int64_t> shape = in.shape;
+  shape.back() = width;
+  return Tensor<float>(shape);
+}
+
+template <class M>
+nb::object token_call(const M& module, nb::handle input, int64_t in_width, int64_t out_width) {
+  const ArrayArg a = read_array(input, "input", fmt::format("a float32 array (*, {})", in_width));
+  Tensor<float> copy;
+  const View<const float, 2> x = token_rows(a, "input", in_width, copy);
+  Tensor<float> out = tokens_out(a.view, out_width);
+  {
+    nb::gil_scoped_release release;
+    module.forward(x, View<float, 2>(out.data(), {x.size(0), out_width}));
+  }
+  return to_numpy(std::move(out));
+}
+
+void bind_token_modules(nb::module_& m) {
+  nb::class_<nn::Linear, Module>(m, "Linear", "torch.nn.Linear: y = x W^T + b, weight (out, in).")
+      .def(nb::init<int64_t, int64_t, bool>(), "in_features"_a, "out_features"_a, "bias"_a = true)
+      .def(
+          "__call__",
+          [](const nn::Linear& l, nb::handle input) {
+            return token_call(l, input, l.in_features(), l.out_features());
+          },
+          "input"_a, "input (*, in_features) -> (*, out_features).")
+      .def_prop_ro("in_features", &nn::Linear::in_features)
+      .def_prop_ro("out_features", &nn::Linear::out_features);
+
+  nb::class_<nn::LayerNorm, Module>(m, "LayerNorm",
+                                    "torch.nn.LayerNorm over the last dimension.")
+      .def(
+          "__init__",
+          [](nn::LayerNorm* self, nb::handle normalized_shape, double eps, bool elementwise_affine,
+             bool bias) {
+            // An int, or a sequence of one int (torch takes a shape).
+            int64_t d = 0;
+            if (!nb::try_cast(normalized_shape, d)) {
+              const std::vector<int64_t> shape = nb::cast<std::vector<int64_t>>(normalized_shape);
+              if (shape.size() != 1)
+                throw Error("normalized_shape", "an int or a one-element shape (the last dim)",
+                            shape_string(shape));
+              d = shape[0];
+            }
+            new (self) nn::LayerNorm(d, eps, elementwise_affine, bias);
+          },
+          "normalized_shape"_a, "eps"_a = 1e-5, "elementwise_affine"_a = true, "bias"_a = true)
+      .def(
+          "__call__",
+          [](const nn::LayerNorm& n, nb::handle input) {
+            return token_call(n, input, n.normalized_shape(), n.normalized_shape());
+          },
+          "input"_a, "input (*, normalized_shape) -> same shape.");
+
+  nb::class_<nn::Dropout, Module>(m, "Dropout",
+                                  "torch.nn.Dropout (inverted; reproducible from seed()).")
+      .def(nb::init<double>(), "p"_a = 0.5)
+      .def(
+          "__call__",
+          [](const nn::Dropout& d, nb::handle input) {
+            const ArrayArg a = read_array(input, "input");
+            if (a.view.rank() < 1) throw Error("input", "an array of rank >= 1", a.view.describe());
+            return token_call(d, input, a.view.shape.back(), a.view.shape.back());
+          },
+          "input"_a, "In training mode zeroes each element with probability p and scales the\n"
+          "others by 1/(1-p); in eval mode returns the input.")
+      .def_prop_ro("p", &nn::Dropout::p);
+
+  nb::class_<nn::Embedding, Module>(
+      m, "Embedding", "torch.nn.Embedding, with the original Transformer's sqrt(d) scale as an option.")
+      .def(nb::init<int64_t, int64_t, std::optional<int64_t>, bool>(), "num_embeddings"_a,
+           "embedding_dim"_a, "padding_idx"_a.none() = nb::none(), nb::kw_only(),
+           "scale_by_sqrt_dim"_a = false)
+      .def(
+          "__call__",
+          [](const nn::Embedding& e, nb::handle input) {
+            const ArrayArg probe = read_array(input, "input");
+            // Any shape of ids: read as one row.
+            const int rank = probe.view.rank();
+            std::vector<int64_t> shape = probe.view.shape;
+            Tensor<int64_t> ids = read_int64_tensor(input, "input", rank, "(*)");
+            const int64_t count = ids.numel();
+            shape.push_back(e.embedding_dim());
+            Tensor<float> out(shape);
+            {
+              nb::gil_scoped_release release;
+              e.forward(View<const int64_t, 2>(ids.data(), {1, count}),
+                        View<float, 3>(out.data(), {1, count, e.embedding_dim()}));
+            }
+            return to_numpy(std::move(out));
+          },
+          "input"_a, "ids (*) -> (*, embedding_dim).")
+      .def_prop_ro("num_embeddings", &nn::Embedding::num_embeddings)
+      .def_prop_ro("embedding_dim", &nn::Embedding::embedding_dim);
+
+  nb::class_<nn::PositionalEncoding, Module>(
+      m, "PositionalEncoding",
+      "Adds the sinusoidal encoding of each position, then dropout (the PyTorch\n"
+      "tutorial's module). x (L, N, d_model), or (N, L, d_model) with batch_first.")
+      .def(
+          "__init__",
+          [](nn::PositionalEncoding* self, int64_t d_model, double dropout, int64_t max_len) {
+            new (self) nn::PositionalEncoding(d_model, dropout, max_len);
+          },
+          "d_model"_a, "dropout"_a = 0.1, "max_len"_a = 5000)
+      .def(
+          "__call__",
+          [](const nn::PositionalEncoding& pe, nb::handle x, bool batch_first, int64_t offset) {
+            const Activation a =
+                read_activation(x, "x", batch_first, batch_first ? "(N, L, d_model)" : "(L, N, d_model)");
+            Tensor<float> out = output_like(a.view);
+            {
+              nb::gil_scoped_release release;
+              pe.forward(a.view, out.view<3>(), batch_first, offset);
+            }
+            return activation_result(std::move(out), a);
+          },
+          "x"_a, nb::kw_only(), "batch_first"_a = false, "offset"_a = 0,
+          "y = dropout(x + PE[offset + position]); offset: the first token's position.");
+}
+
+// ---- Transformer layers, stacks, Transformer -------------------------------------
+
+nn::TransformerLayerOptions layer_options(int64_t dim_feedforward, double dropout,
+                                          const std::string& activation, double layer_norm_eps,
+                                          bool batch_first, bool norm_first, bool bias,
+                                          std::optional<int64_t> num_kv_heads) {
+  nn::TransformerLayerOptions o;
+  o.dim_feedforward = dim_feedforward;
+  o.dropout = dropout;
+  o.activation = nn::activation_from_name(activation);
+  o.layer_norm_eps = layer_norm_eps;
+  o.batch_first = batch_first;
+  o.norm_first = norm_first;
+  o.bias = bias;
+  o.num_kv_heads = num_kv_heads;
+  return o;
+}
+
+const char* seq_dims(bool batch_first) { return batch_first ? "(N, L, E)" : "(L, N, E)"; }
+
+nb::object encoder_call(const auto& module, bool batch_first, nb::handle src, nb::handle mask,
+                        nb::handle key_padding_mask, bool is_causal, const char* mask_name) {
+  const Activation x = read_activation(src, "src", batch_first, seq_dims(batch_first));
+  const auto masks =
+      read_masks(mask, key_padding_mask, is_causal, x.unbatched, mask_name, "src_key_padding_mask");
+  Tensor<float> out = output_like(x.view);
+  {
+    nb::gil_scoped_release release;
+    module.forward(x.view, out.view<3>(), masks->masks);
+  }
+  return activation_result(std::move(out), x);
+}
+
+nb::object decoder_call(const auto& module, bool batch_first, nb::handle tgt, nb::handle memory,
+                        nb::handle tgt_mask, nb::handle memory_mask, nb::handle tgt_key_padding_mask,
+                        nb::handle memory_key_padding_mask, bool tgt_is_causal,
+                        bool memory_is_causal) {
+  const Activation t = read_activation(tgt, "tgt", batch_first, seq_dims(batch_first));
+  const Activation mem = read_activation(memory, "memory", batch_first, seq_dims(batch_first));
+  const auto tm = read_masks(tgt_mask, tgt_key_padding_mask, tgt_is_causal, t.unbatched, "tgt_mask",
+                             "tgt_key_padding_mask");
+  const auto mm = read_masks(memory_mask, memory_key_padding_mask, memory_is_causal, t.unbatched,
+                             "memory_mask", "memory_key_padding_mask");
+  Tensor<float> out = output_like(t.view);
+  {
+    nb::gil_scoped_release release;
+    module.forward(t.view, mem.view, out.view<3>(), tm->masks, mm->masks);
+  }
+  return activation_result(std::move(out), t);
+}
+
+void bind_transformer(nb::module_& m) {
+  nb::class_<nn::TransformerEncoderLayer, Module>(
+      m, "TransformerEncoderLayer",
+      "torch.nn.TransformerEncoderLayer: self-attention and feed-forward, post-norm\n"
+      "or norm_first; same parameters and state_dict names.")
+      .def(
+          "__init__",
+          [](nn::TransformerEncoderLayer* self, int64_t d_model, int64_t nhead,
+             int64_t dim_feedforward, double dropout, const std::string& activation,
+             double layer_norm_eps, bool batch_first, bool norm_first, bool bias,
+             std::optional<int64_t> num_kv_heads) {
+            new (self) nn::TransformerEncoderLayer(
+                d_model, nhead,
+                layer_options(dim_feedforward, dropout, activation, layer_norm_eps, batch_first,
+                              norm_first, bias, num_kv_heads));
+          },
+          "d_model"_a, "nhead"_a, "dim_feedforward"_a = 2048, "dropout"_a = 0.1,
+          "activation"_a = "relu", "layer_norm_eps"_a = 1e-5, "batch_first"_a = false,
+          "norm_first"_a = false, "bias"_a = true, nb::kw_only(),
+          "num_kv_heads"_a.none() = nb::none())
+      .def(
+          "__call__",
+          [](const nn::TransformerEncoderLayer& l, nb::handle src, nb::handle src_mask,
+             nb::handle src_key_padding_mask, bool is_causal) {
+            return encoder_call(l, l.options().batch_first, src, src_mask, src_key_padding_mask,
+                                is_causal, "src_mask");
+          },
+          "src"_a, "src_mask"_a.none() = nb::none(), "src_key_padding_mask"_a.none() = nb::none(),
+          "is_causal"_a = false,
+          "src (L, N, E) -> same shape. src_mask (L, S) or (N*nhead, L, S): True =\n"
+          "masked, or float, or a maskattn.Mask; src_key_padding_mask (N, S): True =\n"
+          "padding; is_causal adds the look-ahead mask.");
+
+  nb::class_<nn::TransformerDecoderLayer, Module>(
+      m, "TransformerDecoderLayer",
+      "torch.nn.TransformerDecoderLayer: masked self-attention, cross-attention over\n"
+      "the memory and feed-forward; same parameters and state_dict names.")
+      .def(
+          "__init__",
+          [](nn::TransformerDecoderLayer* self, int64_t d_model, int64_t nhead,
+             int64_t dim_feedforward, double dropout, const std::string& activation,
+             double layer_norm_eps, bool batch_first, bool norm_first, bool bias,
+             std::optional<int64_t> num_kv_heads) {
+            new (self) nn::TransformerDecoderLayer(
+                d_model, nhead,
+                layer_options(dim_feedforward, dropout, activation, layer_norm_eps, batch_first,
+                              norm_first, bias, num_kv_heads));
+          },
+          "d_model"_a, "nhead"_a, "dim_feedforward"_a = 2048, "dropout"_a = 0.1,
+          "activation"_a = "relu", "layer_norm_eps"_a = 1e-5, "batch_first"_a = false,
+          "norm_first"_a = false, "bias"_a = true, nb::kw_only(),
+          "num_kv_heads"_a.none() = nb::none())
+      .def(
+          "__call__",
+          [](const nn::TransformerDecoderLayer& l, nb::handle tgt, nb::handle memory,
+             nb::handle tgt_mask, nb::handle memory_mask, nb::handle tgt_key_padding_mask,
+             nb::handle memory_key_padding_mask, bool tgt_is_causal, bool memory_is_causal) {
+            return decoder_call(l, l.options().batch_first, tgt, memory, tgt_mask, memory_mask,
+                                tgt_key_padding_mask, memory_key_padding_mask, tgt_is_causal,
+                                memory_is_causal);
+          },
+          "tgt"_a, "memory"_a, "tgt_mask"_a.none() = nb::none(),
+          "memory_mask"_a.none() = nb::none(), "tgt_key_padding_mask"_a.none() = nb::none(),
+          "memory_key_padding_mask"_a.none() = nb::none(), "tgt_is_causal"_a = false,
+          "memory_is_causal"_a = false,
+          "tgt (T, N, E), memory (S, N, E) -> (T, N, E). tgt_mask: the look-ahead mask\n"
+          "(True = masked, or float, or a maskattn.Mask; or tgt_is_causal); the\n"
+          "*_key_padding_mask: True = padding.");
+
+  // The stacks copy the layer (and norm) they are given, as torch does.
+  nb::class_<nn::TransformerEncoder, Module>(
+      m, "TransformerEncoder", "torch.nn.TransformerEncoder: num_layers copies of encoder_layer, then norm.")
+      .def(
+          "__init__",
+          [](nn::TransformerEncoder* self, const nn::TransformerEncoderLayer& encoder_layer,
+             int64_t num_layers, std::optional<nn::LayerNorm> norm) {
+            new (self) nn::TransformerEncoder(encoder_layer, num_layers, std::move(norm));
+          },
+          "encoder_layer"_a, "num_layers"_a, "norm"_a.none() = nb::none())
+      .def(
+          "__call__",
+          [](const nn::TransformerEncoder& e, nb::handle src, nb::handle mask,
+             nb::handle src_key_padding_mask, nb::handle is_causal) {
+            const bool bf = e.batch_first();
+            return encoder_call(e, bf, src, mask, src_key_padding_mask, read_is_causal(is_causal),
+                                "mask");
+          },
+          "src"_a, "mask"_a.none() = nb::none(), "src_key_padding_mask"_a.none() = nb::none(),
+          "is_causal"_a.none() = nb::none(),
+          "src (L, N, E) -> same shape, through every layer and the norm.");
+
+  nb::class_<nn::TransformerDecoder, Module>(
+      m, "TransformerDecoder", "torch.nn.TransformerDecoder: num_layers copies of decoder_layer, then norm.")
+      .def(
+          "__init__",
+          [](nn::TransformerDecoder* self, const nn::TransformerDecoderLayer& decoder_layer,
+             int64_t num_layers, std::optional<nn::LayerNorm> norm) {
+            new (self) nn::TransformerDecoder(decoder_layer, num_layers, std::move(norm));
+          },
+          "decoder_layer"_a, "num_layers"_a, "norm"_a.none() = nb::none())
+      .def(
+          "__call__",
+          [](const nn::TransformerDecoder& d, nb::handle tgt, nb::handle memory,
+             nb::handle tgt_mask, nb::handle memory_mask, nb::handle tgt_key_padding_mask,
+             nb::handle memory_key_padding_mask, nb::handle tgt_is_causal, bool memory_is_causal) {
+            const bool bf = d.batch_first();
+            return decoder_call(d, bf, tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
+                                memory_key_padding_mask, read_is_causal(tgt_is_causal),
+                                memory_is_causal);
+          },
+          "tgt"_a, "memory"_a, "tgt_mask"_a.none() = nb::none(),
+          "memory_mask"_a.none() = nb::none(), "tgt_key_padding_mask"_a.none() = nb::none(),
+          "memory_key_padding_mask"_a.none() = nb::none(), "tgt_is_causal"_a.none() = nb::none(),
+          "memory_is_causal"_a = false,
+          "tgt (T, N, E), memory (S, N, E) -> (T, N, E), through every layer and the norm.");
+
+  nb::class_<nn::Transformer, Module>(
+      m, "Transformer",
+      "torch.nn.Transformer: encoder and decoder stacks with final norms; same\n"
+      "parameters and state_dict names.")
+      .def(
+          "__init__",
+          [](nn::Transformer* self, int64_t d_model, int64_t nhead, int64_t num_encoder_layers,
+             int64_t num_decoder_layers, int64_t dim_feedforward, double dropout,
+             const std::string& activation, double layer_norm_eps, bool batch_first,
+             bool norm_first, bool bias) {
+            nn::TransformerOptions o;
+            o.d_model = d_model;
+            o.nhead = nhead;
+            o.num_encoder_layers = num_encoder_layers;
+            o.num_decoder_layers = num_decoder_layers;
+            o.layer = layer_options(dim_feedforward, dropout, activation, layer_norm_eps,
+                                    batch_first, norm_first, bias, std::nullopt);
+            new (self) nn::Transformer(o);
+          },
+          "d_model"_a = 512, "nhead"_a = 8, "num_encoder_layers"_a = 6,
+          "num_decoder_layers"_a = 6, "dim_feedforward"_a = 2048, "dropout"_a = 0.1,
+          "activation"_a = "relu", "layer_norm_eps"_a = 1e-5, "batch_first"_a = false,
+          "norm_first"_a = false, "bias"_a = true)
+      .def(
+          "__call__",
+          [](const nn::Transformer& t, nb::handle src, nb::handle tgt, nb::handle src_mask,
+             nb::handle tgt_mask, nb::handle memory_mask, nb::handle src_key_padding_mask,
+             nb::handle tgt_key_padding_mask, nb::handle memory_key_padding_mask,
+             nb::handle src_is_causal, nb::handle tgt_is_causal, bool memory_is_causal) {
+            const bool bf = t.options().layer.batch_first;
+            const Activation s = read_activation(src, "src", bf, seq_dims(bf));
+            const Activation g = read_activation(tgt, "tgt", bf, seq_dims(bf));
+            const auto sm = read_masks(src_mask, src_key_padding_mask, read_is_causal(src_is_causal),
+                                       s.unbatched, "src_mask", "src_key_padding_mask");
+            const auto tm = read_masks(tgt_mask, tgt_key_padding_mask, read_is_causal(tgt_is_causal),
+                                       g.unbatched, "tgt_mask", "tgt_key_padding_mask");
+            const auto mm = read_masks(memory_mask, memory_key_padding_mask, memory_is_causal,
+                                       g.unbatched, "memory_mask", "memory_key_padding_mask");
+            Tensor<float> out = output_like(g.view);
+            {
+              nb::gil_scoped_release release;
+              t.forward(s.view, g.view, out.view<3>(), sm->masks, tm->masks, mm->masks);
+            }
+            return activation_result(std::move(out), g);
+          },
+          "src"_a, "tgt"_a, "src_mask"_a.none() = nb::none(), "tgt_mask"_a.none() = nb::none(),
+          "memory_mask"_a.none() = nb::none(), "src_key_padding_mask"_a.none() = nb::none(),
+          "tgt_key_padding_mask"_a.none() = nb::none(),
+          "memory_key_padding_mask"_a.none() = nb::none(), "src_is_causal"_a.none() = nb::none(),
+          "tgt_is_causal"_a.none() = nb::none(), "memory_is_causal"_a = false,
+          "src (S, N, E), tgt (T, N, E) -> (T, N, E): decoder(tgt, encoder(src)). Masks\n"
+          "as torch takes them, or maskattn.Mask values.")
+      .def_static(
+          "generate_square_subsequent_mask",
+          [](int64_t sz) { return to_numpy(nn::Transformer::generate_square_subsequent_mask(sz)); },
+          "sz"_a, "float32 (sz, sz): 0 on and below the diagonal, -inf above.");
+}
+
+}  // namespace
+
+void bind_nn(nb::module_& m) {
+  bind_module_base(m);
+  bind_token_modules(m);
+  bind_multihead_attention(m);
+  bind_transformer(m);
+}
+
+}  // namespace maskattn::python

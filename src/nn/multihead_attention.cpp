@@ -1,0 +1,293 @@
+#include "maskattn/nn/multihead_attention.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "maskattn/attention.hpp"
+#include "nn/init.hpp"
+#include "nn/projection.hpp"
+#include "nn/rows.hpp"
+
+namespace maskattn::nn {
+namespace {
+
+using maskattn::detail::Arena;
+using maskattn::detail::thread_arena;
+
+// m (..., S) with `pad` more key columns that mask nothing (false / 0.0) —
+// torch pads attn_mask and key_padding_mask so for the keys add_bias_kv and
+// add_zero_attn append. Other dtypes are passed on as they are (the adapter
+// rejects them).
+AnyView pad_keys(const AnyView& m, int64_t pad, Arena::Frame& frame) {
+  if (m.empty() || pad == 0) return m;
+  const std::size_t elem = m.dtype == DType::Bool      ? sizeof(bool)
+                           : m.dtype == DType::Float32 ? sizeof(float)
+                           : m.dtype == DType::Float64 ? sizeof(double)
+                                                       : 0;
+  if (elem == 0) return m;
+  std::vector<int64_t> shape = m.shape;
+  const int64_t src_cols = shape.back();
+  shape.back() += pad;
+  const int64_t rows = m.numel() / std::max<int64_t>(src_cols, 1);
+  const int64_t cols = shape.back();
+  std::byte* out = frame.alloc<std::byte>(checked_mul(rows * cols, static_cast<int64_t>(elem),
+                                                      "padded mask bytes"));
+  std::vector<int64_t> index(shape.size(), 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    // index of row r's first element in the source (all but the last dim)
+    int64_t rem = r;
+    for (int d = static_cast<int>(shape.size()) - 2; d >= 0; --d) {
+      index[static_cast<std::size_t>(d)] = rem % m.shape[static_cast<std::size_t>(d)];
+      rem /= m.shape[static_cast<std::size_t>(d)];
+    }
+    for (int64_t c = 0; c < cols; ++c) {
+      index.back() = c;
+      const double x = c < src_cols ? m.at(index) : 0.0;
+      const int64_t at = r * cols + c;
+      if (m.dtype == DType::Bool) reinterpret_cast<bool*>(out)[at] = x != 0.0;
+      if (m.dtype == DType::Float32) reinterpret_cast<float*>(out)[at] = static_cast<float>(x);
+      if (m.dtype == DType::Float64) reinterpret_cast<double*>(out)[at] = x;
+    }
+  }
+  return AnyView(out, m.dtype, shape, AnyView::contiguous_strides(shape));
+}
+
+// torch's shape rules for the two masks, checked here so the message names
+// the argument with the shapes of this call.
+void check_torch_masks(const AttentionMasks& masks, int64_t n, int64_t heads, int64_t l,
+                       int64_t s) {
+  const AnyView& am = masks.attn_mask;
+  if (!am.empty()) {
+    const bool ok = (am.rank() == 2 && am.shape == std::vector<int64_t>{l, s}) ||
+                    (am.rank() == 3 && am.shape == std::vector<int64_t>{n * heads, l, s});
+    if (!ok)
+      throw Error("attn_mask", fmt::format("({}, {}) or ({}, {}, {})", l, s, n * heads, l, s),
+                  am.describe());
+  }
+  const AnyView& kpm = masks.key_padding_mask;
+  if (!kpm.empty() && kpm.shape != std::vector<int64_t>{n, s})
+    throw Error("key_padding_mask", fmt::format("({}, {})", n, s), kpm.describe());
+}
+
+}  // namespace
+
+MultiheadAttention::MultiheadAttention(int64_t embed_dim, int64_t num_heads,
+                                       const MultiheadAttentionOptions& options)
+    : embed_dim_(embed_dim),
+      num_heads_(num_heads),
+      num_kv_heads_(options.num_kv_heads.value_or(num_heads)),
+      kdim_(options.kdim.value_or(embed_dim)),
+      vdim_(options.vdim.value_or(embed_dim)),
+      options_(options),
+      out_proj_(std::max<int64_t>(embed_dim, 1), std::max<int64_t>(embed_dim, 1), options.bias) {
+  if (embed_dim < 1 || num_heads < 1 || embed_dim % num_heads != 0)
+    throw Error("MultiheadAttention",
+                "embed_dim >= 1 divisible by num_heads >= 1 (integer head_dim)",
+                fmt::format("embed_dim = {}, num_heads = {}", embed_dim, num_heads));
+  if (num_kv_heads_ < 1 || num_heads % num_kv_heads_ != 0)
+    throw Error("MultiheadAttention: num_kv_heads",
+                fmt::format("a divisor of num_heads = {}", num_heads),
+                std::to_string(num_kv_heads_));
+  if (kdim_ < 1 || vdim_ < 1)
+    throw Error("MultiheadAttention: kdim, vdim", ">= 1", fmt::format("{}, {}", kdim_, vdim_));
+  if (!(options.dropout >= 0.0 && options.dropout < 1.0))
+    throw Error("MultiheadAttention: dropout", "a probability in [0, 1)",
+                fmt::format("{}", options.dropout));
+
+  const int64_t e = embed_dim, ekv = num_kv_heads_ * head_dim();
+  const uint64_t s = seed_value();
+  if (kdim_ == e && vdim_ == e) {
+    in_proj_weight_ = Tensor<float>({e + 2 * ekv, e});
+    detail::init_xavier_uniform(in_proj_weight_, s);
+  } else {
+    q_proj_weight_ = Tensor<float>({e, e});
+    k_proj_weight_ = Tensor<float>({ekv, kdim_});
+    v_proj_weight_ = Tensor<float>({ekv, vdim_});
+    detail::init_xavier_uniform(q_proj_weight_, s);
+    detail::init_xavier_uniform(k_proj_weight_, s + 1);
+    detail::init_xavier_uniform(v_proj_weight_, s + 2);
+  }
+  if (options.bias) {
+    in_proj_bias_ = Tensor<float>({e + 2 * ekv});  // zeros, as torch
+    detail::init_constant(out_proj_.bias(), 0.0f);
+  }
+  if (options.add_bias_kv) {
+    // xavier_normal_ of a (1, 1, Ekv) tensor: std = sqrt(2 / (Ekv + Ekv)).
+    bias_k_ = Tensor<float>({1, 1, ekv});
+    bias_v_ = Tensor<float>({1, 1, ekv});
+    const double std = 1.0 / std::sqrt(static_cast<double>(ekv));
+    detail::init_normal(bias_k_, 0.0, std, s + 3);
+    detail::init_normal(bias_v_, 0.0, std, s + 4);
+  }
+}
+
+void MultiheadAttention::for_each_param(const ParamFn& fn) {
+  if (packed()) {
+    fn("in_proj_weight", in_proj_weight_);
+  } else {
+    fn("q_proj_weight", q_proj_weight_);
+    fn("k_proj_weight", k_proj_weight_);
+    fn("v_proj_weight", v_proj_weight_);
+  }
+  if (in_proj_bias_.numel() > 0) fn("in_proj_bias", in_proj_bias_);
+  if (bias_k_.numel() > 0) {
+    fn("bias_k", bias_k_);
+    fn("bias_v", bias_v_);
+  }
+}
+
+void MultiheadAttention::for_each_child(const ChildFn& fn) { fn("out_proj", out_proj_); }
+
+int64_t MultiheadAttention::key_len(int64_t source_len) const noexcept {
+  return source_len + (options_.add_bias_kv ? 1 : 0) + (options_.add_zero_attn ? 1 : 0);
+}
+
+void MultiheadAttention::forward(View<const float, 3> query, View<const float, 3> key,
+                                 View<const float, 3> value, View<float, 3> out,
+                                 const AttentionMasks& masks, const MultiheadAttentionCall& call,
+                                 View<float, 4> weights) const {
+  const bool bf = options_.batch_first;
+  const char* layout = bf ? "(N, L, " : "(L, N, ";
+  const int64_t e = embed_dim_, h = num_heads_, hkv = num_kv_heads_, d = head_dim();
+  const int64_t ekv = hkv * d;
+  const int64_t l = bf ? query.size(1) : query.size(0);
+  const int64_t n = bf ? query.size(0) : query.size(1);
+  const int64_t s = bf ? key.size(1) : key.size(0);
+  if (query.size(2) != e)
+    throw Error("query", fmt::format("{}{}) with E = embed_dim", layout, e),
+                shape_string(query.shape()));
+  const std::array<int64_t, 3> key_shape =
+      bf ? std::array<int64_t, 3>{n, s, kdim_} : std::array<int64_t, 3>{s, n, kdim_};
+  if (key.shape() != key_shape)
+    throw Error("key", shape_string(key_shape) + " (source length S, batch as query's, kdim)",
+                shape_string(key.shape()));
+  const std::array<int64_t, 3> value_shape =
+      bf ? std::array<int64_t, 3>{n, s, vdim_} : std::array<int64_t, 3>{s, n, vdim_};
+  if (value.shape() != value_shape)
+    throw Error("value", shape_string(value_shape) + " (as key, with vdim)",
+                shape_string(value.shape()));
+  if (out.shape() != query.shape())
+    throw Error("out", shape_string(query.shape()) + " (as query)", shape_string(out.shape()));
+  const int64_t s2 = key_len(s);
+  if (call.need_weights) {
+    const std::array<int64_t, 4> want{n, call.average_attn_weights ? 1 : h, l, s2};
+    if (weights.shape() != want || weights.data() == nullptr)
+      throw Error("weights", shape_string(want), weights.empty() ? "nothing" : shape_string(weights.shape()));
+  }
+  check_torch_masks(masks, n, h, l, s);
+
+  Arena::Frame frame(thread_arena());
+  const detail::SeqLayout qs{l, n, bf}, ks{s, n, bf};
+
+  // ---- projections: q (L*N, E), k and v (S*N, Ekv) as row matrices ----------
+  const float* wq = packed() ? in_proj_weight_.data() : q_proj_weight_.data();
+  const float* wk = packed() ? wq + e * e : k_proj_weight_.data();
+  const float* wv = packed() ? wk + ekv * e : v_proj_weight_.data();
+  const float* bq = in_proj_bias_.numel() > 0 ? in_proj_bias_.data() : nullptr;
+  const float* bk = bq ? bq + e : nullptr;
+  const float* bv = bq ? bq + e + ekv : nullptr;
+  const float *q_rows, *k_rows, *v_rows;
+  int64_t ldq, ldkv;
+  const bool self = packed() && query.data() == key.data() && key.data() == value.data() &&
+                    query.shape() == key.shape() && query.strides() == key.strides() &&
+                    key.strides() == value.strides();
+  if (self) {
+    // Self-attention: one GEMM with the whole packed weight, (L*N, E + 2*Ekv).
+    const int64_t width = e + 2 * ekv;
+    float* qkv = frame.alloc<float>(qs.rows() * width);
+    detail::project(detail::as_rows(query, frame), wq, bq, View<float, 2>(qkv, {qs.rows(), width}));
+    q_rows = qkv, k_rows = qkv + e, v_rows = qkv + e + ekv;
+    ldq = ldkv = width;
+  } else {
+    float* q = frame.alloc<float>(qs.rows() * e);
+    float* k = frame.alloc<float>(ks.rows() * ekv);
+    float* v = frame.alloc<float>(ks.rows() * ekv);
+    detail::project(detail::as_rows(query, frame), wq, bq, View<float, 2>(q, {qs.rows(), e}));
+    detail::project(detail::as_rows(key, frame), wk, bk, View<float, 2>(k, {ks.rows(), ekv}));
+    detail::project(detail::as_rows(value, frame), wv, bv, View<float, 2>(v, {ks.rows(), ekv}));
+    q_rows = q, k_rows = k, v_rows = v;
+    ldq = e, ldkv = ekv;
+  }
+  const View<const float, 4> q4 = detail::heads(q_rows, ldq, 0, qs, h, d);  // (N, H, L, D)
+  View<const float, 4> k4 = detail::heads(k_rows, ldkv, 0, ks, hkv, d);     // (N, Hkv, S, D)
+  View<const float, 4> v4 = detail::heads(v_rows, ldkv, 0, ks, hkv, d);
+
+  // ---- extra keys: bias_k/bias_v (add_bias_kv), then zeros (add_zero_attn) ----
+  if (s2 != s) {
+    float* kx = frame.alloc<float>(n * hkv * s2 * d);
+    float* vx = frame.alloc<float>(n * hkv * s2 * d);
+    const View<float, 4> k_ext(kx, {n, hkv, s2, d}), v_ext(vx, {n, hkv, s2, d});
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t g = 0; g < hkv; ++g) {
+        for (int64_t j = 0; j < s; ++j) {
+          std::copy(k4.row(b, g, j), k4.row(b, g, j) + d, k_ext.row(b, g, j));
+          std::copy(v4.row(b, g, j), v4.row(b, g, j) + d, v_ext.row(b, g, j));
+        }
+        int64_t j = s;
+        if (options_.add_bias_kv) {
+          std::copy_n(bias_k_.data() + g * d, d, k_ext.row(b, g, j));
+          std::copy_n(bias_v_.data() + g * d, d, v_ext.row(b, g, j));
+          ++j;
+        }
+        if (options_.add_zero_attn) {
+          std::fill_n(k_ext.row(b, g, j), d, 0.0f);
+          std::fill_n(v_ext.row(b, g, j), d, 0.0f);
+        }
+      }
+    k4 = k_ext, v4 = v_ext;
+  }
+
+  // ---- the mask: torch's masks (padded for the extra keys), is_causal, any Mask
+  Mask mask = masks.mask;
+  if (!masks.attn_mask.empty() || !masks.key_padding_mask.empty())
+    mask &= from_torch_mha_mask(pad_keys(masks.attn_mask, s2 - s, frame),
+                                pad_keys(masks.key_padding_mask, s2 - s, frame), h);
+  if (masks.is_causal) mask &= causal();
+
+  // ---- attention into (L*N, E) rows, heads side by side as torch concatenates
+  float* attn_rows = frame.alloc<float>(qs.rows() * e);
+  const View<float, 4> attn_out = detail::heads(attn_rows, e, 0, qs, h, d);
+  AttentionOptions opts;
+  if (training() && options_.dropout > 0.0) {
+    opts.dropout_p = static_cast<float>(options_.dropout);
+    opts.seed = next_draw_seed();
+  }
+  opts.head_mask = call.head_mask;
+  View<float, 4> per_head;  // (N, H, L, S')
+  if (call.need_weights)
+    per_head = call.average_attn_weights
+                   ? View<float, 4>(frame.alloc<float>(n * h * l * s2), {n, h, l, s2})
+                   : weights;
+  attention(q4, k4, v4, attn_out, mask, opts, per_head);
+  if (call.need_weights && call.average_attn_weights) {
+    const float inv_h = 1.0f / static_cast<float>(h);
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t i = 0; i < l; ++i) {
+        float* w = weights.row(b, 0, i);
+        std::fill_n(w, s2, 0.0f);
+        for (int64_t g = 0; g < h; ++g) {
+          const float* p = per_head.row(b, g, i);
+          for (int64_t j = 0; j < s2; ++j) w[j] += p[j];
+        }
+        for (int64_t j = 0; j < s2; ++j) w[j] *= inv_h;
+      }
+  }
+
+  // ---- out_proj --------------------------------------------------------------
+  const View<const float, 2> attn(attn_rows, {qs.rows(), e});
+  const float* bo = out_proj_.has_bias() ? out_proj_.bias().data() : nullptr;
+  if (detail::collapses(out)) {
+    detail::project(attn, out_proj_.weight().data(), bo, detail::rows_of(out));
+  } else {
+    float* tmp = frame.alloc<float>(qs.rows() * e);
+    detail::project(attn, out_proj_.weight().data(), bo, View<float, 2>(tmp, {qs.rows(), e}));
+    for (int64_t a = 0; a < out.size(0); ++a)
+      for (int64_t b = 0; b < out.size(1); ++b)
+        std::copy_n(tmp + (a * out.size(1) + b) * e, e, out.row(a, b));
+  }
+}
+
+}  // namespace maskattn::nn

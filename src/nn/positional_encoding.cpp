@@ -1,0 +1,47 @@
+#include "maskattn/nn/positional_encoding.hpp"
+
+#include <fmt/format.h>
+
+#include "core/arena.hpp"
+#include "maskattn/positional.hpp"
+
+namespace maskattn::nn {
+
+PositionalEncoding::PositionalEncoding(int64_t d_model, double dropout, int64_t max_len)
+    : pe_(sinusoidal_encoding(max_len, d_model)), dropout_(dropout) {}
+
+void PositionalEncoding::for_each_child(const ChildFn& fn) { fn("dropout", dropout_); }
+
+void PositionalEncoding::forward(View<const float, 3> x, View<float, 3> y, bool batch_first,
+                                 int64_t offset) const {
+  const int64_t len = batch_first ? x.size(1) : x.size(0);
+  const int64_t batch = batch_first ? x.size(0) : x.size(1);
+  if (x.size(2) != d_model())
+    throw Error("PositionalEncoding: x",
+                fmt::format("{}, {})", batch_first ? "(B, L" : "(L, B", d_model()),
+                shape_string(x.shape()));
+  if (y.shape() != x.shape())
+    throw Error("PositionalEncoding: y", shape_string(x.shape()), shape_string(y.shape()));
+  if (offset < 0 || offset > max_len() - len)
+    throw Error("PositionalEncoding: offset",
+                fmt::format("offset + length <= max_len = {} (length {})", max_len(), len),
+                std::to_string(offset));
+  const int64_t d = d_model();
+  for (int64_t l = 0; l < len; ++l) {
+    const float* pe = pe_.data() + (offset + l) * d;
+    for (int64_t b = 0; b < batch; ++b) {
+      const float* xr = batch_first ? x.row(b, l) : x.row(l, b);
+      float* yr = batch_first ? y.row(b, l) : y.row(l, b);
+      for (int64_t j = 0; j < d; ++j) yr[j] = xr[j] + pe[j];
+    }
+  }
+  if (training() && dropout_.p() > 0.0) {
+    // Row by row over the (first, second) positions of y.
+    for (int64_t a = 0; a < y.size(0); ++a) {
+      View<float, 2> rows(y.row(a, 0), {y.size(1), d}, {y.stride(1), 1});
+      dropout_.forward(rows, rows);
+    }
+  }
+}
+
+}  // namespace maskattn::nn

@@ -1,0 +1,198 @@
+#include "maskattn/nn/transformer_layers.hpp"
+
+#include <fmt/format.h>
+
+#include "nn/rows.hpp"
+
+namespace maskattn::nn {
+namespace {
+
+using maskattn::detail::Arena;
+using maskattn::detail::thread_arena;
+
+MultiheadAttentionOptions attention_options(const TransformerLayerOptions& o) {
+  MultiheadAttentionOptions a;
+  a.dropout = o.dropout;
+  a.bias = o.bias;
+  a.batch_first = o.batch_first;
+  a.num_kv_heads = o.num_kv_heads;
+  return a;
+}
+
+// A (shape of x) activation in the arena: the 3-D view attention reads and
+// writes, and the same memory as (A*B, E) rows for everything else.
+struct Activation3 {
+  View<float, 3> seq;
+  View<float, 2> rows;
+};
+
+Activation3 scratch_like(const std::array<int64_t, 3>& shape, Arena::Frame& frame) {
+  float* p = frame.alloc<float>(shape[0] * shape[1] * shape[2]);
+  return {View<float, 3>(p, shape), View<float, 2>(p, {shape[0] * shape[1], shape[2]})};
+}
+
+void check_input(const View<const float, 3>& x, const char* name, int64_t d_model,
+                 bool batch_first) {
+  if (x.size(2) != d_model)
+    throw Error(name, fmt::format("{}{}) with E = d_model", batch_first ? "(N, L, " : "(L, N, ",
+                                  d_model),
+                shape_string(x.shape()));
+}
+
+// The layer's output: out (like x) from rows. Written last, so out may be the
+// layer's input.
+void write_out(View<const float, 2> rows, View<float, 3> out) {
+  if (detail::collapses(out)) {
+    View<float, 2> dst = detail::rows_of(out);
+    if (dst.data() != rows.data())
+      for (int64_t r = 0; r < rows.size(0); ++r)
+        std::copy_n(rows.row(r), rows.size(1), dst.row(r));
+  } else {
+    detail::copy_rows(rows, out);
+  }
+}
+
+// Layers never ask their attention for weights.
+MultiheadAttentionCall no_weights() {
+  MultiheadAttentionCall call;
+  call.need_weights = false;
+  return call;
+}
+
+}  // namespace
+
+// ---- encoder layer -------------------------------------------------------------
+
+TransformerEncoderLayer::TransformerEncoderLayer(int64_t d_model, int64_t nhead,
+                                                 const TransformerLayerOptions& o)
+    : options_(o),
+      self_attn_(d_model, nhead, attention_options(o)),
+      ff_(d_model, o.dim_feedforward, o.activation, o.dropout, o.bias),
+      norm1_(d_model, o.layer_norm_eps, true, o.bias),
+      norm2_(d_model, o.layer_norm_eps, true, o.bias),
+      dropout1_(o.dropout),
+      dropout2_(o.dropout) {}
+
+void TransformerEncoderLayer::for_each_child(const ChildFn& fn) {
+  fn("self_attn", self_attn_);
+  ff_.for_each_child(fn);
+  fn("norm1", norm1_);
+  fn("norm2", norm2_);
+  fn("dropout1", dropout1_);
+  fn("dropout2", dropout2_);
+}
+
+void TransformerEncoderLayer::forward(View<const float, 3> src, View<float, 3> out,
+                                      const AttentionMasks& src_masks) const {
+  check_input(src, "src", d_model(), options_.batch_first);
+  if (out.shape() != src.shape())
+    throw Error("out", shape_string(src.shape()) + " (as src)", shape_string(out.shape()));
+  Arena::Frame frame(thread_arena());
+  const View<const float, 2> x = detail::as_rows(src, frame);  // (R, E), R = L*N
+  const Activation3 a = scratch_like(src.shape(), frame), b = scratch_like(src.shape(), frame);
+
+  if (options_.norm_first) {
+    // a = x + dropout1(self_attn(norm1(x)))
+    norm1_.forward(x, b.rows);
+    self_attn_.forward(b.seq, b.seq, b.seq, a.seq, src_masks, no_weights());
+    dropout1_.forward(a.rows, a.rows);
+    detail::add_rows(a.rows, x);
+    // out = a + dropout2(ff(norm2(a)))
+    norm2_.forward(a.rows, b.rows);
+    const Activation3 c = scratch_like(src.shape(), frame);
+    ff_.forward(b.rows, c.rows);
+    dropout2_.forward(c.rows, c.rows);
+    detail::add_rows(c.rows, a.rows);
+    write_out(c.rows, out);
+  } else {
+    // a = norm1(x + dropout1(self_attn(x)))
+    self_attn_.forward(src, src, src, a.seq, src_masks, no_weights());
+    dropout1_.forward(a.rows, a.rows);
+    detail::add_rows(a.rows, x);
+    norm1_.forward(a.rows, a.rows);
+    // out = norm2(a + dropout2(ff(a)))
+    ff_.forward(a.rows, b.rows);
+    dropout2_.forward(b.rows, b.rows);
+    detail::add_rows(b.rows, a.rows);
+    norm2_.forward(b.rows, b.rows);
+    write_out(b.rows, out);
+  }
+}
+
+// ---- decoder layer -------------------------------------------------------------
+
+TransformerDecoderLayer::TransformerDecoderLayer(int64_t d_model, int64_t nhead,
+                                                 const TransformerLayerOptions& o)
+    : options_(o),
+      self_attn_(d_model, nhead, attention_options(o)),
+      multihead_attn_(d_model, nhead, attention_options(o)),
+      ff_(d_model, o.dim_feedforward, o.activation, o.dropout, o.bias),
+      norm1_(d_model, o.layer_norm_eps, true, o.bias),
+      norm2_(d_model, o.layer_norm_eps, true, o.bias),
+      norm3_(d_model, o.layer_norm_eps, true, o.bias),
+      dropout1_(o.dropout),
+      dropout2_(o.dropout),
+      dropout3_(o.dropout) {}
+
+void TransformerDecoderLayer::for_each_child(const ChildFn& fn) {
+  fn("self_attn", self_attn_);
+  fn("multihead_attn", multihead_attn_);
+  ff_.for_each_child(fn);
+  fn("norm1", norm1_);
+  fn("norm2", norm2_);
+  fn("norm3", norm3_);
+  fn("dropout1", dropout1_);
+  fn("dropout2", dropout2_);
+  fn("dropout3", dropout3_);
+}
+
+void TransformerDecoderLayer::forward(View<const float, 3> tgt, View<const float, 3> memory,
+                                      View<float, 3> out, const AttentionMasks& tgt_masks,
+                                      const AttentionMasks& memory_masks) const {
+  check_input(tgt, "tgt", d_model(), options_.batch_first);
+  check_input(memory, "memory", d_model(), options_.batch_first);
+  if (out.shape() != tgt.shape())
+    throw Error("out", shape_string(tgt.shape()) + " (as tgt)", shape_string(out.shape()));
+  Arena::Frame frame(thread_arena());
+  const View<const float, 2> x = detail::as_rows(tgt, frame);  // (R, E), R = T*N
+  const Activation3 a = scratch_like(tgt.shape(), frame), b = scratch_like(tgt.shape(), frame),
+                    c = scratch_like(tgt.shape(), frame);
+
+  if (options_.norm_first) {
+    // a = x + dropout1(self_attn(norm1(x)))
+    norm1_.forward(x, b.rows);
+    self_attn_.forward(b.seq, b.seq, b.seq, a.seq, tgt_masks, no_weights());
+    dropout1_.forward(a.rows, a.rows);
+    detail::add_rows(a.rows, x);
+    // b = a + dropout2(multihead_attn(norm2(a), memory))
+    norm2_.forward(a.rows, c.rows);
+    multihead_attn_.forward(c.seq, memory, memory, b.seq, memory_masks, no_weights());
+    dropout2_.forward(b.rows, b.rows);
+    detail::add_rows(b.rows, a.rows);
+    // out = b + dropout3(ff(norm3(b)))
+    norm3_.forward(b.rows, c.rows);
+    ff_.forward(c.rows, a.rows);
+    dropout3_.forward(a.rows, a.rows);
+    detail::add_rows(a.rows, b.rows);
+    write_out(a.rows, out);
+  } else {
+    // a = norm1(x + dropout1(self_attn(x)))
+    self_attn_.forward(tgt, tgt, tgt, a.seq, tgt_masks, no_weights());
+    dropout1_.forward(a.rows, a.rows);
+    detail::add_rows(a.rows, x);
+    norm1_.forward(a.rows, a.rows);
+    // b = norm2(a + dropout2(multihead_attn(a, memory)))
+    multihead_attn_.forward(a.seq, memory, memory, b.seq, memory_masks, no_weights());
+    dropout2_.forward(b.rows, b.rows);
+    detail::add_rows(b.rows, a.rows);
+    norm2_.forward(b.rows, b.rows);
+    // out = norm3(b + dropout3(ff(b)))
+    ff_.forward(b.rows, c.rows);
+    dropout3_.forward(c.rows, c.rows);
+    detail::add_rows(c.rows, b.rows);
+    norm3_.forward(c.rows, c.rows);
+    write_out(c.rows, out);
+  }
+}
+
+}  // namespace maskattn::nn
