@@ -72,6 +72,15 @@ void check_torch_masks(const AttentionMasks& masks, int64_t n, int64_t heads, in
     throw Error("key_padding_mask", fmt::format("({}, {})", n, s), kpm.describe());
 }
 
+// The cached paths take keys as they are: the extra keys of add_bias_kv /
+// add_zero_attn would have to be cached too (torch's decoder layers never
+// use them).
+void check_no_extra_keys(const MultiheadAttentionOptions& o, const char* what) {
+  if (o.add_bias_kv || o.add_zero_attn)
+    throw Error(fmt::format("MultiheadAttention::{}", what),
+                "a module without add_bias_kv and add_zero_attn", "one with them");
+}
+
 }  // namespace
 
 MultiheadAttention::MultiheadAttention(int64_t embed_dim, int64_t num_heads,
@@ -247,7 +256,80 @@ void MultiheadAttention::forward(View<const float, 3> query, View<const float, 3
                                 pad_keys(masks.key_padding_mask, s2 - s, frame), h);
   if (masks.is_causal) mask &= causal();
 
-  // ---- attention into (L*N, E) rows, heads side by side as torch concatenates
+  attend_heads(q4, k4, v4, mask, call, weights, out);
+}
+
+void MultiheadAttention::project_kv(View<const float, 3> key, View<const float, 3> value,
+                                    View<float, 4> k_out, View<float, 4> v_out) const {
+  check_no_extra_keys(options_, "project_kv");
+  const bool bf = options_.batch_first;
+  const int64_t s = bf ? key.size(1) : key.size(0), n = bf ? key.size(0) : key.size(1);
+  const int64_t hkv = num_kv_heads_, d = head_dim(), ekv = hkv * d, e = embed_dim_;
+  if (key.size(2) != kdim_ || value.shape() != std::array<int64_t, 3>{key.size(0), key.size(1), vdim_})
+    throw Error("project_kv: key, value",
+                fmt::format("{}S, N, {}) and ({}S, N, {}) alike", bf ? "(N, S / " : "(", kdim_,
+                            bf ? "(N, S / " : "(", vdim_),
+                fmt::format("{} and {}", shape_string(key.shape()), shape_string(value.shape())));
+  const std::array<int64_t, 4> want{n, hkv, s, d};
+  if (k_out.shape() != want || v_out.shape() != want)
+    throw Error("project_kv: k_out, v_out", shape_string(want),
+                fmt::format("{} and {}", shape_string(k_out.shape()), shape_string(v_out.shape())));
+  Arena::Frame frame(thread_arena());
+  const float* wk = packed() ? in_proj_weight_.data() + e * e : k_proj_weight_.data();
+  const float* wv = packed() ? in_proj_weight_.data() + (e + ekv) * e : v_proj_weight_.data();
+  const float* bk = in_proj_bias_.numel() > 0 ? in_proj_bias_.data() + e : nullptr;
+  const float* bv = bk ? bk + ekv : nullptr;
+  const detail::SeqLayout ks{s, n, bf};
+  float* k = frame.alloc<float>(ks.rows() * ekv);
+  float* v = frame.alloc<float>(ks.rows() * ekv);
+  detail::project(detail::as_rows(key, frame), wk, bk, View<float, 2>(k, {ks.rows(), ekv}));
+  detail::project(detail::as_rows(value, frame), wv, bv, View<float, 2>(v, {ks.rows(), ekv}));
+  const View<const float, 4> k4 = detail::heads<const float>(k, ekv, 0, ks, hkv, d);
+  const View<const float, 4> v4 = detail::heads<const float>(v, ekv, 0, ks, hkv, d);
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t g = 0; g < hkv; ++g)
+      for (int64_t j = 0; j < s; ++j) {
+        std::copy_n(k4.row(b, g, j), d, k_out.row(b, g, j));
+        std::copy_n(v4.row(b, g, j), d, v_out.row(b, g, j));
+      }
+}
+
+void MultiheadAttention::attend(View<const float, 3> query, View<const float, 4> k,
+                                View<const float, 4> v, View<float, 3> out, const Mask& mask,
+                                const MultiheadAttentionCall& call, View<float, 4> weights) const {
+  check_no_extra_keys(options_, "attend");
+  const bool bf = options_.batch_first;
+  const int64_t l = bf ? query.size(1) : query.size(0), n = bf ? query.size(0) : query.size(1);
+  const int64_t e = embed_dim_, h = num_heads_, d = head_dim();
+  if (query.size(2) != e)
+    throw Error("attend: query", fmt::format("{}{}) with E = embed_dim", bf ? "(N, L, " : "(L, N, ", e),
+                shape_string(query.shape()));
+  if (out.shape() != query.shape())
+    throw Error("attend: out", shape_string(query.shape()) + " (as query)", shape_string(out.shape()));
+  if (call.need_weights) {
+    const std::array<int64_t, 4> want{n, call.average_attn_weights ? 1 : h, l, k.size(2)};
+    if (weights.shape() != want || weights.data() == nullptr)
+      throw Error("weights", shape_string(want), weights.empty() ? "nothing" : shape_string(weights.shape()));
+  }
+  // k, v: checked by attention() against q's (N, H, L, D).
+  Arena::Frame frame(thread_arena());
+  const detail::SeqLayout qs{l, n, bf};
+  const float* wq = packed() ? in_proj_weight_.data() : q_proj_weight_.data();
+  const float* bq = in_proj_bias_.numel() > 0 ? in_proj_bias_.data() : nullptr;
+  float* q = frame.alloc<float>(qs.rows() * e);
+  detail::project(detail::as_rows(query, frame), wq, bq, View<float, 2>(q, {qs.rows(), e}));
+  attend_heads(detail::heads<const float>(q, e, 0, qs, h, d), k, v, mask, call, weights, out);
+}
+
+void MultiheadAttention::attend_heads(View<const float, 4> q4, View<const float, 4> k4,
+                                      View<const float, 4> v4, const Mask& mask,
+                                      const MultiheadAttentionCall& call, View<float, 4> weights,
+                                      View<float, 3> out) const {
+  const int64_t e = embed_dim_, h = num_heads_, d = head_dim();
+  const int64_t n = q4.size(0), l = q4.size(2), s2 = k4.size(2);
+  const detail::SeqLayout qs{l, n, options_.batch_first};
+  Arena::Frame frame(thread_arena());
+  // Attention into (L*N, E) rows, heads side by side as torch concatenates them.
   float* attn_rows = frame.alloc<float>(qs.rows() * e);
   const View<float, 4> attn_out = detail::heads(attn_rows, e, 0, qs, h, d);
   AttentionOptions opts;
@@ -276,7 +358,7 @@ void MultiheadAttention::forward(View<const float, 3> query, View<const float, 3
       }
   }
 
-  // ---- out_proj --------------------------------------------------------------
+  // out_proj.
   const View<const float, 2> attn(attn_rows, {qs.rows(), e});
   const float* bo = out_proj_.has_bias() ? out_proj_.bias().data() : nullptr;
   if (detail::collapses(out)) {

@@ -112,6 +112,91 @@ void TransformerDecoder::forward(View<const float, 3> tgt, View<const float, 3> 
       norm_ ? &*norm_ : nullptr);
 }
 
+void TransformerDecoder::decode_step(View<const float, 3> tgt, View<const float, 3> memory,
+                                     View<float, 3> out, KvCache& cache,
+                                     const AttentionMasks& memory_masks,
+                                     std::span<const int64_t> advance) const {
+  const bool bf = batch_first();
+  const int64_t t = bf ? tgt.size(1) : tgt.size(0), n = bf ? tgt.size(0) : tgt.size(1);
+  if (out.shape() != tgt.shape())
+    throw Error("out", shape_string(tgt.shape()) + " (as tgt)", shape_string(out.shape()));
+  if (cache.batch() != n || static_cast<int64_t>(cache.layers_.size()) != num_layers())
+    throw Error("cache", fmt::format("a KvCache for this decoder and batch {}", n),
+                fmt::format("one for batch {} and {} layers", cache.batch(), cache.layers_.size()));
+  if (t < 1) throw Error("tgt", "at least one new token per sequence", shape_string(tgt.shape()));
+  const std::vector<int64_t> lengths(cache.lengths().begin(), cache.lengths().end());
+  std::vector<int64_t> grow(static_cast<std::size_t>(n), t);
+  if (!advance.empty()) {
+    if (static_cast<int64_t>(advance.size()) != n)
+      throw Error("advance", fmt::format("{} lengths (one per sequence)", n),
+                  std::to_string(advance.size()));
+    for (int64_t b = 0; b < n; ++b) {
+      const int64_t a = advance[static_cast<std::size_t>(b)];
+      if (a < 0 || a > t)
+        throw Error(fmt::format("advance[{}]", b), fmt::format("a count in [0, {}]", t),
+                    std::to_string(a));
+      grow[static_cast<std::size_t>(b)] = a;
+    }
+  }
+  for (int64_t b = 0; b < n; ++b) {
+    const int64_t len = lengths[static_cast<std::size_t>(b)];
+    if (len + t > cache.capacity())
+      throw Error("cache", fmt::format("room for {} more tokens in sequence {}", t, b),
+                  fmt::format("{} of {} used", len, cache.capacity()));
+    if (t > 1 && len != lengths[0])
+      throw Error("tgt",
+                  "one token per sequence when the sequences' lengths differ (a step of "
+                  "several tokens needs them equal)",
+                  fmt::format("{} tokens; lengths {} and {}", t, lengths[0], len));
+  }
+  if (!memory_masks.attn_mask.empty() || memory_masks.is_causal)
+    throw Error("memory_masks",
+                "key_padding_mask and/or mask when decoding step by step (no memory_mask or "
+                "is_causal: they depend on the target position)",
+                !memory_masks.attn_mask.empty() ? "an attn_mask" : "is_causal");
+
+  // The memory's keys and values: projected once, at the first step.
+  const std::vector<int64_t> memory_shape(memory.shape().begin(), memory.shape().end());
+  if (cache.memory_data_ == nullptr) {
+    const int64_t s = bf ? memory.size(1) : memory.size(0);
+    if ((bf ? memory.size(0) : memory.size(1)) != n)
+      throw Error("memory", fmt::format("the batch of tgt ({})", n), shape_string(memory.shape()));
+    for (int64_t i = 0; i < num_layers(); ++i) {
+      const MultiheadAttention& ca = layers_[static_cast<std::size_t>(i)].multihead_attn();
+      KvCache::Layer& l = cache.layers_[static_cast<std::size_t>(i)];
+      l.mem_k = Tensor<float>({n, ca.num_kv_heads(), s, ca.head_dim()});
+      l.mem_v = Tensor<float>({n, ca.num_kv_heads(), s, ca.head_dim()});
+      ca.project_kv(memory, memory, l.mem_k.view<4>(), l.mem_v.view<4>());
+    }
+    cache.memory_data_ = memory.data();
+    cache.memory_shape_ = memory_shape;
+  } else if (cache.memory_data_ != memory.data() || cache.memory_shape_ != memory_shape) {
+    throw Error("memory", "the memory of the cache's first step (or cache.reset() first)",
+                "another array");
+  }
+
+  // Query i of sequence b sits at position lengths[b] + i and may see keys
+  // 0 .. lengths[b] + i: with one token, all of sequence b's keys
+  // (key_lengths); with several (lengths equal), the look-ahead mask aligned
+  // bottom-right.
+  std::vector<int64_t> visible(lengths);
+  for (int64_t& v : visible) v += t;
+  Mask self_mask = key_lengths(visible);
+  if (t > 1) self_mask &= causal(Align::BottomRight);
+  Mask memory_mask = memory_masks.mask;
+  if (!memory_masks.key_padding_mask.empty())
+    memory_mask &= from_torch_mha_mask({}, memory_masks.key_padding_mask);
+
+  run_stack(
+      num_layers(), tgt, out,
+      [&](int64_t i, View<const float, 3> in, View<float, 3> dst) {
+        layers_[static_cast<std::size_t>(i)].decode_step(
+            in, dst, cache.layers_[static_cast<std::size_t>(i)], lengths, self_mask, memory_mask);
+      },
+      norm_ ? &*norm_ : nullptr);
+  for (int64_t b = 0; b < n; ++b) cache.lengths_[static_cast<std::size_t>(b)] += grow[static_cast<std::size_t>(b)];
+}
+
 // ---- Transformer -----------------------------------------------------------------
 
 Transformer::Transformer(const TransformerOptions& o)

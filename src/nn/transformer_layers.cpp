@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "nn/rows.hpp"
 
 namespace maskattn::nn {
@@ -146,11 +148,9 @@ void TransformerDecoderLayer::for_each_child(const ChildFn& fn) {
   fn("dropout3", dropout3_);
 }
 
-void TransformerDecoderLayer::forward(View<const float, 3> tgt, View<const float, 3> memory,
-                                      View<float, 3> out, const AttentionMasks& tgt_masks,
-                                      const AttentionMasks& memory_masks) const {
-  check_input(tgt, "tgt", d_model(), options_.batch_first);
-  check_input(memory, "memory", d_model(), options_.batch_first);
+template <class SelfAttention, class CrossAttention>
+void TransformerDecoderLayer::run(View<const float, 3> tgt, View<float, 3> out,
+                                  const SelfAttention& sa, const CrossAttention& ca) const {
   if (out.shape() != tgt.shape())
     throw Error("out", shape_string(tgt.shape()) + " (as tgt)", shape_string(out.shape()));
   Arena::Frame frame(thread_arena());
@@ -161,12 +161,12 @@ void TransformerDecoderLayer::forward(View<const float, 3> tgt, View<const float
   if (options_.norm_first) {
     // a = x + dropout1(self_attn(norm1(x)))
     norm1_.forward(x, b.rows);
-    self_attn_.forward(b.seq, b.seq, b.seq, a.seq, tgt_masks, no_weights());
+    sa(b.seq, a.seq);
     dropout1_.forward(a.rows, a.rows);
     detail::add_rows(a.rows, x);
     // b = a + dropout2(multihead_attn(norm2(a), memory))
     norm2_.forward(a.rows, c.rows);
-    multihead_attn_.forward(c.seq, memory, memory, b.seq, memory_masks, no_weights());
+    ca(c.seq, b.seq);
     dropout2_.forward(b.rows, b.rows);
     detail::add_rows(b.rows, a.rows);
     // out = b + dropout3(ff(norm3(b)))
@@ -177,12 +177,12 @@ void TransformerDecoderLayer::forward(View<const float, 3> tgt, View<const float
     write_out(a.rows, out);
   } else {
     // a = norm1(x + dropout1(self_attn(x)))
-    self_attn_.forward(tgt, tgt, tgt, a.seq, tgt_masks, no_weights());
+    sa(tgt, a.seq);
     dropout1_.forward(a.rows, a.rows);
     detail::add_rows(a.rows, x);
     norm1_.forward(a.rows, a.rows);
     // b = norm2(a + dropout2(multihead_attn(a, memory)))
-    multihead_attn_.forward(a.seq, memory, memory, b.seq, memory_masks, no_weights());
+    ca(a.seq, b.seq);
     dropout2_.forward(b.rows, b.rows);
     detail::add_rows(b.rows, a.rows);
     norm2_.forward(b.rows, b.rows);
@@ -193,6 +193,56 @@ void TransformerDecoderLayer::forward(View<const float, 3> tgt, View<const float
     norm3_.forward(c.rows, c.rows);
     write_out(c.rows, out);
   }
+}
+
+void TransformerDecoderLayer::forward(View<const float, 3> tgt, View<const float, 3> memory,
+                                      View<float, 3> out, const AttentionMasks& tgt_masks,
+                                      const AttentionMasks& memory_masks) const {
+  check_input(tgt, "tgt", d_model(), options_.batch_first);
+  check_input(memory, "memory", d_model(), options_.batch_first);
+  run(
+      tgt, out,
+      [&](View<const float, 3> x, View<float, 3> y) {
+        self_attn_.forward(x, x, x, y, tgt_masks, no_weights());
+      },
+      [&](View<const float, 3> x, View<float, 3> y) {
+        multihead_attn_.forward(x, memory, memory, y, memory_masks, no_weights());
+      });
+}
+
+void TransformerDecoderLayer::decode_step(View<const float, 3> tgt, View<float, 3> out,
+                                          KvCache::Layer& cache, std::span<const int64_t> lengths,
+                                          const Mask& self_mask, const Mask& memory_mask) const {
+  const bool bf = options_.batch_first;
+  const int64_t t = bf ? tgt.size(1) : tgt.size(0), n = bf ? tgt.size(0) : tgt.size(1);
+  const int64_t hkv = self_attn_.num_kv_heads(), d = self_attn_.head_dim();
+  int64_t lk = 0;
+  for (int64_t len : lengths) lk = std::max(lk, len + t);
+  run(
+      tgt, out,
+      [&](View<const float, 3> x, View<float, 3> y) {
+        // The new tokens' keys and values, into the cache after each sequence's past.
+        Arena::Frame frame(thread_arena());
+        const View<float, 4> k_new(frame.alloc<float>(n * hkv * t * d), {n, hkv, t, d});
+        const View<float, 4> v_new(frame.alloc<float>(n * hkv * t * d), {n, hkv, t, d});
+        self_attn_.project_kv(x, x, k_new, v_new);
+        const View<float, 4> k_all = cache.k.view<4>(), v_all = cache.v.view<4>();
+        for (int64_t b = 0; b < n; ++b)
+          for (int64_t g = 0; g < hkv; ++g)
+            for (int64_t i = 0; i < t; ++i) {
+              const int64_t at = lengths[static_cast<std::size_t>(b)] + i;
+              std::copy_n(k_new.row(b, g, i), d, k_all.row(b, g, at));
+              std::copy_n(v_new.row(b, g, i), d, v_all.row(b, g, at));
+            }
+        const auto past = [&](const View<float, 4>& all) {
+          return View<const float, 4>(all.data(), {n, hkv, lk, d}, all.strides());
+        };
+        self_attn_.attend(x, past(k_all), past(v_all), y, self_mask, no_weights());
+      },
+      [&](View<const float, 3> x, View<float, 3> y) {
+        multihead_attn_.attend(x, cache.mem_k.view<4>(), cache.mem_v.view<4>(), y, memory_mask,
+                               no_weights());
+      });
 }
 
 }  // namespace maskattn::nn

@@ -68,6 +68,21 @@ class MultiheadAttention : public Module {
                View<float, 3> out, const AttentionMasks& masks = {},
                const MultiheadAttentionCall& call = {}, View<float, 4> weights = {}) const;
 
+  // The two halves of forward(), for decoding step by step with cached keys
+  // and values (KvCache); not for modules with add_bias_kv / add_zero_attn.
+  //
+  // project_kv: the keys and values of key (S, N, kdim) and value (S, N,
+  // vdim) ((N, S, .) with batch_first), split into heads: k_out, v_out
+  // (N, Hkv, S, D).
+  void project_kv(View<const float, 3> key, View<const float, 3> value, View<float, 4> k_out,
+                  View<float, 4> v_out) const;
+  // attend: query (L, N, E) against projected keys k and values v (N, Hkv,
+  // Lk, D) under `mask` (over (N, num_heads, L, Lk)), then out_proj -> out
+  // like query; weights as in forward() with S' = Lk.
+  void attend(View<const float, 3> query, View<const float, 4> k, View<const float, 4> v,
+              View<float, 3> out, const Mask& mask = {}, const MultiheadAttentionCall& call = {},
+              View<float, 4> weights = {}) const;
+
   // S' = S + add_bias_kv + add_zero_attn: the keys the weights cover.
   int64_t key_len(int64_t source_len) const noexcept;
 
@@ -88,6 +103,12 @@ class MultiheadAttention : public Module {
   void for_each_child(const ChildFn& fn) override;  // "out_proj"
 
  private:
+  // Attention of projected q (N, H, L, D) over k, v (N, Hkv, S', D), weights
+  // when asked, then out_proj into out (like the query).
+  void attend_heads(View<const float, 4> q, View<const float, 4> k, View<const float, 4> v,
+                    const Mask& mask, const MultiheadAttentionCall& call, View<float, 4> weights,
+                    View<float, 3> out) const;
+
   int64_t embed_dim_, num_heads_, num_kv_heads_, kdim_, vdim_;
   MultiheadAttentionOptions options_;
   Tensor<float> in_proj_weight_;                                // packed, or empty

@@ -5,8 +5,10 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <vector>
 
+#include "maskattn/nn/kv_cache.hpp"
 #include "maskattn/nn/layer_norm.hpp"
 #include "maskattn/nn/module.hpp"
 #include "maskattn/nn/transformer_layers.hpp"
@@ -25,6 +27,9 @@ class TransformerEncoder : public Module {
 
   int64_t num_layers() const noexcept { return static_cast<int64_t>(layers_.size()); }
   TransformerEncoderLayer& layer(int64_t i) { return layers_.at(static_cast<std::size_t>(i)); }
+  const TransformerEncoderLayer& layer(int64_t i) const {
+    return layers_.at(static_cast<std::size_t>(i));
+  }
   // The layers' layout (false without layers).
   bool batch_first() const noexcept {
     return !layers_.empty() && layers_.front().options().batch_first;
@@ -47,8 +52,24 @@ class TransformerDecoder : public Module {
   void forward(View<const float, 3> tgt, View<const float, 3> memory, View<float, 3> out,
                const AttentionMasks& tgt_masks = {}, const AttentionMasks& memory_masks = {}) const;
 
+  // One step of incremental decoding (see kv_cache.hpp): tgt holds T new
+  // tokens of every sequence (T, N, E); out gets their outputs, exactly what
+  // forward() gives at those positions for the whole sequences under the
+  // look-ahead mask. Their keys and values are appended to `cache`, and each
+  // sequence's length grows by advance[b] (default T: all of them; fewer for
+  // a right-padded prompt). A step of T > 1 tokens needs every sequence at
+  // the same length (e.g. the first step). memory (S, N, E) must be the same
+  // at every step until cache.reset(); memory_masks: key_padding_mask and
+  // mask (a memory_mask per target position is not supported here).
+  void decode_step(View<const float, 3> tgt, View<const float, 3> memory, View<float, 3> out,
+                   KvCache& cache, const AttentionMasks& memory_masks = {},
+                   std::span<const int64_t> advance = {}) const;
+
   int64_t num_layers() const noexcept { return static_cast<int64_t>(layers_.size()); }
   TransformerDecoderLayer& layer(int64_t i) { return layers_.at(static_cast<std::size_t>(i)); }
+  const TransformerDecoderLayer& layer(int64_t i) const {
+    return layers_.at(static_cast<std::size_t>(i));
+  }
   bool batch_first() const noexcept {
     return !layers_.empty() && layers_.front().options().batch_first;
   }

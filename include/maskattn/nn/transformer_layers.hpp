@@ -23,6 +23,7 @@
 
 #include "maskattn/nn/dropout.hpp"
 #include "maskattn/nn/feed_forward.hpp"
+#include "maskattn/nn/kv_cache.hpp"
 #include "maskattn/nn/layer_norm.hpp"
 #include "maskattn/nn/module.hpp"
 #include "maskattn/nn/multihead_attention.hpp"
@@ -52,6 +53,7 @@ class TransformerEncoderLayer : public Module {
   int64_t d_model() const noexcept { return self_attn_.embed_dim(); }
   const TransformerLayerOptions& options() const noexcept { return options_; }
   MultiheadAttention& self_attn() noexcept { return self_attn_; }
+  const MultiheadAttention& self_attn() const noexcept { return self_attn_; }
 
  protected:
   void for_each_child(const ChildFn& fn) override;
@@ -75,12 +77,29 @@ class TransformerDecoderLayer : public Module {
   int64_t d_model() const noexcept { return self_attn_.embed_dim(); }
   const TransformerLayerOptions& options() const noexcept { return options_; }
   MultiheadAttention& self_attn() noexcept { return self_attn_; }
+  const MultiheadAttention& self_attn() const noexcept { return self_attn_; }
   MultiheadAttention& multihead_attn() noexcept { return multihead_attn_; }
+  const MultiheadAttention& multihead_attn() const noexcept { return multihead_attn_; }
 
  protected:
   void for_each_child(const ChildFn& fn) override;
 
  private:
+  friend class TransformerDecoder;
+
+  // The layer's arithmetic around its two attentions: sa(x, y) writes the
+  // self-attention of x into y, ca(x, memory, y) the cross-attention.
+  template <class SelfAttention, class CrossAttention>
+  void run(View<const float, 3> tgt, View<float, 3> out, const SelfAttention& sa,
+           const CrossAttention& ca) const;
+
+  // One decoding step (TransformerDecoder::decode_step): tgt (T, N, E) new
+  // tokens; their keys and values go into `cache` at positions lengths[b]..;
+  // self_mask over (N, H, T, Lk), Lk = max(lengths) + T.
+  void decode_step(View<const float, 3> tgt, View<float, 3> out, KvCache::Layer& cache,
+                   std::span<const int64_t> lengths, const Mask& self_mask,
+                   const Mask& memory_mask) const;
+
   TransformerLayerOptions options_;
   MultiheadAttention self_attn_;
   MultiheadAttention multihead_attn_;
