@@ -116,7 +116,9 @@ class Transformer : public Module {
 
   const TransformerOptions& options() const noexcept { return options_; }
   TransformerEncoder& encoder() noexcept { return encoder_; }
+  const TransformerEncoder& encoder() const noexcept { return encoder_; }
   TransformerDecoder& decoder() noexcept { return decoder_; }
+  const TransformerDecoder& decoder() const noexcept { return decoder_; }
 
  protected:
   void for_each_child(const ChildFn& fn) override;  // "encoder", "decoder"
