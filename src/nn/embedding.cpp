@@ -15,13 +15,15 @@ Embedding::Embedding(int64_t num_embeddings, int64_t embedding_dim,
   if (num_embeddings < 1 || embedding_dim < 1)
     throw Error("Embedding", "num_embeddings >= 1 and embedding_dim >= 1",
                 fmt::format("({}, {})", num_embeddings, embedding_dim));
-  if (padding_idx && (*padding_idx < 0 || *padding_idx >= num_embeddings))
-    throw Error("Embedding: padding_idx", fmt::format("an id in [0, {})", num_embeddings),
+  if (padding_idx && (*padding_idx < -num_embeddings || *padding_idx >= num_embeddings))
+    throw Error("Embedding: padding_idx",
+                fmt::format("an id in [-{0}, {0}) (negative: from the end, as torch)", num_embeddings),
                 std::to_string(*padding_idx));
+  if (padding_idx && *padding_idx < 0) padding_idx_ = *padding_idx + num_embeddings;
   weight_ = Tensor<float>({num_embeddings, embedding_dim});
   detail::init_normal(weight_, 0.0, 1.0, seed_value());
-  if (padding_idx)
-    std::fill_n(weight_.data() + *padding_idx * embedding_dim, embedding_dim, 0.0f);
+  if (padding_idx_)
+    std::fill_n(weight_.data() + *padding_idx_ * embedding_dim, embedding_dim, 0.0f);
   if (scale_by_sqrt_dim) scale_ = static_cast<float>(std::sqrt(static_cast<double>(embedding_dim)));
 }
 

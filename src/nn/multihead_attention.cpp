@@ -8,6 +8,7 @@
 
 #include "maskattn/attention.hpp"
 #include "nn/init.hpp"
+#include "nn/mask_checks.hpp"
 #include "nn/projection.hpp"
 #include "nn/rows.hpp"
 
@@ -53,23 +54,6 @@ AnyView pad_keys(const AnyView& m, int64_t pad, Arena::Frame& frame) {
     }
   }
   return AnyView(out, m.dtype, shape, AnyView::contiguous_strides(shape));
-}
-
-// torch's shape rules for the two masks, checked here so the message names
-// the argument with the shapes of this call.
-void check_torch_masks(const AttentionMasks& masks, int64_t n, int64_t heads, int64_t l,
-                       int64_t s) {
-  const AnyView& am = masks.attn_mask;
-  if (!am.empty()) {
-    const bool ok = (am.rank() == 2 && am.shape == std::vector<int64_t>{l, s}) ||
-                    (am.rank() == 3 && am.shape == std::vector<int64_t>{n * heads, l, s});
-    if (!ok)
-      throw Error("attn_mask", fmt::format("({}, {}) or ({}, {}, {})", l, s, n * heads, l, s),
-                  am.describe());
-  }
-  const AnyView& kpm = masks.key_padding_mask;
-  if (!kpm.empty() && kpm.shape != std::vector<int64_t>{n, s})
-    throw Error("key_padding_mask", fmt::format("({}, {})", n, s), kpm.describe());
 }
 
 // The cached paths take keys as they are: the extra keys of add_bias_kv /
@@ -186,7 +170,7 @@ void MultiheadAttention::forward(View<const float, 3> query, View<const float, 3
     if (weights.shape() != want || weights.data() == nullptr)
       throw Error("weights", shape_string(want), weights.empty() ? "nothing" : shape_string(weights.shape()));
   }
-  check_torch_masks(masks, n, h, l, s);
+  detail::check_attention_masks(masks, n, h, l, s, "attn_mask", "key_padding_mask");
 
   Arena::Frame frame(thread_arena());
   const detail::SeqLayout qs{l, n, bf}, ks{s, n, bf};
@@ -254,7 +238,18 @@ void MultiheadAttention::forward(View<const float, 3> query, View<const float, 3
   if (!masks.attn_mask.empty() || !masks.key_padding_mask.empty())
     mask &= from_torch_mha_mask(pad_keys(masks.attn_mask, s2 - s, frame),
                                 pad_keys(masks.key_padding_mask, s2 - s, frame), h);
-  if (masks.is_causal) mask &= causal();
+  if (masks.is_causal) {
+    if (s2 == s) {
+      mask &= causal();
+    } else {
+      // The look-ahead mask over the S source keys; the appended keys stay
+      // visible to every query, as torch pads its masks for them.
+      bool* allowed = frame.alloc<bool>(l * s2);
+      for (int64_t i = 0; i < l; ++i)
+        for (int64_t j = 0; j < s2; ++j) allowed[i * s2 + j] = j <= i || j >= s;
+      mask &= keep(View<const bool, 2>(allowed, {l, s2}));
+    }
+  }
 
   attend_heads(q4, k4, v4, mask, call, weights, out);
 }

@@ -9,6 +9,7 @@
 #include "core/arena.hpp"
 #include "core/counter_rng.hpp"
 #include "nn/init.hpp"
+#include "nn/mask_checks.hpp"
 #include "nn/rows.hpp"
 
 namespace maskattn::nn {
@@ -80,6 +81,11 @@ void TransformerEncoder::forward(View<const float, 3> src, View<float, 3> out,
                                  const AttentionMasks& src_masks) const {
   if (out.shape() != src.shape())
     throw Error("out", shape_string(src.shape()) + " (as src)", shape_string(out.shape()));
+  if (num_layers() > 0) {
+    const TransformerEncoderLayer& first = layers_.front();
+    detail::check_encoder_call(src, src_masks, first.d_model(), first.self_attn().num_heads(),
+                               batch_first(), {.mask = "mask"});
+  }
   run_stack(
       num_layers(), src, out,
       [&](int64_t i, View<const float, 3> in, View<float, 3> dst) {
@@ -104,6 +110,11 @@ void TransformerDecoder::forward(View<const float, 3> tgt, View<const float, 3> 
                                  const AttentionMasks& memory_masks) const {
   if (out.shape() != tgt.shape())
     throw Error("out", shape_string(tgt.shape()) + " (as tgt)", shape_string(out.shape()));
+  if (num_layers() > 0) {
+    const TransformerDecoderLayer& first = layers_.front();
+    detail::check_decoder_call(tgt, memory, tgt_masks, memory_masks, first.d_model(),
+                               first.self_attn().num_heads(), batch_first());
+  }
   run_stack(
       num_layers(), tgt, out,
       [&](int64_t i, View<const float, 3> in, View<float, 3> dst) {
@@ -223,6 +234,9 @@ void Transformer::forward(View<const float, 3> src, View<const float, 3> tgt, Vi
   if ((bf ? src.size(0) : src.size(1)) != (bf ? tgt.size(0) : tgt.size(1)))
     throw Error("tgt", fmt::format("the batch size of src ({})", bf ? src.size(0) : src.size(1)),
                 shape_string(tgt.shape()));
+  detail::check_encoder_call(src, src_masks, options_.d_model, options_.nhead, bf);
+  detail::check_decoder_call(tgt, src, tgt_masks, memory_masks, options_.d_model, options_.nhead,
+                             bf);  // the memory has src's shape
   Arena::Frame frame(thread_arena());
   const View<float, 3> memory(frame.alloc<float>(src.shape()[0] * src.shape()[1] * src.shape()[2]),
                               src.shape());

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "nn/mask_checks.hpp"
 #include "nn/rows.hpp"
 
 namespace maskattn::nn {
@@ -33,13 +34,6 @@ Activation3 scratch_like(const std::array<int64_t, 3>& shape, Arena::Frame& fram
   return {View<float, 3>(p, shape), View<float, 2>(p, {shape[0] * shape[1], shape[2]})};
 }
 
-void check_input(const View<const float, 3>& x, const char* name, int64_t d_model,
-                 bool batch_first) {
-  if (x.size(2) != d_model)
-    throw Error(name, fmt::format("{}{}) with E = d_model", batch_first ? "(N, L, " : "(L, N, ",
-                                  d_model),
-                shape_string(x.shape()));
-}
 
 // The layer's output: out (like x) from rows. Written last, so out may be the
 // layer's input.
@@ -86,7 +80,8 @@ void TransformerEncoderLayer::for_each_child(const ChildFn& fn) {
 
 void TransformerEncoderLayer::forward(View<const float, 3> src, View<float, 3> out,
                                       const AttentionMasks& src_masks) const {
-  check_input(src, "src", d_model(), options_.batch_first);
+  detail::check_encoder_call(src, src_masks, d_model(), self_attn_.num_heads(),
+                             options_.batch_first);
   if (out.shape() != src.shape())
     throw Error("out", shape_string(src.shape()) + " (as src)", shape_string(out.shape()));
   Arena::Frame frame(thread_arena());
@@ -198,8 +193,8 @@ void TransformerDecoderLayer::run(View<const float, 3> tgt, View<float, 3> out,
 void TransformerDecoderLayer::forward(View<const float, 3> tgt, View<const float, 3> memory,
                                       View<float, 3> out, const AttentionMasks& tgt_masks,
                                       const AttentionMasks& memory_masks) const {
-  check_input(tgt, "tgt", d_model(), options_.batch_first);
-  check_input(memory, "memory", d_model(), options_.batch_first);
+  detail::check_decoder_call(tgt, memory, tgt_masks, memory_masks, d_model(),
+                             self_attn_.num_heads(), options_.batch_first);
   run(
       tgt, out,
       [&](View<const float, 3> x, View<float, 3> y) {

@@ -12,7 +12,8 @@ namespace maskattn::nn {
 class Embedding : public Module {
  public:
   // Parameter "weight" (num_embeddings, embedding_dim), initialised N(0, 1)
-  // as torch does (the padding_idx row zero). scale_by_sqrt_dim multiplies
+  // as torch does (the padding_idx row zero; a negative padding_idx counts
+  // from the end, as torch's). scale_by_sqrt_dim multiplies
   // every looked-up vector by sqrt(embedding_dim) (Vaswani et al. 2017, 3.4).
   Embedding(int64_t num_embeddings, int64_t embedding_dim,
             std::optional<int64_t> padding_idx = std::nullopt, bool scale_by_sqrt_dim = false);

@@ -17,7 +17,8 @@
 // Masks come the way torch takes them (attn_mask, key_padding_mask: bool
 // True = masked, or float additive; read by from_torch_mha_mask) and/or as any
 // maskattn Mask; all apply (&). Keys added by add_bias_kv / add_zero_attn are
-// never masked by attn_mask / key_padding_mask (torch pads them with zeros).
+// never masked by attn_mask / key_padding_mask / is_causal (torch pads its
+// masks for them); a Mask covers all S' = S + (added) keys, the added ones last.
 // A query row with no allowed key gives zeros (torch gives NaN there).
 #pragma once
 
@@ -46,7 +47,7 @@ struct AttentionMasks {
   AnyView attn_mask;         // (L, S) or (N*num_heads, L, S): bool True = masked, or float
   AnyView key_padding_mask;  // (N, S): bool True = padding, or float additive
   bool is_causal = false;    // adds causal() (top-left); may come with or without attn_mask
-  Mask mask;                 // any Mask over (N, num_heads, L, S)
+  Mask mask;                 // any Mask over (N, num_heads, L, S') (S' = key_len(S))
 };
 
 struct MultiheadAttentionCall {
