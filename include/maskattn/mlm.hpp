@@ -23,12 +23,12 @@ namespace maskattn {
 inline constexpr int64_t kIgnoreIndex = -100;
 
 struct MlmOptions {
-  int64_t vocab_size = 0;                    // > 0
-  int64_t mask_token_id = -1;                // in [0, vocab_size)
-  std::vector<int64_t> special_token_ids;    // never chosen, never drawn
-  double mlm_probability = 0.15;             // in [0, 1]
-  double mask_replace_prob = 0.8;            // in [0, 1]
-  double random_replace_prob = 0.1;          // in [0, 1 - mask_replace_prob]
+  int64_t vocab_size = 0;                  // > 0
+  int64_t mask_token_id = -1;              // in [0, vocab_size)
+  std::vector<int64_t> special_token_ids;  // never chosen, never drawn
+  double mlm_probability = 0.15;           // in [0, 1]
+  double mask_replace_prob = 0.8;          // in [0, 1]
+  double random_replace_prob = 0.1;        // in [0, 1 - mask_replace_prob]
   uint64_t seed = 0;
   // Optional (B, L) word index per token, same shape as token_ids; tokens of a
   // row with equal word id >= 0 are chosen together; -1 = not part of a word

@@ -77,8 +77,8 @@ class View {
 
   // View<T, N> -> View<const T, N>
   template <class U>
-    requires(std::is_same_v<const U, T> && !std::is_same_v<U, T>)
-  View(const View<U, N>& other)  // NOLINT(google-explicit-constructor)
+  requires(std::is_same_v<const U, T> && !std::is_same_v<U, T>)
+      View(const View<U, N>& other)  // NOLINT(google-explicit-constructor)
       : data_(other.data()), shape_(other.shape()), strides_(other.strides()) {}
 
   T* data() const noexcept { return data_; }
@@ -102,8 +102,8 @@ class View {
   }
 
   template <class... I>
-    requires(sizeof...(I) == N && (std::is_integral_v<I> && ...))
-  T& operator()(I... index) const noexcept {
+  requires(sizeof...(I) == N && (std::is_integral_v<I> && ...)) T& operator()(
+      I... index) const noexcept {
     const std::array<int64_t, N> idx{static_cast<int64_t>(index)...};
     int64_t off = 0;
     for (int d = 0; d < N; ++d) off += idx[d] * strides_[d];
@@ -112,8 +112,8 @@ class View {
 
   // Pointer to the start of the contiguous last dimension at a leading index.
   template <class... I>
-    requires(sizeof...(I) == N - 1 && (std::is_integral_v<I> && ...))
-  T* row(I... index) const noexcept {
+  requires(sizeof...(I) == N - 1 &&
+           (std::is_integral_v<I> && ...)) T* row(I... index) const noexcept {
     const std::array<int64_t, N - 1> idx{static_cast<int64_t>(index)...};
     int64_t off = 0;
     for (int d = 0; d < N - 1; ++d) off += idx[d] * strides_[d];
@@ -220,13 +220,20 @@ std::string_view dtype_name(DType t);
 template <class T>
 constexpr DType dtype_of() {
   using U = std::remove_const_t<T>;
-  if constexpr (std::is_same_v<U, bool>) return DType::Bool;
-  else if constexpr (std::is_same_v<U, uint8_t>) return DType::UInt8;
-  else if constexpr (std::is_same_v<U, int32_t>) return DType::Int32;
-  else if constexpr (std::is_same_v<U, int64_t>) return DType::Int64;
-  else if constexpr (std::is_same_v<U, float>) return DType::Float32;
-  else if constexpr (std::is_same_v<U, double>) return DType::Float64;
-  else static_assert(sizeof(U) == 0, "unsupported element type");
+  if constexpr (std::is_same_v<U, bool>)
+    return DType::Bool;
+  else if constexpr (std::is_same_v<U, uint8_t>)
+    return DType::UInt8;
+  else if constexpr (std::is_same_v<U, int32_t>)
+    return DType::Int32;
+  else if constexpr (std::is_same_v<U, int64_t>)
+    return DType::Int64;
+  else if constexpr (std::is_same_v<U, float>)
+    return DType::Float32;
+  else if constexpr (std::is_same_v<U, double>)
+    return DType::Float64;
+  else
+    static_assert(sizeof(U) == 0, "unsupported element type");
 }
 
 // A read-only view whose dtype and rank are known at run time. Any View<T, N>

@@ -14,7 +14,6 @@ using Array = nb::ndarray<nb::ro, nb::device::cpu>;
 
 constexpr std::string_view kSupportedDtypes = "bool, uint8, int32, int64, float32 or float64";
 
-
 std::optional<DType> dtype_of(dl::dtype t) {
   if (t.lanes != 1) return std::nullopt;
   switch (static_cast<dl::dtype_code>(t.code)) {
@@ -32,8 +31,7 @@ std::optional<DType> dtype_of(dl::dtype t) {
       if (t.bits == 32) return DType::Float32;
       if (t.bits == 64) return DType::Float64;
       break;
-    default:
-      break;
+    default: break;
   }
   return std::nullopt;
 }
@@ -97,8 +95,7 @@ void reject_other_devices(nb::handle obj, std::string_view name) {
   const std::string type = text_of(device.attr("type"));
   if (type != "cpu")
     throw Error(name, "an array in CPU memory",
-                fmt::format("a {} on device {}", python_type_name(obj),
-                            text_of(device)));
+                fmt::format("a {} on device {}", python_type_name(obj), text_of(device)));
 }
 
 }  // namespace
@@ -135,8 +132,7 @@ ArrayArg read_array(nb::handle obj, std::string_view name, std::string_view want
     }
     if (!try_array(source, arg.array))
       throw Error(name, expected,
-                  fmt::format("numpy array of dtype {}",
-                              text_of(source.attr("dtype"))));
+                  fmt::format("numpy array of dtype {}", text_of(source.attr("dtype"))));
   }
 
   const std::optional<DType> dtype = dtype_of(arg.array.dtype());
@@ -172,11 +168,11 @@ std::string float32_expected(int rank, std::string_view dims) {
 }
 
 template <int N>
-View<const float, N> float32_view(const ArrayArg& a, std::string_view name,
-                                  std::string_view dims) {
+View<const float, N> float32_view(const ArrayArg& a, std::string_view name, std::string_view dims) {
   const std::string want = float32_expected(N, dims);
   if (a.view.empty()) throw Error(name, want, "None");
-  if (a.view.dtype != DType::Float32 || a.view.rank() != N) throw Error(name, want, a.view.describe());
+  if (a.view.dtype != DType::Float32 || a.view.rank() != N)
+    throw Error(name, want, a.view.describe());
   std::array<int64_t, N> shape{}, strides{};
   for (int d = 0; d < N; ++d) {
     shape[d] = a.view.shape[static_cast<std::size_t>(d)];
@@ -191,9 +187,7 @@ template View<const float, 4> float32_view<4>(const ArrayArg&, std::string_view,
 
 namespace {
 
-bool is_integer(DType t) {
-  return t == DType::UInt8 || t == DType::Int32 || t == DType::Int64;
-}
+bool is_integer(DType t) { return t == DType::UInt8 || t == DType::Int32 || t == DType::Int64; }
 
 // Every element of `v` in row-major order.
 template <class F>
@@ -230,9 +224,8 @@ std::vector<float> read_float32_vector(nb::handle obj, std::string_view name) {
   if (a.view.rank() != 1 || a.view.dtype == DType::Bool) throw Error(name, want, a.view.describe());
   std::vector<float> out;
   out.reserve(static_cast<std::size_t>(a.view.numel()));
-  for_each_index(a.view, [&](std::span<const int64_t> i) {
-    out.push_back(static_cast<float>(a.view.at(i)));
-  });
+  for_each_index(
+      a.view, [&](std::span<const int64_t> i) { out.push_back(static_cast<float>(a.view.at(i))); });
   return out;
 }
 
@@ -241,7 +234,8 @@ Tensor<int64_t> read_int64_tensor(nb::handle obj, std::string_view name, int ran
   const std::string want = fmt::format("an integer array of rank {} {}", rank, dims);
   const ArrayArg a = read_array(obj, name, want);
   if (a.view.empty()) throw Error(name, want, "None");
-  if (a.view.rank() != rank || !is_integer(a.view.dtype)) throw Error(name, want, a.view.describe());
+  if (a.view.rank() != rank || !is_integer(a.view.dtype))
+    throw Error(name, want, a.view.describe());
   Tensor<int64_t> out(a.view.shape);
   int64_t k = 0;
   for_each_index(a.view, [&](std::span<const int64_t> i) { out.data()[k++] = a.view.at_int(i); });

@@ -75,10 +75,10 @@ angle(pos, i) = pos / base^(2i / dim); layout "interleaved" (the paper):
 PE[pos, 2i] = sin, PE[pos, 2i+1] = cos; "concatenated": sines in the first
 half, cosines in the second. dim must be even; base finite and > 1.)");
 
-  m.def("mlm_mask", &mlm_mask_py, "token_ids"_a, nb::kw_only(), "vocab_size"_a,
-        "mask_token_id"_a, "special_token_ids"_a = std::vector<int64_t>{},
-        "mlm_probability"_a = 0.15, "mask_replace_prob"_a = 0.8, "random_replace_prob"_a = 0.1,
-        "seed"_a = 0, "word_ids"_a.none() = nb::none(),
+  m.def("mlm_mask", &mlm_mask_py, "token_ids"_a, nb::kw_only(), "vocab_size"_a, "mask_token_id"_a,
+        "special_token_ids"_a = std::vector<int64_t>{}, "mlm_probability"_a = 0.15,
+        "mask_replace_prob"_a = 0.8, "random_replace_prob"_a = 0.1, "seed"_a = 0,
+        "word_ids"_a.none() = nb::none(),
         R"(BERT masked-LM token masking (Devlin et al. 2019).
 
 token_ids: int array (B, L) or (L,). Each non-special token is chosen with

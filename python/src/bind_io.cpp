@@ -29,18 +29,12 @@ std::string read_path(nb::handle path) {
 
 nb::dlpack::dtype dlpack_dtype(DType t) {
   switch (t) {
-    case DType::Bool:
-      return nb::dtype<bool>();
-    case DType::UInt8:
-      return nb::dtype<uint8_t>();
-    case DType::Int32:
-      return nb::dtype<int32_t>();
-    case DType::Int64:
-      return nb::dtype<int64_t>();
-    case DType::Float32:
-      return nb::dtype<float>();
-    case DType::Float64:
-      return nb::dtype<double>();
+    case DType::Bool: return nb::dtype<bool>();
+    case DType::UInt8: return nb::dtype<uint8_t>();
+    case DType::Int32: return nb::dtype<int32_t>();
+    case DType::Int64: return nb::dtype<int64_t>();
+    case DType::Float32: return nb::dtype<float>();
+    case DType::Float64: return nb::dtype<double>();
   }
   return nb::dtype<uint8_t>();
 }

@@ -51,9 +51,9 @@ class PythonRule {
       if (truth < 0) throw nb::python_error();
       return truth != 0;
     }
-    throw Error("predicate: fn", "fn(b, h, i, j) returning a bool (True = may attend)",
-                fmt::format("{} at (b, h, i, j) = ({}, {}, {}, {})", python_type_name(r), b, h,
-                            i, j));
+    throw Error(
+        "predicate: fn", "fn(b, h, i, j) returning a bool (True = may attend)",
+        fmt::format("{} at (b, h, i, j) = ({}, {}, {}, {})", python_type_name(r), b, h, i, j));
   }
 
  private:
@@ -91,11 +91,12 @@ void bind_mask(nb::module_& m) {
           "The dense additive mask as float32 (batch, heads, q_len, k_len): 0 (or the\n"
           "bias) where a pair may attend, -inf where it is masked.");
 
-  m.def("causal", [](const std::string& align) { return causal(read_align(align)); },
-        "align"_a = "top_left",
-        "Look-ahead mask: query i may attend key j iff j <= i + offset; offset is 0\n"
-        "for align=\"top_left\" and k_len - q_len for \"bottom_right\" (the last query\n"
-        "lines up with the last key: decoding with a KV cache).");
+  m.def(
+      "causal", [](const std::string& align) { return causal(read_align(align)); },
+      "align"_a = "top_left",
+      "Look-ahead mask: query i may attend key j iff j <= i + offset; offset is 0\n"
+      "for align=\"top_left\" and k_len - q_len for \"bottom_right\" (the last query\n"
+      "lines up with the last key: decoding with a KV cache).");
   m.def(
       "sliding_window",
       [](nb::handle left, nb::handle right, const std::string& align) {
@@ -105,9 +106,11 @@ void bind_mask(nb::module_& m) {
       "Band around the (aligned) diagonal: i' - left <= j <= i' + right, i' = i +\n"
       "offset. left, right >= 0, or None for no limit; causal() is\n"
       "sliding_window(None, 0).");
-  m.def("prefix_lm", [](int64_t n, const std::string& align) { return prefix_lm(n, read_align(align)); },
-        "n"_a, "align"_a = "top_left",
-        "Prefix-LM: the first n keys are visible to every query, the rest causally.");
+  m.def(
+      "prefix_lm",
+      [](int64_t n, const std::string& align) { return prefix_lm(n, read_align(align)); }, "n"_a,
+      "align"_a = "top_left",
+      "Prefix-LM: the first n keys are visible to every query, the rest causally.");
   m.def(
       "documents",
       [](nb::handle ids, nb::handle key_ids) {
@@ -120,13 +123,15 @@ void bind_mask(nb::module_& m) {
       "Packed sequences (block diagonal): i and j may attend iff they carry the same\n"
       "document id. ids: int array (L,) shared by the batch or (B, L). With key_ids\n"
       "(cross attention), ids are the queries' and key_ids the keys'.");
-  m.def("key_lengths", [](nb::handle lengths) { return key_lengths(read_int64_vector(lengths, "lengths")); },
-        "lengths"_a,
-        "Padding from lengths: key j of batch b is visible iff j < lengths[b]. (B,) ints.");
-  m.def("query_lengths",
-        [](nb::handle lengths) { return query_lengths(read_int64_vector(lengths, "lengths")); },
-        "lengths"_a,
-        "Query i of batch b attends iff i < lengths[b]; the other rows are empty rows.");
+  m.def(
+      "key_lengths",
+      [](nb::handle lengths) { return key_lengths(read_int64_vector(lengths, "lengths")); },
+      "lengths"_a,
+      "Padding from lengths: key j of batch b is visible iff j < lengths[b]. (B,) ints.");
+  m.def(
+      "query_lengths",
+      [](nb::handle lengths) { return query_lengths(read_int64_vector(lengths, "lengths")); },
+      "lengths"_a, "Query i of batch b attends iff i < lengths[b]; the other rows are empty rows.");
 
   const char* dense_shapes =
       "\n\nShapes broadcast as in PyTorch against (B, H, Lq, Lk): (S,), (L, S), (B, L, S)\n"

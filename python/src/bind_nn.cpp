@@ -45,8 +45,7 @@ Activation read_activation(nb::handle obj, const char* name, bool batch_first, c
   a.arg = read_array(obj, name, fmt::format("a float32 array {} (or unbatched, rank 2)", dims));
   const AnyView& v = a.arg.view;
   if (v.dtype != DType::Float32 || (v.rank() != 3 && v.rank() != 2))
-    throw Error(name, fmt::format("a float32 array {} (or unbatched, rank 2)", dims),
-                v.describe());
+    throw Error(name, fmt::format("a float32 array {} (or unbatched, rank 2)", dims), v.describe());
   const auto* p = static_cast<const float*>(v.data);
   a.batch_dim = batch_first ? 0 : 1;
   if (v.rank() == 3) {
@@ -55,10 +54,10 @@ Activation read_activation(nb::handle obj, const char* name, bool batch_first, c
   } else {
     a.unbatched = true;
     // (L, E) is (L, 1, E), or (1, L, E) with batch_first.
-    a.view = batch_first ? View<const float, 3>(p, {1, v.shape[0], v.shape[1]},
-                                                {0, v.strides[0], v.strides[1]})
-                         : View<const float, 3>(p, {v.shape[0], 1, v.shape[1]},
-                                                {v.strides[0], 0, v.strides[1]});
+    a.view =
+        batch_first
+            ? View<const float, 3>(p, {1, v.shape[0], v.shape[1]}, {0, v.strides[0], v.strides[1]})
+            : View<const float, 3>(p, {v.shape[0], 1, v.shape[1]}, {v.strides[0], 0, v.strides[1]});
   }
   return a;
 }
@@ -126,7 +125,8 @@ nb::dict state_dict_py(nb::handle self, Module& m) {
     std::vector<std::size_t> shape(p->shape().begin(), p->shape().end());
     // Views of the module's own storage (as torch's state_dict shares its
     // tensors'); they keep the module alive.
-    out[name.c_str()] = nb::ndarray<nb::numpy, float>(p->data(), shape.size(), shape.data(), self).cast();
+    out[name.c_str()] =
+        nb::ndarray<nb::numpy, float>(p->data(), shape.size(), shape.data(), self).cast();
   }
   return out;
 }
@@ -147,7 +147,8 @@ nb::tuple load_state_dict_py(Module& m, nb::dict state, bool strict) {
 void bind_module_base(nb::module_& m) {
   nb::class_<Module>(m, "Module", "Base of the modules: parameters by torch's names, modes, seeds.")
       .def(
-          "state_dict", [](nb::handle self) { return state_dict_py(self, nb::cast<Module&>(self)); },
+          "state_dict",
+          [](nb::handle self) { return state_dict_py(self, nb::cast<Module&>(self)); },
           "Parameters by torch's state_dict names, as float32 numpy arrays that share the\n"
           "module's memory (writing them changes the module).")
       .def("load_state_dict", &load_state_dict_py, "state_dict"_a, "strict"_a = true,
@@ -155,13 +156,15 @@ void bind_module_base(nb::module_& m) {
            "float32 or float64). strict: every name must match both ways, else\n"
            "ValueError. Returns (missing_keys, unexpected_keys).")
       .def(
-          "train", [](nb::handle self, bool mode) {
+          "train",
+          [](nb::handle self, bool mode) {
             nb::cast<Module&>(self).train(mode);
             return nb::borrow(self);
           },
           "mode"_a = true, "Training mode (dropout active) for the module and its children.")
       .def(
-          "eval", [](nb::handle self) {
+          "eval",
+          [](nb::handle self) {
             nb::cast<Module&>(self).eval();
             return nb::borrow(self);
           },
@@ -272,7 +275,8 @@ View<const float, 2> token_rows(const ArrayArg& a, const char* name, int64_t wid
   bool contiguous = true;
   int64_t expect = 1;
   for (int d = v.rank() - 1; d >= 0; --d) {
-    if (v.shape[static_cast<std::size_t>(d)] > 1 && v.strides[static_cast<std::size_t>(d)] != expect)
+    if (v.shape[static_cast<std::size_t>(d)] > 1 &&
+        v.strides[static_cast<std::size_t>(d)] != expect)
       contiguous = false;
     expect *= v.shape[static_cast<std::size_t>(d)];
   }
@@ -321,8 +325,7 @@ void bind_token_modules(nb::module_& m) {
       .def_prop_ro("in_features", &nn::Linear::in_features)
       .def_prop_ro("out_features", &nn::Linear::out_features);
 
-  nb::class_<nn::LayerNorm, Module>(m, "LayerNorm",
-                                    "torch.nn.LayerNorm over the last dimension.")
+  nb::class_<nn::LayerNorm, Module>(m, "LayerNorm", "torch.nn.LayerNorm over the last dimension.")
       .def(
           "__init__",
           [](nn::LayerNorm* self, nb::handle normalized_shape, double eps, bool elementwise_affine,
@@ -356,12 +359,14 @@ void bind_token_modules(nb::module_& m) {
             if (a.view.rank() < 1) throw Error("input", "an array of rank >= 1", a.view.describe());
             return token_call(d, input, a.view.shape.back(), a.view.shape.back());
           },
-          "input"_a, "In training mode zeroes each element with probability p and scales the\n"
+          "input"_a,
+          "In training mode zeroes each element with probability p and scales the\n"
           "others by 1/(1-p); in eval mode returns the input.")
       .def_prop_ro("p", &nn::Dropout::p);
 
   nb::class_<nn::Embedding, Module>(
-      m, "Embedding", "torch.nn.Embedding, with the original Transformer's sqrt(d) scale as an option.")
+      m, "Embedding",
+      "torch.nn.Embedding, with the original Transformer's sqrt(d) scale as an option.")
       .def(nb::init<int64_t, int64_t, std::optional<int64_t>, bool>(), "num_embeddings"_a,
            "embedding_dim"_a, "padding_idx"_a.none() = nb::none(), nb::kw_only(),
            "scale_by_sqrt_dim"_a = false)
@@ -400,8 +405,8 @@ void bind_token_modules(nb::module_& m) {
       .def(
           "__call__",
           [](const nn::PositionalEncoding& pe, nb::handle x, bool batch_first, int64_t offset) {
-            const Activation a =
-                read_activation(x, "x", batch_first, batch_first ? "(N, L, d_model)" : "(L, N, d_model)");
+            const Activation a = read_activation(
+                x, "x", batch_first, batch_first ? "(N, L, d_model)" : "(L, N, d_model)");
             Tensor<float> out = output_like(a.view);
             {
               nb::gil_scoped_release release;
@@ -447,9 +452,9 @@ nb::object encoder_call(const auto& module, bool batch_first, nb::handle src, nb
 }
 
 nb::object decoder_call(const auto& module, bool batch_first, nb::handle tgt, nb::handle memory,
-                        nb::handle tgt_mask, nb::handle memory_mask, nb::handle tgt_key_padding_mask,
-                        nb::handle memory_key_padding_mask, bool tgt_is_causal,
-                        bool memory_is_causal) {
+                        nb::handle tgt_mask, nb::handle memory_mask,
+                        nb::handle tgt_key_padding_mask, nb::handle memory_key_padding_mask,
+                        bool tgt_is_causal, bool memory_is_causal) {
   const Activation t = read_activation(tgt, "tgt", batch_first, seq_dims(batch_first));
   const Activation mem = read_activation(memory, "memory", batch_first, seq_dims(batch_first));
   const auto tm = read_masks(tgt_mask, tgt_key_padding_mask, tgt_is_causal, t.unbatched, "tgt_mask",
@@ -535,7 +540,8 @@ void bind_transformer(nb::module_& m) {
 
   // The stacks copy the layer (and norm) they are given, as torch does.
   nb::class_<nn::TransformerEncoder, Module>(
-      m, "TransformerEncoder", "torch.nn.TransformerEncoder: num_layers copies of encoder_layer, then norm.")
+      m, "TransformerEncoder",
+      "torch.nn.TransformerEncoder: num_layers copies of encoder_layer, then norm.")
       .def(
           "__init__",
           [](nn::TransformerEncoder* self, const nn::TransformerEncoderLayer& encoder_layer,
@@ -556,7 +562,8 @@ void bind_transformer(nb::module_& m) {
           "src (L, N, E) -> same shape, through every layer and the norm.");
 
   nb::class_<nn::TransformerDecoder, Module>(
-      m, "TransformerDecoder", "torch.nn.TransformerDecoder: num_layers copies of decoder_layer, then norm.")
+      m, "TransformerDecoder",
+      "torch.nn.TransformerDecoder: num_layers copies of decoder_layer, then norm.")
       .def(
           "__init__",
           [](nn::TransformerDecoder* self, const nn::TransformerDecoderLayer& decoder_layer,
@@ -599,10 +606,10 @@ void bind_transformer(nb::module_& m) {
                                     batch_first, norm_first, bias, std::nullopt);
             new (self) nn::Transformer(o);
           },
-          "d_model"_a = 512, "nhead"_a = 8, "num_encoder_layers"_a = 6,
-          "num_decoder_layers"_a = 6, "dim_feedforward"_a = 2048, "dropout"_a = 0.1,
-          "activation"_a = "relu", "layer_norm_eps"_a = 1e-5, "batch_first"_a = false,
-          "norm_first"_a = false, "bias"_a = true)
+          "d_model"_a = 512, "nhead"_a = 8, "num_encoder_layers"_a = 6, "num_decoder_layers"_a = 6,
+          "dim_feedforward"_a = 2048, "dropout"_a = 0.1, "activation"_a = "relu",
+          "layer_norm_eps"_a = 1e-5, "batch_first"_a = false, "norm_first"_a = false,
+          "bias"_a = true)
       .def(
           "__call__",
           [](const nn::Transformer& t, nb::handle src, nb::handle tgt, nb::handle src_mask,
@@ -612,10 +619,12 @@ void bind_transformer(nb::module_& m) {
             const bool bf = t.options().layer.batch_first;
             const Activation s = read_activation(src, "src", bf, seq_dims(bf));
             const Activation g = read_activation(tgt, "tgt", bf, seq_dims(bf));
-            const auto sm = read_masks(src_mask, src_key_padding_mask, read_is_causal(src_is_causal),
-                                       s.unbatched, "src_mask", "src_key_padding_mask");
-            const auto tm = read_masks(tgt_mask, tgt_key_padding_mask, read_is_causal(tgt_is_causal),
-                                       g.unbatched, "tgt_mask", "tgt_key_padding_mask");
+            const auto sm =
+                read_masks(src_mask, src_key_padding_mask, read_is_causal(src_is_causal),
+                           s.unbatched, "src_mask", "src_key_padding_mask");
+            const auto tm =
+                read_masks(tgt_mask, tgt_key_padding_mask, read_is_causal(tgt_is_causal),
+                           g.unbatched, "tgt_mask", "tgt_key_padding_mask");
             const auto mm = read_masks(memory_mask, memory_key_padding_mask, memory_is_causal,
                                        g.unbatched, "memory_mask", "memory_key_padding_mask");
             Tensor<float> out = output_like(g.view);

@@ -2,9 +2,8 @@
 // group, and what they share.
 #pragma once
 
-#include <nanobind/nanobind.h>
-
 #include <fmt/format.h>
+#include <nanobind/nanobind.h>
 
 #include <cstddef>
 #include <initializer_list>

@@ -11,8 +11,7 @@
 namespace maskattn {
 
 int64_t checked_mul(int64_t a, int64_t b, std::string_view what) {
-  if (a < 0 || b < 0)
-    throw Error(what, "non-negative sizes", fmt::format("{} * {}", a, b));
+  if (a < 0 || b < 0) throw Error(what, "non-negative sizes", fmt::format("{} * {}", a, b));
   int64_t r = 0;
   if (__builtin_mul_overflow(a, b, &r))
     throw Error(what, "a size product that fits in int64", fmt::format("{} * {} (overflow)", a, b));
@@ -46,7 +45,8 @@ constexpr int64_t kAlign = 64;
 // aligned_alloc wants a multiple of the alignment; never zero.
 int64_t padded_bytes(int64_t bytes) {
   const int64_t padded = bytes <= 0 ? kAlign : (bytes + kAlign - 1) / kAlign * kAlign;
-  if (padded < bytes) throw Error("Tensor bytes", "a size that fits in memory", std::to_string(bytes));
+  if (padded < bytes)
+    throw Error("Tensor bytes", "a size that fits in memory", std::to_string(bytes));
   return padded;
 }
 }  // namespace

@@ -197,12 +197,8 @@ Json parse_header(std::string_view text, const std::string& path) {
   std::vector<std::set<std::string>> open_objects;  // keys seen in each
   const auto no_duplicates = [&](int /*depth*/, Json::parse_event_t event, Json& parsed) {
     switch (event) {
-      case Json::parse_event_t::object_start:
-        open_objects.emplace_back();
-        break;
-      case Json::parse_event_t::object_end:
-        open_objects.pop_back();
-        break;
+      case Json::parse_event_t::object_start: open_objects.emplace_back(); break;
+      case Json::parse_event_t::object_end: open_objects.pop_back(); break;
       case Json::parse_event_t::key: {
         const auto& key = parsed.get_ref<const std::string&>();
         if (!open_objects.back().insert(key).second)
@@ -210,8 +206,7 @@ Json parse_header(std::string_view text, const std::string& path) {
                       fmt::format("key {} twice in one object", json_quoted(key)));
         break;
       }
-      default:
-        break;
+      default: break;
     }
     return true;
   };

@@ -40,8 +40,7 @@ class BoundBand final : public detail::BoundMaskPart {
     return band == TileClass::Full ? TileClass::Full : TileClass::Partial;
   }
 
-  void apply_row(int64_t, int64_t, int64_t i, int64_t k0, int64_t k1,
-                 float* row) const override {
+  void apply_row(int64_t, int64_t, int64_t i, int64_t k0, int64_t k1, float* row) const override {
     // Allowed keys: [0, prefix) and [i + lo, i + hi].
     const int64_t a = i + lo_, z = i + hi_;
     for (int64_t j = std::max(k0, prefix_); j < k1; ++j)
@@ -91,8 +90,10 @@ Mask causal(Align align) {
 }
 
 Mask sliding_window(int64_t left, int64_t right, Align align) {
-  if (left < 0) throw Error("sliding_window: left", "a width >= 0 (or kUnbounded)", std::to_string(left));
-  if (right < 0) throw Error("sliding_window: right", "a width >= 0 (or kUnbounded)", std::to_string(right));
+  if (left < 0)
+    throw Error("sliding_window: left", "a width >= 0 (or kUnbounded)", std::to_string(left));
+  if (right < 0)
+    throw Error("sliding_window: right", "a width >= 0 (or kUnbounded)", std::to_string(right));
   return Mask(std::make_shared<BandPart>(BandPart::Kind::Window, left, right, 0, align));
 }
 

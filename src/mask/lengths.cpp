@@ -16,7 +16,8 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 class BoundLengths final : public detail::BoundMaskPart {
  public:
-  BoundLengths(std::vector<int64_t> lengths, bool keys) : lengths_(std::move(lengths)), keys_(keys) {}
+  BoundLengths(std::vector<int64_t> lengths, bool keys)
+      : lengths_(std::move(lengths)), keys_(keys) {}
 
   TileClass classify(int64_t b, int64_t, int64_t q0, int64_t q1, int64_t k0,
                      int64_t k1) const override {
@@ -25,8 +26,7 @@ class BoundLengths final : public detail::BoundMaskPart {
     return lo >= n ? TileClass::Empty : hi <= n ? TileClass::Full : TileClass::Partial;
   }
 
-  void apply_row(int64_t b, int64_t, int64_t i, int64_t k0, int64_t k1,
-                 float* row) const override {
+  void apply_row(int64_t b, int64_t, int64_t i, int64_t k0, int64_t k1, float* row) const override {
     const int64_t n = lengths_[static_cast<std::size_t>(b)];
     if (keys_) {
       for (int64_t j = std::max(k0, n); j < k1; ++j) row[j - k0] = kNegInf;
@@ -45,9 +45,7 @@ class LengthsPart final : public detail::MaskPart {
   LengthsPart(std::span<const int64_t> lengths, bool keys)
       : lengths_(lengths.begin(), lengths.end()), keys_(keys) {}
 
-  std::string describe() const override {
-    return fmt::format("{}(B={})", name(), lengths_.size());
-  }
+  std::string describe() const override { return fmt::format("{}(B={})", name(), lengths_.size()); }
 
   std::shared_ptr<const detail::BoundMaskPart> bind(const MaskShape& s) const override {
     const std::string arg = fmt::format("mask: {}", name());

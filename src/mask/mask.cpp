@@ -48,9 +48,9 @@ std::string Mask::describe() const {
 
 BoundMask Mask::bind(const MaskShape& shape) const {
   if (shape.batch < 0 || shape.heads < 0 || shape.q_len < 0 || shape.k_len < 0)
-    throw Error("mask shape", "non-negative (B, H, Lq, Lk)",
-                fmt::format("({}, {}, {}, {})", shape.batch, shape.heads, shape.q_len,
-                            shape.k_len));
+    throw Error(
+        "mask shape", "non-negative (B, H, Lq, Lk)",
+        fmt::format("({}, {}, {}, {})", shape.batch, shape.heads, shape.q_len, shape.k_len));
   BoundMask bound;
   bound.shape_ = shape;
   for (const auto& p : parts_) {
@@ -60,8 +60,8 @@ BoundMask Mask::bind(const MaskShape& shape) const {
   return bound;
 }
 
-TileClass BoundMask::classify(int64_t b, int64_t h, int64_t q_begin, int64_t q_end,
-                              int64_t k_begin, int64_t k_end) const {
+TileClass BoundMask::classify(int64_t b, int64_t h, int64_t q_begin, int64_t q_end, int64_t k_begin,
+                              int64_t k_end) const {
   q_begin = std::max<int64_t>(q_begin, 0);
   k_begin = std::max<int64_t>(k_begin, 0);
   q_end = std::min(q_end, shape_.q_len);
@@ -105,8 +105,7 @@ bool BoundMask::allowed(int64_t b, int64_t h, int64_t i, int64_t j) const {
   return value(b, h, i, j) != -std::numeric_limits<float>::infinity();
 }
 
-Tensor<float> Mask::materialize(int64_t batch, int64_t heads, int64_t q_len,
-                                int64_t k_len) const {
+Tensor<float> Mask::materialize(int64_t batch, int64_t heads, int64_t q_len, int64_t k_len) const {
   const BoundMask bound = bind({batch, heads, q_len, k_len});
   checked_numel(std::array<int64_t, 4>{batch, heads, q_len, k_len}, "mask shape");
   Tensor<float> out({batch, heads, q_len, k_len});

@@ -77,9 +77,9 @@ void Seq2SeqTransformer::forward(View<const int64_t, 2> src, std::span<const int
   memory_masks.mask = key_lengths(src_lengths);
   tgt_masks.mask = causal();
   transformer_.forward(src_x, tgt_x, out, src_masks, tgt_masks, memory_masks);
-  generator_.forward(View<const float, 2>(out.data(), {n * t, d}),
-                     View<float, 2>(logits.data(), {n * t, options_.tgt_vocab},
-                                    {logits.stride(1), 1}));
+  generator_.forward(
+      View<const float, 2>(out.data(), {n * t, d}),
+      View<float, 2>(logits.data(), {n * t, options_.tgt_vocab}, {logits.stride(1), 1}));
 }
 
 Tensor<int64_t> Seq2SeqTransformer::greedy_decode(View<const int64_t, 2> src,
@@ -90,12 +90,15 @@ Tensor<int64_t> Seq2SeqTransformer::greedy_decode(View<const int64_t, 2> src,
   const int64_t vocab = options_.tgt_vocab;
   check_lengths(src_lengths, n, s);
   if (max_len < 1 || max_len > options_.max_len)
-    throw Error("max_len", fmt::format("a length in [1, {}] (the positional encoding's)", options_.max_len),
+    throw Error("max_len",
+                fmt::format("a length in [1, {}] (the positional encoding's)", options_.max_len),
                 std::to_string(max_len));
   if (start_symbol < 0 || start_symbol >= vocab)
-    throw Error("start_symbol", fmt::format("an id in [0, {})", vocab), std::to_string(start_symbol));
+    throw Error("start_symbol", fmt::format("an id in [0, {})", vocab),
+                std::to_string(start_symbol));
   if (stop_symbol && (*stop_symbol < 0 || *stop_symbol >= vocab))
-    throw Error("stop_symbol", fmt::format("an id in [0, {})", vocab), std::to_string(*stop_symbol));
+    throw Error("stop_symbol", fmt::format("an id in [0, {})", vocab),
+                std::to_string(*stop_symbol));
 
   Arena::Frame frame(thread_arena());
   const View<float, 3> memory(frame.alloc<float>(n * s * d), {n, s, d});

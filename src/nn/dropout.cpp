@@ -25,7 +25,8 @@ void apply_dropout(View<float, 2> x, double p, uint64_t seed) {
 }  // namespace detail
 
 Dropout::Dropout(double p) : p_(p) {
-  if (!(p >= 0.0 && p < 1.0)) throw Error("Dropout: p", "a probability in [0, 1)", fmt::format("{}", p));
+  if (!(p >= 0.0 && p < 1.0))
+    throw Error("Dropout: p", "a probability in [0, 1)", fmt::format("{}", p));
 }
 
 void Dropout::forward(View<const float, 2> x, View<float, 2> y) const {

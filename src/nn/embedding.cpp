@@ -16,9 +16,10 @@ Embedding::Embedding(int64_t num_embeddings, int64_t embedding_dim,
     throw Error("Embedding", "num_embeddings >= 1 and embedding_dim >= 1",
                 fmt::format("({}, {})", num_embeddings, embedding_dim));
   if (padding_idx && (*padding_idx < -num_embeddings || *padding_idx >= num_embeddings))
-    throw Error("Embedding: padding_idx",
-                fmt::format("an id in [-{0}, {0}) (negative: from the end, as torch)", num_embeddings),
-                std::to_string(*padding_idx));
+    throw Error(
+        "Embedding: padding_idx",
+        fmt::format("an id in [-{0}, {0}) (negative: from the end, as torch)", num_embeddings),
+        std::to_string(*padding_idx));
   if (padding_idx && *padding_idx < 0) padding_idx_ = *padding_idx + num_embeddings;
   weight_ = Tensor<float>({num_embeddings, embedding_dim});
   detail::init_normal(weight_, 0.0, 1.0, seed_value());

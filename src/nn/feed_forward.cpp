@@ -30,7 +30,11 @@ void FeedForward::for_each_child(const ChildFn& fn) {
 }
 
 void FeedForward::forward(View<const float, 2> x, View<float, 2> y) const {
-  const int64_t n = x.size(0), hidden = linear1_.out_features();
+  const int64_t n = x.size(0), hidden = linear1_.out_features(), d = linear1_.in_features();
+  if (x.size(1) != d)
+    throw Error("FeedForward: x", fmt::format("(N, {})", d), shape_string(x.shape()));
+  if (y.shape() != x.shape())
+    throw Error("FeedForward: y", shape_string(x.shape()), shape_string(y.shape()));
   maskattn::detail::Arena::Frame frame(maskattn::detail::thread_arena());
   View<float, 2> h(frame.alloc<float>(n * hidden), {n, hidden});  // (N, dim_feedforward)
   linear1_.forward(x, h);

@@ -12,7 +12,8 @@ using maskattn::detail::counter_uniform;
 
 void init_uniform(Tensor<float>& t, double lo, double hi, uint64_t seed) {
   for (int64_t i = 0; i < t.numel(); ++i)
-    t.data()[i] = static_cast<float>(lo + (hi - lo) * counter_uniform(seed, static_cast<uint64_t>(i)));
+    t.data()[i] =
+        static_cast<float>(lo + (hi - lo) * counter_uniform(seed, static_cast<uint64_t>(i)));
 }
 
 void init_normal(Tensor<float>& t, double mean, double std, uint64_t seed) {

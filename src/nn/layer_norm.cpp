@@ -29,7 +29,8 @@ void LayerNorm::for_each_param(const ParamFn& fn) {
 
 void LayerNorm::forward(View<const float, 2> x, View<float, 2> y) const {
   const int64_t n = x.size(0);
-  if (x.size(1) != dim_) throw Error("LayerNorm: x", fmt::format("(N, {})", dim_), shape_string(x.shape()));
+  if (x.size(1) != dim_)
+    throw Error("LayerNorm: x", fmt::format("(N, {})", dim_), shape_string(x.shape()));
   if (y.shape() != x.shape())
     throw Error("LayerNorm: y", shape_string(x.shape()), shape_string(y.shape()));
   const float* w = weight_.numel() > 0 ? weight_.data() : nullptr;

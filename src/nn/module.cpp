@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <limits>
 #include <cmath>
+#include <limits>
 #include <set>
 
 #include "core/counter_rng.hpp"
@@ -101,8 +101,8 @@ Module::LoadResult Module::load_state_dict(const StateDict& state, bool strict) 
     const auto it = state.find(name);
     if (it == state.end()) {
       if (strict)
-        throw Error("state_dict", fmt::format("a tensor named \"{}\" (shape {})", name,
-                                              shape_string(p->shape())),
+        throw Error("state_dict",
+                    fmt::format("a tensor named \"{}\" (shape {})", name, shape_string(p->shape())),
                     "no such name");
       result.missing_keys.push_back(name);
       continue;

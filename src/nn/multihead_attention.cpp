@@ -34,8 +34,8 @@ AnyView pad_keys(const AnyView& m, int64_t pad, Arena::Frame& frame) {
   shape.back() += pad;
   const int64_t rows = m.numel() / std::max<int64_t>(src_cols, 1);
   const int64_t cols = shape.back();
-  std::byte* out = frame.alloc<std::byte>(checked_mul(rows * cols, static_cast<int64_t>(elem),
-                                                      "padded mask bytes"));
+  std::byte* out = frame.alloc<std::byte>(
+      checked_mul(rows * cols, static_cast<int64_t>(elem), "padded mask bytes"));
   std::vector<int64_t> index(shape.size(), 0);
   for (int64_t r = 0; r < rows; ++r) {
     // index of row r's first element in the source (all but the last dim)
@@ -168,7 +168,8 @@ void MultiheadAttention::forward(View<const float, 3> query, View<const float, 3
   if (call.need_weights) {
     const std::array<int64_t, 4> want{n, call.average_attn_weights ? 1 : h, l, s2};
     if (weights.shape() != want || weights.data() == nullptr)
-      throw Error("weights", shape_string(want), weights.empty() ? "nothing" : shape_string(weights.shape()));
+      throw Error("weights", shape_string(want),
+                  weights.empty() ? "nothing" : shape_string(weights.shape()));
   }
   detail::check_attention_masks(masks, n, h, l, s, "attn_mask", "key_padding_mask");
 
@@ -260,7 +261,8 @@ void MultiheadAttention::project_kv(View<const float, 3> key, View<const float, 
   const bool bf = options_.batch_first;
   const int64_t s = bf ? key.size(1) : key.size(0), n = bf ? key.size(0) : key.size(1);
   const int64_t hkv = num_kv_heads_, d = head_dim(), ekv = hkv * d, e = embed_dim_;
-  if (key.size(2) != kdim_ || value.shape() != std::array<int64_t, 3>{key.size(0), key.size(1), vdim_})
+  if (key.size(2) != kdim_ ||
+      value.shape() != std::array<int64_t, 3>{key.size(0), key.size(1), vdim_})
     throw Error("project_kv: key, value",
                 fmt::format("{}S, N, {}) and ({}S, N, {}) alike", bf ? "(N, S / " : "(", kdim_,
                             bf ? "(N, S / " : "(", vdim_),
@@ -297,14 +299,17 @@ void MultiheadAttention::attend(View<const float, 3> query, View<const float, 4>
   const int64_t l = bf ? query.size(1) : query.size(0), n = bf ? query.size(0) : query.size(1);
   const int64_t e = embed_dim_, h = num_heads_, d = head_dim();
   if (query.size(2) != e)
-    throw Error("attend: query", fmt::format("{}{}) with E = embed_dim", bf ? "(N, L, " : "(L, N, ", e),
+    throw Error("attend: query",
+                fmt::format("{}{}) with E = embed_dim", bf ? "(N, L, " : "(L, N, ", e),
                 shape_string(query.shape()));
   if (out.shape() != query.shape())
-    throw Error("attend: out", shape_string(query.shape()) + " (as query)", shape_string(out.shape()));
+    throw Error("attend: out", shape_string(query.shape()) + " (as query)",
+                shape_string(out.shape()));
   if (call.need_weights) {
     const std::array<int64_t, 4> want{n, call.average_attn_weights ? 1 : h, l, k.size(2)};
     if (weights.shape() != want || weights.data() == nullptr)
-      throw Error("weights", shape_string(want), weights.empty() ? "nothing" : shape_string(weights.shape()));
+      throw Error("weights", shape_string(want),
+                  weights.empty() ? "nothing" : shape_string(weights.shape()));
   }
   // k, v: checked by attention() against q's (N, H, L, D).
   Arena::Frame frame(thread_arena());

@@ -60,7 +60,8 @@ std::vector<Layer> copies(const Layer& layer, int64_t n, uint64_t seed) {
   std::vector<Layer> layers(static_cast<std::size_t>(n), layer);
   // Copies share the prototype's seed: give each its own dropout streams.
   for (int64_t i = 0; i < n; ++i)
-    layers[static_cast<std::size_t>(i)].seed(maskattn::detail::counter_hash(seed, static_cast<uint64_t>(i)));
+    layers[static_cast<std::size_t>(i)].seed(
+        maskattn::detail::counter_hash(seed, static_cast<uint64_t>(i)));
   return layers;
 }
 
@@ -205,7 +206,8 @@ void TransformerDecoder::decode_step(View<const float, 3> tgt, View<const float,
             in, dst, cache.layers_[static_cast<std::size_t>(i)], lengths, self_mask, memory_mask);
       },
       norm_ ? &*norm_ : nullptr);
-  for (int64_t b = 0; b < n; ++b) cache.lengths_[static_cast<std::size_t>(b)] += grow[static_cast<std::size_t>(b)];
+  for (int64_t b = 0; b < n; ++b)
+    cache.lengths_[static_cast<std::size_t>(b)] += grow[static_cast<std::size_t>(b)];
 }
 
 // ---- Transformer -----------------------------------------------------------------
@@ -219,7 +221,8 @@ Transformer::Transformer(const TransformerOptions& o)
   // As torch.nn.Transformer._reset_parameters: Xavier-uniform for every matrix.
   uint64_t k = 0;
   for (auto& [name, p] : named_parameters())
-    if (p->rank() > 1) detail::init_xavier_uniform(*p, maskattn::detail::counter_hash(seed_value(), k++));
+    if (p->rank() > 1)
+      detail::init_xavier_uniform(*p, maskattn::detail::counter_hash(seed_value(), k++));
 }
 
 void Transformer::for_each_child(const ChildFn& fn) {
@@ -250,7 +253,8 @@ void Transformer::encode(View<const float, 3> src, View<float, 3> memory,
 }
 
 void Transformer::decode(View<const float, 3> tgt, View<const float, 3> memory, View<float, 3> out,
-                         const AttentionMasks& tgt_masks, const AttentionMasks& memory_masks) const {
+                         const AttentionMasks& tgt_masks,
+                         const AttentionMasks& memory_masks) const {
   decoder_.forward(tgt, memory, out, tgt_masks, memory_masks);
 }
 
@@ -259,7 +263,8 @@ Tensor<float> Transformer::generate_square_subsequent_mask(int64_t size) {
   checked_mul(size, size, "size");
   Tensor<float> m({size, size});
   for (int64_t i = 0; i < size; ++i)
-    for (int64_t j = i + 1; j < size; ++j) m.data()[i * size + j] = -std::numeric_limits<float>::infinity();
+    for (int64_t j = i + 1; j < size; ++j)
+      m.data()[i * size + j] = -std::numeric_limits<float>::infinity();
   return m;
 }
 

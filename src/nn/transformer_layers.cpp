@@ -34,15 +34,13 @@ Activation3 scratch_like(const std::array<int64_t, 3>& shape, Arena::Frame& fram
   return {View<float, 3>(p, shape), View<float, 2>(p, {shape[0] * shape[1], shape[2]})};
 }
 
-
 // The layer's output: out (like x) from rows. Written last, so out may be the
 // layer's input.
 void write_out(View<const float, 2> rows, View<float, 3> out) {
   if (detail::collapses(out)) {
     View<float, 2> dst = detail::rows_of(out);
     if (dst.data() != rows.data())
-      for (int64_t r = 0; r < rows.size(0); ++r)
-        std::copy_n(rows.row(r), rows.size(1), dst.row(r));
+      for (int64_t r = 0; r < rows.size(0); ++r) std::copy_n(rows.row(r), rows.size(1), dst.row(r));
   } else {
     detail::copy_rows(rows, out);
   }

@@ -66,7 +66,8 @@ TEST(View, BlhdMemoryViewedAsBhld) {
   float data[12];
   for (int l = 0; l < 3; ++l)
     for (int h = 0; h < 2; ++h)
-      for (int d = 0; d < 2; ++d) data[(l * 2 + h) * 2 + d] = static_cast<float>(100 * l + 10 * h + d);
+      for (int d = 0; d < 2; ++d)
+        data[(l * 2 + h) * 2 + d] = static_cast<float>(100 * l + 10 * h + d);
   View<float, 4> bhld = View<float, 4>(data, {1, 3, 2, 2}).transposed(1, 2);
   EXPECT_EQ(bhld.size(1), 2);
   EXPECT_EQ(bhld.size(2), 3);

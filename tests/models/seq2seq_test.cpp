@@ -143,14 +143,14 @@ TEST(Seq2Seq, BadArguments) {
   const std::vector<int64_t> lengths = {4, 2};
   const Tensor<int64_t> src = make_src(lengths, 4);
   const std::vector<int64_t> too_long = {5, 2}, one = {4};
-  EXPECT_TRUE(throws_error_naming(
-      [&] { model.greedy_decode(src.view<2>(), too_long, kStart, 4); }, "src_lengths[0]"));
+  EXPECT_TRUE(throws_error_naming([&] { model.greedy_decode(src.view<2>(), too_long, kStart, 4); },
+                                  "src_lengths[0]"));
   EXPECT_TRUE(throws_error_naming([&] { model.greedy_decode(src.view<2>(), one, kStart, 4); },
                                   "src_lengths"));
-  EXPECT_TRUE(throws_error_naming(
-      [&] { model.greedy_decode(src.view<2>(), lengths, kStart, 33); }, "max_len"));
-  EXPECT_TRUE(throws_error_naming(
-      [&] { model.greedy_decode(src.view<2>(), lengths, kVocab, 4); }, "start_symbol"));
+  EXPECT_TRUE(throws_error_naming([&] { model.greedy_decode(src.view<2>(), lengths, kStart, 33); },
+                                  "max_len"));
+  EXPECT_TRUE(throws_error_naming([&] { model.greedy_decode(src.view<2>(), lengths, kVocab, 4); },
+                                  "start_symbol"));
   EXPECT_TRUE(throws_error_naming(
       [&] { model.greedy_decode(src.view<2>(), lengths, kStart, 4, -1); }, "stop_symbol"));
   Tensor<int64_t> bad = src;

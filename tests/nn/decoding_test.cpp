@@ -143,7 +143,8 @@ TEST_P(Decoding, SeveralTokensPerStepWhileTheLengthsAreEqual) {
   for (int64_t t : {3, 2, 1, 1}) {
     Tensor<float> step = random_seq(t, bf_, 7), out = random_seq(t, bf_, 8);
     for (int64_t b = 0; b < kBatch; ++b)
-      for (int64_t i = 0; i < t; ++i) std::copy_n(at(tgt_, bf_, b, done + i), kE, at(step, bf_, b, i));
+      for (int64_t i = 0; i < t; ++i)
+        std::copy_n(at(tgt_, bf_, b, done + i), kE, at(step, bf_, b, i));
     decoder_.decode_step(step.view<3>(), memory_.view<3>(), out.view<3>(), cache, memory_masks_);
     for (int64_t b = 0; b < kBatch; ++b)
       for (int64_t i = 0; i < t; ++i)
@@ -177,8 +178,7 @@ TEST(KvCache, Errors) {
   const std::vector<int64_t> too_far = {3, 1, 1};
   EXPECT_TRUE(throws_error_naming(
       [&] {
-        decoder.decode_step(two.view<3>(), memory.view<3>(), two_out.view<3>(), cache, {},
-                            too_far);
+        decoder.decode_step(two.view<3>(), memory.view<3>(), two_out.view<3>(), cache, {}, too_far);
       },
       "advance[0]"));
   // Unequal lengths, then a step of two tokens.

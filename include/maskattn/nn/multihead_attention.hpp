@@ -112,10 +112,10 @@ class MultiheadAttention : public Module {
 
   int64_t embed_dim_, num_heads_, num_kv_heads_, kdim_, vdim_;
   MultiheadAttentionOptions options_;
-  Tensor<float> in_proj_weight_;                                // packed, or empty
+  Tensor<float> in_proj_weight_;                                 // packed, or empty
   Tensor<float> q_proj_weight_, k_proj_weight_, v_proj_weight_;  // separate, or empty
-  Tensor<float> in_proj_bias_;                                  // or empty
-  Tensor<float> bias_k_, bias_v_;                               // or empty
+  Tensor<float> in_proj_bias_;                                   // or empty
+  Tensor<float> bias_k_, bias_v_;                                // or empty
   Linear out_proj_;
 };
 

@@ -44,7 +44,8 @@ struct TransformerLayerOptions {
 
 class TransformerEncoderLayer : public Module {
  public:
-  TransformerEncoderLayer(int64_t d_model, int64_t nhead, const TransformerLayerOptions& options = {});
+  TransformerEncoderLayer(int64_t d_model, int64_t nhead,
+                          const TransformerLayerOptions& options = {});
 
   // src (L, N, E) -> out, same shape; out may be src itself.
   void forward(View<const float, 3> src, View<float, 3> out,
@@ -68,7 +69,8 @@ class TransformerEncoderLayer : public Module {
 
 class TransformerDecoderLayer : public Module {
  public:
-  TransformerDecoderLayer(int64_t d_model, int64_t nhead, const TransformerLayerOptions& options = {});
+  TransformerDecoderLayer(int64_t d_model, int64_t nhead,
+                          const TransformerLayerOptions& options = {});
 
   // tgt (T, N, E), memory (S, N, E) -> out like tgt; out may be tgt itself.
   void forward(View<const float, 3> tgt, View<const float, 3> memory, View<float, 3> out,
