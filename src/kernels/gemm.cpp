@@ -1,24 +1,32 @@
-// gemm() on oneDNN 2.6. Two routes, chosen per call by the memory layout:
+// gemm() on oneDNN 2.6, through whichever of its two GEMMs is faster for the
+// layout: dnnl_sgemm (BLAS-like, no set-up) or the matmul primitive, whose
+// brgemm kernels (brg:avx512_core) oneDNN picks only for dense operands and
+// compile-time scales. The choice is made in one place, use_matmul(), from
+// these measurements (bench/bench_gemm.cpp and BENCHMARKS.md; 2 threads, AVX-512,
+// fp32; rate of matmul / rate of dnnl_sgemm, median over alternating calls):
 //
-// - Dense operands (every leading dimension equals its row length, the common
-//   case of the projections): the matmul primitive. oneDNN picks its brgemm
-//   kernels (brg:avx512_core) only for dense strides and compile-time scales,
-//   and those are what make it faster than dnnl_sgemm on the projections,
-//   y (m, n) = x (m, k) . W^T with W stored (n, k): measured side by side by
-//   bench/bench_gemm.cpp (BENCHMARKS.md, 2 threads) for m = 4096, k = 512, n = 512 and for
-//   m = 128, n = 1536, k = 512, it is ~1.3x and ~1.6x dnnl_sgemm's rate, while the square
-//   2048^3 is a tie (both ~200 GFLOP/s here). A primitive costs ~170 us to create
-//   (JIT) and ~2 us to find in oneDNN's own cache, which is as long as a whole
-//   (1, 512) x (512, 512) decoding step: hence our cache in front of it.
-// - Any leading dimension larger than its row (a slice of a wider buffer,
-//   e.g. Q of a packed (m, 3E) QKV output): dnnl_sgemm. For such strides the
-//   matmul primitive falls back to oneDNN's gemm:jit, the very kernels of
-//   dnnl_sgemm, so the primitive would only add its creation cost.
+//   B transposed (y = x W^T, the projections; W stored (n, k)):
+//     m x n x k = 4096x512x512  1.18    4096x512x2048  1.34    128x1536x512  1.62
+//                 16x512x512    3.2     4096x2048x512  0.97    2048^3        0.99
+//                 1..15 x 512x512, 1..15 x 1536x512, 1..15 x 512x2048        0.26 .. 0.82
+//     (dnnl_sgemm has fast small-m kernels up to m = 15, then drops 4x at m = 16)
+//   both transposed (rare): 4x512x512  4.2    512x512x4096  1.42    2048^3  0.92
+//   B not transposed (NN: backward dx = dy W; TN: dW = dy^T x):
+//     NN 2048^3  0.93    NN 4096x512x512  0.94    NN 64x512x512  0.98    NN 4x512x512  0.52
+//     TN 512x512x4096  0.93    TN 512x2048x4096  0.96    TN 2048x512x4096  1.08
 //
-// oneDNN itself cannot be trusted with the edges: matmul with m, n or k = 0
-// divides by zero (SIGFPE), and dnnl_sgemm with k = 0 and beta = 0 leaves C
-// unwritten (NaN stays NaN). So alpha == 0 or k == 0 is C = beta * C here,
-// written out (and, as in BLAS, A and B are not read then).
+// So: the matmul primitive when B is transposed (except A not transposed with
+// m < 16), dnnl_sgemm otherwise, and dnnl_sgemm for any leading dimension past
+// its row (a column slice of a wider buffer), for which the primitive would
+// only fall back to gemm:jit, the very kernels of dnnl_sgemm.
+//
+// A primitive costs ~170 us to create (JIT) and ~2 us to find in oneDNN's own
+// cache, 3 % of a 16x512x512 call: hence our cache of ready primitives.
+//
+// oneDNN cannot be trusted with the edges: matmul with m, n or k = 0 divides by
+// zero (SIGFPE), and dnnl_sgemm with k = 0 and beta = 0 leaves C unwritten (NaN
+// stays NaN). So alpha == 0 or k == 0 is C = beta * C here, written out (and,
+// as in BLAS, A and B are not read then).
 #include "kernels/gemm.hpp"
 
 #include <omp.h>
@@ -157,9 +165,9 @@ MatmulCache& matmul_cache() {
   return cache;
 }
 
-// The calling thread's scratchpad for the primitives (user mode: the library
-// mode would allocate per primitive). It only grows, so after the first calls
-// of a model no call allocates (at most ~1.3 MB: the TN case k = 4096, m = n = 512).
+// The calling thread's scratchpad for the primitives (user mode: in library
+// mode oneDNN allocates one for every execution). It only grows, so after the
+// first calls of a model no call allocates (~0.5 MB for the shapes of bench_gemm).
 class Scratchpad {
  public:
   void* get(std::size_t bytes) {
@@ -229,6 +237,15 @@ void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
   }
 }
 
+// The route, from the measurements at the top of this file.
+bool use_matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t lda,
+                int64_t ldb, int64_t ldc) {
+  // Fewer rows than this with A not transposed: dnnl_sgemm's small-m kernels.
+  constexpr int64_t kMinRows = 16;
+  const bool dense = lda == (trans_a ? m : k) && ldb == (trans_b ? k : n) && ldc == n;
+  return dense && trans_b && (trans_a || m >= kMinRows);
+}
+
 }  // namespace
 
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
@@ -240,12 +257,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
     scale_c(m, n, beta, c, ldc);
     return;
   }
-  // A leading dimension only matters when there is more than one row to
-  // stride over: op(A) with m = 1 (one decoding step) is dense whatever lda.
-  const bool dense_a = trans_a ? (lda == m || k == 1) : (lda == k || m == 1);
-  const bool dense_b = trans_b ? (ldb == k || n == 1) : (ldb == n || k == 1);
-  const bool dense_c = ldc == n || m == 1;
-  if (dense_a && dense_b && dense_c) {
+  if (use_matmul(trans_a, trans_b, m, n, k, lda, ldb, ldc)) {
     run_matmul(trans_a, trans_b, m, n, k, alpha, a, b, beta, c);
     return;
   }

@@ -1,7 +1,9 @@
 // detail::gemm against a naive double-precision loop: the four transposition
 // combinations over odd sizes, leading dimensions past the row (padding
 // filled with NaN, so reading it shows), alpha / beta, beta = 0 over NaN, the
-// sizes 0, concurrent callers and calls from inside parallel_for.
+// sizes 0, concurrent callers and calls from inside parallel_for. Each test
+// reaches both routes of gemm.cpp: the matmul primitive (dense, B transposed,
+// m >= 16 unless A is transposed too) and dnnl_sgemm (everything else).
 #include "kernels/gemm.hpp"
 
 #include <gtest/gtest.h>
@@ -207,23 +209,28 @@ TEST(Gemm, AlphaAndBeta) {
           }
 }
 
-// beta = 0: C full of NaN and infinities comes out finite, on both routes
-// (dense: the matmul primitive; padded: dnnl_sgemm).
+// beta = 0: C full of NaN and infinities comes out finite, on both routes:
+// dense NT with m >= 16 (matmul primitive), padded C, NN and small m (dnnl_sgemm).
 TEST(Gemm, BetaZeroNeverReadsC) {
-  for (int64_t pad : {0, 3}) {
+  struct Layout {
+    bool trans_b;
+    int64_t m, pad_c;
+  };
+  for (const Layout& layout :
+       {Layout{true, 33, 0}, Layout{true, 33, 3}, Layout{false, 33, 0}, Layout{true, 3, 0}}) {
     Case c;
-    c.trans_b = true;
-    c.m = 33;
+    c.trans_b = layout.trans_b;
+    c.m = layout.m;
     c.n = 65;
     c.k = 17;
-    c.pad_c = pad;
+    c.pad_c = layout.pad_c;
     Problem p = make_problem(c, 7);
     for (int64_t i = 0; i < c.m; ++i)
       for (int64_t j = i % 2; j < c.n; j += 2)
         p.c[static_cast<std::size_t>(i * p.ldc + j)] = std::numeric_limits<float>::infinity();
     p.c0 = p.c;
     run(c, p);
-    EXPECT_TRUE(matches_reference(c, p)) << "pad " << pad;
+    EXPECT_TRUE(matches_reference(c, p));
   }
 }
 
@@ -267,13 +274,14 @@ TEST(Gemm, AlphaZeroScalesCOnly) {
 // shapes, both routes; every result checked.
 TEST(Gemm, ConcurrentCallersFromSeveralThreads) {
   const std::vector<Case> cases = [] {
-    std::vector<Case> v(6);
+    std::vector<Case> v(7);
     v[0] = {false, true, 96, 80, 64, 1.0f, 0.0f, 0, 0, 0};
     v[1] = v[0];
     v[2] = {false, false, 65, 17, 129, 1.0f, 1.0f, 0, 0, 0};
     v[3] = {true, false, 33, 47, 200, -1.0f, 0.5f, 0, 0, 0};
     v[4] = {false, true, 96, 80, 64, 1.0f, 0.0f, 3, 0, 5};
     v[5] = {true, true, 17, 130, 31, 2.0f, 0.0f, 0, 0, 0};
+    v[6] = {false, true, 5, 300, 64, 1.0f, 0.0f, 0, 0, 0};
     return v;
   }();
   constexpr int kRounds = 20;

@@ -557,8 +557,8 @@ TEST(ModulesErrors, EveryForwardNamesItsBadArgument) {
   EXPECT_TRUE(
       throws_error_for([&] { dropout.forward(x2.view<2>(), short2.view<2>()); }, "Dropout: y"));
   nn::FeedForward ff(6, 8);
-  EXPECT_TRUE(throws_error_for([&] { ff.forward(bad2.view<2>(), y2.view<2>()); }, "Linear: x"));
-  EXPECT_TRUE(throws_error_for([&] { ff.forward(x2.view<2>(), short2.view<2>()); }, "Linear: y"));
+  EXPECT_TRUE(throws_error_for([&] { ff.forward(bad2.view<2>(), y2.view<2>()); }, "FeedForward: x"));
+  EXPECT_TRUE(throws_error_for([&] { ff.forward(x2.view<2>(), short2.view<2>()); }, "FeedForward: y"));
   nn::Embedding emb(5, 6);
   Tensor<int64_t> ids({2, 3});
   Tensor<float> emb_bad({2, 3, 5});
