@@ -2,8 +2,10 @@
 // layout: dnnl_sgemm (BLAS-like, no set-up) or the matmul primitive, whose
 // brgemm kernels (brg:avx512_core) oneDNN picks only for dense operands and
 // compile-time scales. The choice is made in one place, use_matmul(), from
-// these measurements (bench/bench_gemm.cpp and BENCHMARKS.md; 2 threads, AVX-512,
-// fp32; rate of matmul / rate of dnnl_sgemm, median over alternating calls):
+// these measurements (fp32, 2 threads, this project's AVX-512 machine; rate of
+// matmul / rate of dnnl_sgemm, median over alternating calls; the columns
+// dnnl_matmul and dnnl_sgemm of bench/bench_gemm.cpp repeat the main shapes,
+// see BENCHMARKS.md):
 //
 //   B transposed (y = x W^T, the projections; W stored (n, k)):
 //     m x n x k = 4096x512x512  1.18    4096x512x2048  1.34    128x1536x512  1.62

@@ -1,8 +1,8 @@
 // detail::gemm against a naive double-precision loop: the four transposition
 // combinations over odd sizes, leading dimensions past the row (padding
 // filled with NaN, so reading it shows), alpha / beta, beta = 0 over NaN, the
-// sizes 0, concurrent callers and calls from inside parallel_for. Each test
-// reaches both routes of gemm.cpp: the matmul primitive (dense, B transposed,
+// sizes 0, concurrent callers and calls from inside parallel_for. The cases
+// reach both routes of gemm.cpp: the matmul primitive (dense, B transposed,
 // m >= 16 unless A is transposed too) and dnnl_sgemm (everything else).
 #include "kernels/gemm.hpp"
 
