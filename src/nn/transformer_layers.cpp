@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "nn/mask_checks.hpp"
 #include "nn/rows.hpp"
@@ -22,16 +23,56 @@ MultiheadAttentionOptions attention_options(const TransformerLayerOptions& o) {
   return a;
 }
 
-// A (shape of x) activation in the arena: the 3-D view attention reads and
-// writes, and the same memory as (A*B, E) rows for everything else.
-struct Activation3 {
-  View<float, 3> seq;
-  View<float, 2> rows;
+// An activation of shape (A, B, E) both ways: the 3-D view attention reads
+// and writes, and the same memory as (A*B, E) rows for everything else.
+template <class T>
+struct Seq {
+  View<T, 3> seq;
+  View<T, 2> rows;
 };
 
-Activation3 scratch_like(const std::array<int64_t, 3>& shape, Arena::Frame& frame) {
+Seq<float> scratch_like(const std::array<int64_t, 3>& shape, Arena::Frame& frame) {
   float* p = frame.alloc<float>(shape[0] * shape[1] * shape[2]);
   return {View<float, 3>(p, shape), View<float, 2>(p, {shape[0] * shape[1], shape[2]})};
+}
+
+// The layer's input both ways: x itself when its rows collapse to one stride,
+// else a contiguous copy.
+Seq<const float> input_of(View<const float, 3> x, Arena::Frame& frame) {
+  const View<const float, 2> rows = detail::as_rows(x, frame);
+  if (rows.data() == x.data()) return {x, rows};
+  return {View<const float, 3>(rows.data(), x.shape()), rows};
+}
+
+// A sublayer's function: reads `in`, writes `out` (both shaped like the layer's input).
+using Sublayer = std::function<void(View<const float, 3> in, View<float, 3> out)>;
+
+// One residual sublayer in torch's order, into y (which must not be x):
+//   norm_first: y = x + dropout(f(norm(x)))
+//   otherwise:  y = norm(x + dropout(f(x)))
+void residual(bool norm_first, const LayerNorm& norm, const Dropout& dropout,
+              const Seq<const float>& x, const Seq<float>& y, const Sublayer& f,
+              Arena::Frame& frame) {
+  if (norm_first) {
+    const Seq<float> normed = scratch_like(x.seq.shape(), frame);
+    norm.forward(x.rows, normed.rows);
+    f(normed.seq, y.seq);
+  } else {
+    f(x.seq, y.seq);
+  }
+  dropout.forward(y.rows, y.rows);
+  detail::add_rows(y.rows, x.rows);
+  if (!norm_first) norm.forward(y.rows, y.rows);
+}
+
+Seq<const float> as_input(const Seq<float>& y) { return {y.seq, y.rows}; }
+
+// The feed-forward net as a sublayer (per token: on the rows).
+Sublayer feed_forward(const FeedForward& ff) {
+  return [&ff](View<const float, 3> in, View<float, 3> out) {
+    Arena::Frame frame(thread_arena());
+    ff.forward(detail::as_rows(in, frame), detail::rows_of(out));
+  };
 }
 
 // The layer's output: out (like x) from rows. Written last, so out may be the
@@ -83,35 +124,16 @@ void TransformerEncoderLayer::forward(View<const float, 3> src, View<float, 3> o
   if (out.shape() != src.shape())
     throw Error("out", shape_string(src.shape()) + " (as src)", shape_string(out.shape()));
   Arena::Frame frame(thread_arena());
-  const View<const float, 2> x = detail::as_rows(src, frame);  // (R, E), R = L*N
-  const Activation3 a = scratch_like(src.shape(), frame), b = scratch_like(src.shape(), frame);
-
-  if (options_.norm_first) {
-    // a = x + dropout1(self_attn(norm1(x)))
-    norm1_.forward(x, b.rows);
-    self_attn_.forward(b.seq, b.seq, b.seq, a.seq, src_masks, no_weights());
-    dropout1_.forward(a.rows, a.rows);
-    detail::add_rows(a.rows, x);
-    // out = a + dropout2(ff(norm2(a)))
-    norm2_.forward(a.rows, b.rows);
-    const Activation3 c = scratch_like(src.shape(), frame);
-    ff_.forward(b.rows, c.rows);
-    dropout2_.forward(c.rows, c.rows);
-    detail::add_rows(c.rows, a.rows);
-    write_out(c.rows, out);
-  } else {
-    // a = norm1(x + dropout1(self_attn(x)))
-    self_attn_.forward(src, src, src, a.seq, src_masks, no_weights());
-    dropout1_.forward(a.rows, a.rows);
-    detail::add_rows(a.rows, x);
-    norm1_.forward(a.rows, a.rows);
-    // out = norm2(a + dropout2(ff(a)))
-    ff_.forward(a.rows, b.rows);
-    dropout2_.forward(b.rows, b.rows);
-    detail::add_rows(b.rows, a.rows);
-    norm2_.forward(b.rows, b.rows);
-    write_out(b.rows, out);
-  }
+  const Seq<const float> x = input_of(src, frame);  // (L, N, E) and (L*N, E) rows
+  const Seq<float> a = scratch_like(src.shape(), frame), b = scratch_like(src.shape(), frame);
+  residual(
+      options_.norm_first, norm1_, dropout1_, x, a,
+      [&](View<const float, 3> in, View<float, 3> y) {
+        self_attn_.forward(in, in, in, y, src_masks, no_weights());
+      },
+      frame);
+  residual(options_.norm_first, norm2_, dropout2_, as_input(a), b, feed_forward(ff_), frame);
+  write_out(b.rows, out);
 }
 
 // ---- decoder layer -------------------------------------------------------------
@@ -147,45 +169,13 @@ void TransformerDecoderLayer::run(View<const float, 3> tgt, View<float, 3> out,
   if (out.shape() != tgt.shape())
     throw Error("out", shape_string(tgt.shape()) + " (as tgt)", shape_string(out.shape()));
   Arena::Frame frame(thread_arena());
-  const View<const float, 2> x = detail::as_rows(tgt, frame);  // (R, E), R = T*N
-  const Activation3 a = scratch_like(tgt.shape(), frame), b = scratch_like(tgt.shape(), frame),
-                    c = scratch_like(tgt.shape(), frame);
-
-  if (options_.norm_first) {
-    // a = x + dropout1(self_attn(norm1(x)))
-    norm1_.forward(x, b.rows);
-    sa(b.seq, a.seq);
-    dropout1_.forward(a.rows, a.rows);
-    detail::add_rows(a.rows, x);
-    // b = a + dropout2(multihead_attn(norm2(a), memory))
-    norm2_.forward(a.rows, c.rows);
-    ca(c.seq, b.seq);
-    dropout2_.forward(b.rows, b.rows);
-    detail::add_rows(b.rows, a.rows);
-    // out = b + dropout3(ff(norm3(b)))
-    norm3_.forward(b.rows, c.rows);
-    ff_.forward(c.rows, a.rows);
-    dropout3_.forward(a.rows, a.rows);
-    detail::add_rows(a.rows, b.rows);
-    write_out(a.rows, out);
-  } else {
-    // a = norm1(x + dropout1(self_attn(x)))
-    sa(tgt, a.seq);
-    dropout1_.forward(a.rows, a.rows);
-    detail::add_rows(a.rows, x);
-    norm1_.forward(a.rows, a.rows);
-    // b = norm2(a + dropout2(multihead_attn(a, memory)))
-    ca(a.seq, b.seq);
-    dropout2_.forward(b.rows, b.rows);
-    detail::add_rows(b.rows, a.rows);
-    norm2_.forward(b.rows, b.rows);
-    // out = norm3(b + dropout3(ff(b)))
-    ff_.forward(b.rows, c.rows);
-    dropout3_.forward(c.rows, c.rows);
-    detail::add_rows(c.rows, b.rows);
-    norm3_.forward(c.rows, c.rows);
-    write_out(c.rows, out);
-  }
+  const Seq<const float> x = input_of(tgt, frame);  // (T, N, E) and (T*N, E) rows
+  const Seq<float> a = scratch_like(tgt.shape(), frame), b = scratch_like(tgt.shape(), frame),
+                   c = scratch_like(tgt.shape(), frame);
+  residual(options_.norm_first, norm1_, dropout1_, x, a, sa, frame);
+  residual(options_.norm_first, norm2_, dropout2_, as_input(a), b, ca, frame);
+  residual(options_.norm_first, norm3_, dropout3_, as_input(b), c, feed_forward(ff_), frame);
+  write_out(c.rows, out);
 }
 
 void TransformerDecoderLayer::forward(View<const float, 3> tgt, View<const float, 3> memory,
