@@ -469,74 +469,64 @@ nb::object decoder_call(const auto& module, bool batch_first, nb::handle tgt, nb
   return activation_result(std::move(out), t);
 }
 
+// torch's layer constructor: (d_model, nhead, dim_feedforward=2048, dropout=0.1,
+// activation="relu", layer_norm_eps=1e-5, batch_first=False, norm_first=False,
+// bias=True), plus num_kv_heads.
+template <class Layer>
+void def_layer_init(nb::class_<Layer, Module>& cls) {
+  cls.def(
+      "__init__",
+      [](Layer* self, int64_t d_model, int64_t nhead, int64_t dim_feedforward, double dropout,
+         const std::string& activation, double layer_norm_eps, bool batch_first, bool norm_first,
+         bool bias, std::optional<int64_t> num_kv_heads) {
+        new (self) Layer(d_model, nhead,
+                         layer_options(dim_feedforward, dropout, activation, layer_norm_eps,
+                                       batch_first, norm_first, bias, num_kv_heads));
+      },
+      "d_model"_a, "nhead"_a, "dim_feedforward"_a = 2048, "dropout"_a = 0.1,
+      "activation"_a = "relu", "layer_norm_eps"_a = 1e-5, "batch_first"_a = false,
+      "norm_first"_a = false, "bias"_a = true, nb::kw_only(), "num_kv_heads"_a.none() = nb::none());
+}
+
 void bind_transformer(nb::module_& m) {
-  nb::class_<nn::TransformerEncoderLayer, Module>(
+  auto encoder_layer = nb::class_<nn::TransformerEncoderLayer, Module>(
       m, "TransformerEncoderLayer",
       "torch.nn.TransformerEncoderLayer: self-attention and feed-forward, post-norm\n"
-      "or norm_first; same parameters and state_dict names.")
-      .def(
-          "__init__",
-          [](nn::TransformerEncoderLayer* self, int64_t d_model, int64_t nhead,
-             int64_t dim_feedforward, double dropout, const std::string& activation,
-             double layer_norm_eps, bool batch_first, bool norm_first, bool bias,
-             std::optional<int64_t> num_kv_heads) {
-            new (self) nn::TransformerEncoderLayer(
-                d_model, nhead,
-                layer_options(dim_feedforward, dropout, activation, layer_norm_eps, batch_first,
-                              norm_first, bias, num_kv_heads));
-          },
-          "d_model"_a, "nhead"_a, "dim_feedforward"_a = 2048, "dropout"_a = 0.1,
-          "activation"_a = "relu", "layer_norm_eps"_a = 1e-5, "batch_first"_a = false,
-          "norm_first"_a = false, "bias"_a = true, nb::kw_only(),
-          "num_kv_heads"_a.none() = nb::none())
-      .def(
-          "__call__",
-          [](const nn::TransformerEncoderLayer& l, nb::handle src, nb::handle src_mask,
-             nb::handle src_key_padding_mask, bool is_causal) {
-            return encoder_call(l, l.options().batch_first, src, src_mask, src_key_padding_mask,
-                                is_causal, "src_mask");
-          },
-          "src"_a, "src_mask"_a.none() = nb::none(), "src_key_padding_mask"_a.none() = nb::none(),
-          "is_causal"_a = false,
-          "src (L, N, E) -> same shape. src_mask (L, S) or (N*nhead, L, S): True =\n"
-          "masked, or float, or a maskattn.Mask; src_key_padding_mask (N, S): True =\n"
-          "padding; is_causal adds the look-ahead mask.");
+      "or norm_first; same parameters and state_dict names.");
+  def_layer_init(encoder_layer);
+  encoder_layer.def(
+      "__call__",
+      [](const nn::TransformerEncoderLayer& l, nb::handle src, nb::handle src_mask,
+         nb::handle src_key_padding_mask, bool is_causal) {
+        return encoder_call(l, l.options().batch_first, src, src_mask, src_key_padding_mask,
+                            is_causal, "src_mask");
+      },
+      "src"_a, "src_mask"_a.none() = nb::none(), "src_key_padding_mask"_a.none() = nb::none(),
+      "is_causal"_a = false,
+      "src (L, N, E) -> same shape. src_mask (L, S) or (N*nhead, L, S): True =\n"
+      "masked, or float, or a maskattn.Mask; src_key_padding_mask (N, S): True =\n"
+      "padding; is_causal adds the look-ahead mask.");
 
-  nb::class_<nn::TransformerDecoderLayer, Module>(
+  auto decoder_layer = nb::class_<nn::TransformerDecoderLayer, Module>(
       m, "TransformerDecoderLayer",
       "torch.nn.TransformerDecoderLayer: masked self-attention, cross-attention over\n"
-      "the memory and feed-forward; same parameters and state_dict names.")
-      .def(
-          "__init__",
-          [](nn::TransformerDecoderLayer* self, int64_t d_model, int64_t nhead,
-             int64_t dim_feedforward, double dropout, const std::string& activation,
-             double layer_norm_eps, bool batch_first, bool norm_first, bool bias,
-             std::optional<int64_t> num_kv_heads) {
-            new (self) nn::TransformerDecoderLayer(
-                d_model, nhead,
-                layer_options(dim_feedforward, dropout, activation, layer_norm_eps, batch_first,
-                              norm_first, bias, num_kv_heads));
-          },
-          "d_model"_a, "nhead"_a, "dim_feedforward"_a = 2048, "dropout"_a = 0.1,
-          "activation"_a = "relu", "layer_norm_eps"_a = 1e-5, "batch_first"_a = false,
-          "norm_first"_a = false, "bias"_a = true, nb::kw_only(),
-          "num_kv_heads"_a.none() = nb::none())
-      .def(
-          "__call__",
-          [](const nn::TransformerDecoderLayer& l, nb::handle tgt, nb::handle memory,
-             nb::handle tgt_mask, nb::handle memory_mask, nb::handle tgt_key_padding_mask,
-             nb::handle memory_key_padding_mask, bool tgt_is_causal, bool memory_is_causal) {
-            return decoder_call(l, l.options().batch_first, tgt, memory, tgt_mask, memory_mask,
-                                tgt_key_padding_mask, memory_key_padding_mask, tgt_is_causal,
-                                memory_is_causal);
-          },
-          "tgt"_a, "memory"_a, "tgt_mask"_a.none() = nb::none(),
-          "memory_mask"_a.none() = nb::none(), "tgt_key_padding_mask"_a.none() = nb::none(),
-          "memory_key_padding_mask"_a.none() = nb::none(), "tgt_is_causal"_a = false,
-          "memory_is_causal"_a = false,
-          "tgt (T, N, E), memory (S, N, E) -> (T, N, E). tgt_mask: the look-ahead mask\n"
-          "(True = masked, or float, or a maskattn.Mask; or tgt_is_causal); the\n"
-          "*_key_padding_mask: True = padding.");
+      "the memory and feed-forward; same parameters and state_dict names.");
+  def_layer_init(decoder_layer);
+  decoder_layer.def(
+      "__call__",
+      [](const nn::TransformerDecoderLayer& l, nb::handle tgt, nb::handle memory,
+         nb::handle tgt_mask, nb::handle memory_mask, nb::handle tgt_key_padding_mask,
+         nb::handle memory_key_padding_mask, bool tgt_is_causal, bool memory_is_causal) {
+        return decoder_call(l, l.options().batch_first, tgt, memory, tgt_mask, memory_mask,
+                            tgt_key_padding_mask, memory_key_padding_mask, tgt_is_causal,
+                            memory_is_causal);
+      },
+      "tgt"_a, "memory"_a, "tgt_mask"_a.none() = nb::none(), "memory_mask"_a.none() = nb::none(),
+      "tgt_key_padding_mask"_a.none() = nb::none(), "memory_key_padding_mask"_a.none() = nb::none(),
+      "tgt_is_causal"_a = false, "memory_is_causal"_a = false,
+      "tgt (T, N, E), memory (S, N, E) -> (T, N, E). tgt_mask: the look-ahead mask\n"
+      "(True = masked, or float, or a maskattn.Mask; or tgt_is_causal); the\n"
+      "*_key_padding_mask: True = padding.");
 
   // The stacks copy the layer (and norm) they are given, as torch does.
   nb::class_<nn::TransformerEncoder, Module>(
