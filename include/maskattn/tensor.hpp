@@ -213,6 +213,21 @@ class Tensor {
   std::unique_ptr<std::byte, detail::AlignedFree> storage_;
 };
 
+// Calls f(index) — an std::span<const int64_t> — for every multi-index of
+// `shape` in row-major order: once for rank 0, never when a size is 0.
+template <class F>
+void for_each_index(std::span<const int64_t> shape, F&& f) {
+  for (int64_t s : shape)
+    if (s <= 0) return;
+  std::vector<int64_t> index(shape.size(), 0);
+  while (true) {
+    f(std::span<const int64_t>(index));
+    std::size_t d = shape.size();
+    while (d > 0 && ++index[d - 1] == shape[d - 1]) index[--d] = 0;
+    if (d == 0) return;
+  }
+}
+
 // Element types an AnyView may carry.
 enum class DType { Bool, UInt8, Int32, Int64, Float32, Float64 };
 std::string_view dtype_name(DType t);
@@ -260,6 +275,8 @@ struct AnyView {
   int rank() const noexcept { return static_cast<int>(shape.size()); }
   int64_t numel() const noexcept;
   bool is_float() const noexcept { return dtype == DType::Float32 || dtype == DType::Float64; }
+  // Row-major contiguous (as View::is_contiguous).
+  bool is_contiguous() const noexcept;
   // Element at a multi-index (size rank()), converted to double.
   double at(std::span<const int64_t> index) const noexcept;
   // Element of an integer or bool view, exactly (at() rounds int64 past 2^53).

@@ -189,21 +189,6 @@ namespace {
 
 bool is_integer(DType t) { return t == DType::UInt8 || t == DType::Int32 || t == DType::Int64; }
 
-// Every element of `v` in row-major order.
-template <class F>
-void for_each_index(const AnyView& v, F&& f) {
-  const int64_t n = v.numel();
-  std::vector<int64_t> index(static_cast<std::size_t>(v.rank()), 0);
-  for (int64_t e = 0; e < n; ++e) {
-    f(std::span<const int64_t>(index));
-    for (int d = v.rank() - 1; d >= 0; --d) {
-      auto& i = index[static_cast<std::size_t>(d)];
-      if (++i < v.shape[static_cast<std::size_t>(d)]) break;
-      i = 0;
-    }
-  }
-}
-
 }  // namespace
 
 std::vector<int64_t> read_int64_vector(nb::handle obj, std::string_view name) {
@@ -213,7 +198,8 @@ std::vector<int64_t> read_int64_vector(nb::handle obj, std::string_view name) {
   if (a.view.rank() != 1 || !is_integer(a.view.dtype)) throw Error(name, want, a.view.describe());
   std::vector<int64_t> out;
   out.reserve(static_cast<std::size_t>(a.view.numel()));
-  for_each_index(a.view, [&](std::span<const int64_t> i) { out.push_back(a.view.at_int(i)); });
+  for_each_index(a.view.shape,
+                 [&](std::span<const int64_t> i) { out.push_back(a.view.at_int(i)); });
   return out;
 }
 
@@ -224,8 +210,9 @@ std::vector<float> read_float32_vector(nb::handle obj, std::string_view name) {
   if (a.view.rank() != 1 || a.view.dtype == DType::Bool) throw Error(name, want, a.view.describe());
   std::vector<float> out;
   out.reserve(static_cast<std::size_t>(a.view.numel()));
-  for_each_index(
-      a.view, [&](std::span<const int64_t> i) { out.push_back(static_cast<float>(a.view.at(i))); });
+  for_each_index(a.view.shape, [&](std::span<const int64_t> i) {
+    out.push_back(static_cast<float>(a.view.at(i)));
+  });
   return out;
 }
 
@@ -238,7 +225,8 @@ Tensor<int64_t> read_int64_tensor(nb::handle obj, std::string_view name, int ran
     throw Error(name, want, a.view.describe());
   Tensor<int64_t> out(a.view.shape);
   int64_t k = 0;
-  for_each_index(a.view, [&](std::span<const int64_t> i) { out.data()[k++] = a.view.at_int(i); });
+  for_each_index(a.view.shape,
+                 [&](std::span<const int64_t> i) { out.data()[k++] = a.view.at_int(i); });
   return out;
 }
 

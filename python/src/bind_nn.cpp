@@ -272,24 +272,11 @@ View<const float, 2> token_rows(const ArrayArg& a, const char* name, int64_t wid
   if (v.dtype != DType::Float32 || v.rank() < 1 || v.shape.back() != width)
     throw Error(name, want, v.describe());
   const int64_t rows = v.numel() / width;
-  bool contiguous = true;
-  int64_t expect = 1;
-  for (int d = v.rank() - 1; d >= 0; --d) {
-    if (v.shape[static_cast<std::size_t>(d)] > 1 &&
-        v.strides[static_cast<std::size_t>(d)] != expect)
-      contiguous = false;
-    expect *= v.shape[static_cast<std::size_t>(d)];
-  }
-  if (contiguous) return View<const float, 2>(static_cast<const float*>(v.data), {rows, width});
+  if (v.is_contiguous())
+    return View<const float, 2>(static_cast<const float*>(v.data), {rows, width});
   copy = Tensor<float>({rows, width});
-  std::vector<int64_t> index(static_cast<std::size_t>(v.rank()), 0);
-  for (int64_t e = 0; e < v.numel(); ++e) {
-    copy.data()[e] = static_cast<float>(v.at(index));
-    for (int d = v.rank() - 1; d >= 0; --d) {
-      if (++index[static_cast<std::size_t>(d)] < v.shape[static_cast<std::size_t>(d)]) break;
-      index[static_cast<std::size_t>(d)] = 0;
-    }
-  }
+  float* o = copy.data();
+  for_each_index(v.shape, [&](std::span<const int64_t> i) { *o++ = static_cast<float>(v.at(i)); });
   return copy.view<2>();
 }
 

@@ -98,6 +98,15 @@ AnyView::AnyView(const void* data_, DType dtype_, std::vector<int64_t> shape_,
     if (s < 0) throw Error("AnyView strides", "non-negative strides", shape_string(strides));
 }
 
+bool AnyView::is_contiguous() const noexcept {
+  int64_t expect = 1;
+  for (std::size_t d = shape.size(); d-- > 0;) {
+    if (shape[d] > 1 && strides[d] != expect) return false;
+    expect *= shape[d];
+  }
+  return true;
+}
+
 int64_t AnyView::numel() const noexcept {
   int64_t n = 1;
   for (int64_t s : shape) n *= s;

@@ -24,24 +24,7 @@ namespace {
 
 using detail::DenseKind;
 
-// Calls f(index) for every multi-index of `shape`, row-major.
-template <class F>
-void for_each_index(const std::vector<int64_t>& shape, F&& f) {
-  for (int64_t s : shape)
-    if (s == 0) return;
-  std::vector<int64_t> index(shape.size(), 0);
-  while (true) {
-    f(index);
-    int d = static_cast<int>(shape.size()) - 1;
-    for (; d >= 0; --d) {
-      if (++index[d] < shape[d]) break;
-      index[d] = 0;
-    }
-    if (d < 0) return;
-  }
-}
-
-std::string index_string(const std::vector<int64_t>& index) {
+std::string index_string(std::span<const int64_t> index) {
   return fmt::format("[{}]", fmt::join(index, ", "));
 }
 
@@ -59,7 +42,7 @@ AnyView right_aligned_rank4(const AnyView& m) {
 Tensor<bool> zero_one_to_bool(const AnyView& m, const std::string& arg) {
   Tensor<bool> out(m.shape);
   bool* o = out.data();
-  for_each_index(m.shape, [&](const std::vector<int64_t>& index) {
+  for_each_index(m.shape, [&](std::span<const int64_t> index) {
     const double v = m.at(index);
     if (v != 0.0 && v != 1.0)
       throw Error(arg, "values 0 or 1 (1 = attend)",
@@ -77,7 +60,7 @@ Tensor<T> hf_additive(const AnyView& m) {
   Tensor<T> out(m.shape);
   T* o = out.data();
   constexpr double kLowest = std::numeric_limits<float>::lowest();
-  for_each_index(m.shape, [&](const std::vector<int64_t>& index) {
+  for_each_index(m.shape, [&](std::span<const int64_t> index) {
     const double v = m.at(index);
     *o++ = v <= kLowest ? -std::numeric_limits<T>::infinity() : static_cast<T>(v);
   });

@@ -25,7 +25,7 @@ uint64_t name_hash(const std::string& name) {
   return h;
 }
 
-// Copies `src` (float32 or float64, same shape) into `dst`, after checking.
+// `src` can be copied into `dst`: float32 or float64 of dst's shape.
 void check_source(const std::string& name, const AnyView& src, const Tensor<float>& dst) {
   if (src.empty() && dst.numel() > 0)
     throw Error(fmt::format("state_dict[\"{}\"]", name), "a tensor", "nothing");
@@ -40,19 +40,14 @@ void check_source(const std::string& name, const AnyView& src, const Tensor<floa
 }
 
 void copy_into(const AnyView& src, Tensor<float>& dst, const std::string& name) {
-  const int64_t n = dst.numel();
-  std::vector<int64_t> index(dst.shape().size(), 0);
-  for (int64_t e = 0; e < n; ++e) {
+  int64_t e = 0;
+  for_each_index(dst.shape(), [&](std::span<const int64_t> index) {
     const double x = src.at(index);
     if (!std::isfinite(x) || std::abs(x) > std::numeric_limits<float>::max())
       throw Error(fmt::format("state_dict[\"{}\"]", name), "finite float32 values",
                   fmt::format("{} at flat index {}", x, e));
-    dst.data()[e] = static_cast<float>(x);
-    for (int d = static_cast<int>(index.size()) - 1; d >= 0; --d) {
-      if (++index[static_cast<std::size_t>(d)] < dst.shape()[static_cast<std::size_t>(d)]) break;
-      index[static_cast<std::size_t>(d)] = 0;
-    }
-  }
+    dst.data()[e++] = static_cast<float>(x);
+  });
 }
 
 }  // namespace

@@ -32,27 +32,16 @@ AnyView pad_keys(const AnyView& m, int64_t pad, Arena::Frame& frame) {
   std::vector<int64_t> shape = m.shape;
   const int64_t src_cols = shape.back();
   shape.back() += pad;
-  const int64_t rows = m.numel() / std::max<int64_t>(src_cols, 1);
-  const int64_t cols = shape.back();
   std::byte* out = frame.alloc<std::byte>(
-      checked_mul(rows * cols, static_cast<int64_t>(elem), "padded mask bytes"));
-  std::vector<int64_t> index(shape.size(), 0);
-  for (int64_t r = 0; r < rows; ++r) {
-    // index of row r's first element in the source (all but the last dim)
-    int64_t rem = r;
-    for (int d = static_cast<int>(shape.size()) - 2; d >= 0; --d) {
-      index[static_cast<std::size_t>(d)] = rem % m.shape[static_cast<std::size_t>(d)];
-      rem /= m.shape[static_cast<std::size_t>(d)];
-    }
-    for (int64_t c = 0; c < cols; ++c) {
-      index.back() = c;
-      const double x = c < src_cols ? m.at(index) : 0.0;
-      const int64_t at = r * cols + c;
-      if (m.dtype == DType::Bool) reinterpret_cast<bool*>(out)[at] = x != 0.0;
-      if (m.dtype == DType::Float32) reinterpret_cast<float*>(out)[at] = static_cast<float>(x);
-      if (m.dtype == DType::Float64) reinterpret_cast<double*>(out)[at] = x;
-    }
-  }
+      checked_mul(checked_numel(shape, "padded mask"), static_cast<int64_t>(elem), "padded mask"));
+  int64_t at = 0;
+  for_each_index(shape, [&](std::span<const int64_t> index) {
+    const double x = index.back() < src_cols ? m.at(index) : 0.0;
+    if (m.dtype == DType::Bool) reinterpret_cast<bool*>(out)[at] = x != 0.0;
+    if (m.dtype == DType::Float32) reinterpret_cast<float*>(out)[at] = static_cast<float>(x);
+    if (m.dtype == DType::Float64) reinterpret_cast<double*>(out)[at] = x;
+    ++at;
+  });
   return AnyView(out, m.dtype, shape, AnyView::contiguous_strides(shape));
 }
 

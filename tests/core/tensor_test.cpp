@@ -145,5 +145,31 @@ TEST(AnyView, ReadsEveryDtype) {
   EXPECT_THROW(AnyView(f64, DType::Float64, {2}, {1, 1}), Error);
 }
 
+TEST(ForEachIndex, RowMajorOverEveryShape) {
+  std::vector<std::vector<int64_t>> seen;
+  const std::vector<int64_t> shape = {2, 1, 3};
+  for_each_index(shape, [&](std::span<const int64_t> i) { seen.emplace_back(i.begin(), i.end()); });
+  const std::vector<std::vector<int64_t>> want = {{0, 0, 0}, {0, 0, 1}, {0, 0, 2},
+                                                  {1, 0, 0}, {1, 0, 1}, {1, 0, 2}};
+  EXPECT_EQ(seen, want);
+  int calls = 0;
+  for_each_index(std::vector<int64_t>{}, [&](std::span<const int64_t> i) {
+    EXPECT_TRUE(i.empty());
+    ++calls;
+  });
+  EXPECT_EQ(calls, 1);  // rank 0: one element
+  for_each_index(std::vector<int64_t>{3, 0, 2}, [&](std::span<const int64_t>) { ++calls; });
+  EXPECT_EQ(calls, 1);  // a zero size: none
+}
+
+TEST(AnyView, IsContiguous) {
+  float data[12] = {};
+  EXPECT_TRUE(AnyView(View<const float, 2>(data, {3, 4})).is_contiguous());
+  EXPECT_FALSE(AnyView(View<const float, 2>(data, {3, 2}, {4, 1})).is_contiguous());
+  // Strides of size-1 dimensions do not matter.
+  EXPECT_TRUE(AnyView(data, DType::Float32, {1, 4}, {99, 1}).is_contiguous());
+  EXPECT_FALSE(AnyView(View<const float, 3>(data, {2, 3, 2}).transposed(0, 1)).is_contiguous());
+}
+
 }  // namespace
 }  // namespace maskattn
