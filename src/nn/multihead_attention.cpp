@@ -45,6 +45,16 @@ AnyView pad_keys(const AnyView& m, int64_t pad, Arena::Frame& frame) {
   return AnyView(out, m.dtype, shape, AnyView::contiguous_strides(shape));
 }
 
+// weights is what `call` asks for: (N, 1 or H, L, S').
+void check_weights(const MultiheadAttentionCall& call, const View<float, 4>& weights, int64_t n,
+                   int64_t h, int64_t l, int64_t s) {
+  if (!call.need_weights) return;
+  const std::array<int64_t, 4> want{n, call.average_attn_weights ? 1 : h, l, s};
+  if (weights.shape() != want || weights.data() == nullptr)
+    throw Error("weights", shape_string(want),
+                weights.empty() ? "nothing" : shape_string(weights.shape()));
+}
+
 // The cached paths take keys as they are: the extra keys of add_bias_kv /
 // add_zero_attn would have to be cached too (torch's decoder layers never
 // use them).
@@ -123,6 +133,27 @@ void MultiheadAttention::for_each_param(const ParamFn& fn) {
 
 void MultiheadAttention::for_each_child(const ChildFn& fn) { fn("out_proj", out_proj_); }
 
+MultiheadAttention::Projections MultiheadAttention::projections() const noexcept {
+  // Packed: in_proj_weight = [W_q; W_k; W_v], in_proj_bias = [b_q; b_k; b_v].
+  const int64_t e = embed_dim_, ekv = num_kv_heads_ * head_dim();
+  Projections p{};
+  if (packed()) {
+    p.wq = in_proj_weight_.data();
+    p.wk = p.wq + e * e;
+    p.wv = p.wk + ekv * e;
+  } else {
+    p.wq = q_proj_weight_.data();
+    p.wk = k_proj_weight_.data();
+    p.wv = v_proj_weight_.data();
+  }
+  if (in_proj_bias_.numel() > 0) {
+    p.bq = in_proj_bias_.data();
+    p.bk = p.bq + e;
+    p.bv = p.bk + ekv;
+  }
+  return p;
+}
+
 int64_t MultiheadAttention::key_len(int64_t source_len) const noexcept {
   return source_len + (options_.add_bias_kv ? 1 : 0) + (options_.add_zero_attn ? 1 : 0);
 }
@@ -154,24 +185,14 @@ void MultiheadAttention::forward(View<const float, 3> query, View<const float, 3
   if (out.shape() != query.shape())
     throw Error("out", shape_string(query.shape()) + " (as query)", shape_string(out.shape()));
   const int64_t s2 = key_len(s);
-  if (call.need_weights) {
-    const std::array<int64_t, 4> want{n, call.average_attn_weights ? 1 : h, l, s2};
-    if (weights.shape() != want || weights.data() == nullptr)
-      throw Error("weights", shape_string(want),
-                  weights.empty() ? "nothing" : shape_string(weights.shape()));
-  }
+  check_weights(call, weights, n, h, l, s2);
   detail::check_attention_masks(masks, n, h, l, s, "attn_mask", "key_padding_mask");
 
   Arena::Frame frame(thread_arena());
   const detail::SeqLayout qs{l, n, bf}, ks{s, n, bf};
 
   // ---- projections: q (L*N, E), k and v (S*N, Ekv) as row matrices ----------
-  const float* wq = packed() ? in_proj_weight_.data() : q_proj_weight_.data();
-  const float* wk = packed() ? wq + e * e : k_proj_weight_.data();
-  const float* wv = packed() ? wk + ekv * e : v_proj_weight_.data();
-  const float* bq = in_proj_bias_.numel() > 0 ? in_proj_bias_.data() : nullptr;
-  const float* bk = bq ? bq + e : nullptr;
-  const float* bv = bq ? bq + e + ekv : nullptr;
+  const auto [wq, wk, wv, bq, bk, bv] = projections();
   const float *q_rows, *k_rows, *v_rows;
   int64_t ldq, ldkv;
   const bool self = packed() && query.data() == key.data() && key.data() == value.data() &&
@@ -249,7 +270,7 @@ void MultiheadAttention::project_kv(View<const float, 3> key, View<const float, 
   check_no_extra_keys(options_, "project_kv");
   const bool bf = options_.batch_first;
   const int64_t s = bf ? key.size(1) : key.size(0), n = bf ? key.size(0) : key.size(1);
-  const int64_t hkv = num_kv_heads_, d = head_dim(), ekv = hkv * d, e = embed_dim_;
+  const int64_t hkv = num_kv_heads_, d = head_dim(), ekv = hkv * d;
   if (key.size(2) != kdim_ ||
       value.shape() != std::array<int64_t, 3>{key.size(0), key.size(1), vdim_})
     throw Error("project_kv: key, value",
@@ -261,15 +282,12 @@ void MultiheadAttention::project_kv(View<const float, 3> key, View<const float, 
     throw Error("project_kv: k_out, v_out", shape_string(want),
                 fmt::format("{} and {}", shape_string(k_out.shape()), shape_string(v_out.shape())));
   Arena::Frame frame(thread_arena());
-  const float* wk = packed() ? in_proj_weight_.data() + e * e : k_proj_weight_.data();
-  const float* wv = packed() ? in_proj_weight_.data() + (e + ekv) * e : v_proj_weight_.data();
-  const float* bk = in_proj_bias_.numel() > 0 ? in_proj_bias_.data() + e : nullptr;
-  const float* bv = bk ? bk + ekv : nullptr;
+  const Projections p = projections();
   const detail::SeqLayout ks{s, n, bf};
   float* k = frame.alloc<float>(ks.rows() * ekv);
   float* v = frame.alloc<float>(ks.rows() * ekv);
-  detail::project(detail::as_rows(key, frame), wk, bk, View<float, 2>(k, {ks.rows(), ekv}));
-  detail::project(detail::as_rows(value, frame), wv, bv, View<float, 2>(v, {ks.rows(), ekv}));
+  detail::project(detail::as_rows(key, frame), p.wk, p.bk, View<float, 2>(k, {ks.rows(), ekv}));
+  detail::project(detail::as_rows(value, frame), p.wv, p.bv, View<float, 2>(v, {ks.rows(), ekv}));
   const View<const float, 4> k4 = detail::heads<const float>(k, ekv, 0, ks, hkv, d);
   const View<const float, 4> v4 = detail::heads<const float>(v, ekv, 0, ks, hkv, d);
   for (int64_t b = 0; b < n; ++b)
@@ -294,19 +312,13 @@ void MultiheadAttention::attend(View<const float, 3> query, View<const float, 4>
   if (out.shape() != query.shape())
     throw Error("attend: out", shape_string(query.shape()) + " (as query)",
                 shape_string(out.shape()));
-  if (call.need_weights) {
-    const std::array<int64_t, 4> want{n, call.average_attn_weights ? 1 : h, l, k.size(2)};
-    if (weights.shape() != want || weights.data() == nullptr)
-      throw Error("weights", shape_string(want),
-                  weights.empty() ? "nothing" : shape_string(weights.shape()));
-  }
+  check_weights(call, weights, n, h, l, k.size(2));
   // k, v: checked by attention() against q's (N, H, L, D).
   Arena::Frame frame(thread_arena());
   const detail::SeqLayout qs{l, n, bf};
-  const float* wq = packed() ? in_proj_weight_.data() : q_proj_weight_.data();
-  const float* bq = in_proj_bias_.numel() > 0 ? in_proj_bias_.data() : nullptr;
+  const Projections p = projections();
   float* q = frame.alloc<float>(qs.rows() * e);
-  detail::project(detail::as_rows(query, frame), wq, bq, View<float, 2>(q, {qs.rows(), e}));
+  detail::project(detail::as_rows(query, frame), p.wq, p.bq, View<float, 2>(q, {qs.rows(), e}));
   attend_heads(detail::heads<const float>(q, e, 0, qs, h, d), k, v, mask, call, weights, out);
 }
 
@@ -349,16 +361,7 @@ void MultiheadAttention::attend_heads(View<const float, 4> q4, View<const float,
 
   // out_proj.
   const View<const float, 2> attn(attn_rows, {qs.rows(), e});
-  const float* bo = out_proj_.has_bias() ? out_proj_.bias().data() : nullptr;
-  if (detail::collapses(out)) {
-    detail::project(attn, out_proj_.weight().data(), bo, detail::rows_of(out));
-  } else {
-    float* tmp = frame.alloc<float>(qs.rows() * e);
-    detail::project(attn, out_proj_.weight().data(), bo, View<float, 2>(tmp, {qs.rows(), e}));
-    for (int64_t a = 0; a < out.size(0); ++a)
-      for (int64_t b = 0; b < out.size(1); ++b)
-        std::copy_n(tmp + (a * out.size(1) + b) * e, e, out.row(a, b));
-  }
+  detail::write_rows(out, frame, [&](View<float, 2> rows) { out_proj_.forward(attn, rows); });
 }
 
 }  // namespace maskattn::nn

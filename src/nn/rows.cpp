@@ -57,8 +57,16 @@ void copy_rows(View<const float, 2> rows, View<float, 3> out) {
     for (int64_t j = 0; j < b; ++j) std::copy_n(rows.row(i * b + j), e, out.row(i, j));
 }
 
-bool collapses(const View<float, 3>& y) noexcept { return collapsible(y); }
-
-View<float, 2> rows_of(View<float, 3> y) noexcept { return collapse(y); }
+void write_rows(View<float, 3> out, maskattn::detail::Arena::Frame& frame,
+                const std::function<void(View<float, 2>)>& fill) {
+  if (collapsible(out)) {
+    fill(collapse(out));
+    return;
+  }
+  const int64_t rows = out.size(0) * out.size(1), e = out.size(2);
+  const View<float, 2> tmp(frame.alloc<float>(rows * e), {rows, e});
+  fill(tmp);
+  copy_rows(tmp, out);
+}
 
 }  // namespace maskattn::nn::detail

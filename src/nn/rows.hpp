@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "core/arena.hpp"
 #include "maskattn/tensor.hpp"
@@ -29,14 +30,14 @@ struct SeqLayout {
 // dimensions collapse into one row stride, else a contiguous copy in `frame`.
 View<const float, 2> as_rows(View<const float, 3> x, maskattn::detail::Arena::Frame& frame);
 
-// True when y (A, B, E) is one (A*B, E) row matrix in memory.
-bool collapses(const View<float, 3>& y) noexcept;
-View<float, 2> rows_of(View<float, 3> y) noexcept;  // requires collapses(y)
-
 // acc += x, row by row (the residual connections).
 void add_rows(View<float, 2> acc, View<const float, 2> x);
 // out (A, B, E) = rows (A*B, E), whatever out's strides.
 void copy_rows(View<const float, 2> rows, View<float, 3> out);
+// fill(rows) writes out's (A*B, E) rows: into out itself when they collapse to
+// one stride, else into scratch from `frame` that is then copied into out.
+void write_rows(View<float, 3> out, maskattn::detail::Arena::Frame& frame,
+                const std::function<void(View<float, 2> rows)>& fill);
 
 // Columns [col, col + heads*dim) of a (seq.rows(), width) row matrix with row
 // stride `stride`, as (N, heads, L, dim).

@@ -42,13 +42,7 @@ void run_stack(int64_t n, View<const float, 3> x, View<float, 3> out, const Laye
   }
   if (norm != nullptr) {
     const View<const float, 2> rows = detail::as_rows(in, frame);
-    if (detail::collapses(out)) {
-      norm->forward(rows, detail::rows_of(out));
-    } else {
-      const View<float, 2> tmp(frame.alloc<float>(count), {shape[0] * shape[1], shape[2]});
-      norm->forward(rows, tmp);
-      detail::copy_rows(tmp, out);
-    }
+    detail::write_rows(out, frame, [&](View<float, 2> dst) { norm->forward(rows, dst); });
   } else if (n == 0 && in.data() != out.data()) {
     detail::copy_rows(detail::as_rows(in, frame), out);
   }

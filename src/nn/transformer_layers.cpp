@@ -71,20 +71,9 @@ Seq<const float> as_input(const Seq<float>& y) { return {y.seq, y.rows}; }
 Sublayer feed_forward(const FeedForward& ff) {
   return [&ff](View<const float, 3> in, View<float, 3> out) {
     Arena::Frame frame(thread_arena());
-    ff.forward(detail::as_rows(in, frame), detail::rows_of(out));
+    const View<const float, 2> x = detail::as_rows(in, frame);
+    detail::write_rows(out, frame, [&](View<float, 2> y) { ff.forward(x, y); });
   };
-}
-
-// The layer's output: out (like x) from rows. Written last, so out may be the
-// layer's input.
-void write_out(View<const float, 2> rows, View<float, 3> out) {
-  if (detail::collapses(out)) {
-    View<float, 2> dst = detail::rows_of(out);
-    if (dst.data() != rows.data())
-      for (int64_t r = 0; r < rows.size(0); ++r) std::copy_n(rows.row(r), rows.size(1), dst.row(r));
-  } else {
-    detail::copy_rows(rows, out);
-  }
 }
 
 // Layers never ask their attention for weights.
@@ -133,7 +122,7 @@ void TransformerEncoderLayer::forward(View<const float, 3> src, View<float, 3> o
       },
       frame);
   residual(options_.norm_first, norm2_, dropout2_, as_input(a), b, feed_forward(ff_), frame);
-  write_out(b.rows, out);
+  detail::copy_rows(b.rows, out);  // last: out may be src
 }
 
 // ---- decoder layer -------------------------------------------------------------
@@ -175,7 +164,7 @@ void TransformerDecoderLayer::run(View<const float, 3> tgt, View<float, 3> out,
   residual(options_.norm_first, norm1_, dropout1_, x, a, sa, frame);
   residual(options_.norm_first, norm2_, dropout2_, as_input(a), b, ca, frame);
   residual(options_.norm_first, norm3_, dropout3_, as_input(b), c, feed_forward(ff_), frame);
-  write_out(c.rows, out);
+  detail::copy_rows(c.rows, out);  // last: out may be tgt
 }
 
 void TransformerDecoderLayer::forward(View<const float, 3> tgt, View<const float, 3> memory,

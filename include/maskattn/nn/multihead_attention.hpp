@@ -104,6 +104,13 @@ class MultiheadAttention : public Module {
   void for_each_child(const ChildFn& fn) override;  // "out_proj"
 
  private:
+  // The q, k and v projections: weight slices (out, in) and biases (or null).
+  struct Projections {
+    const float *wq, *wk, *wv;  // (E, E), (Hkv*D, kdim), (Hkv*D, vdim)
+    const float *bq, *bk, *bv;  // (E), (Hkv*D), (Hkv*D) or null
+  };
+  Projections projections() const noexcept;
+
   // Attention of projected q (N, H, L, D) over k, v (N, Hkv, S', D), weights
   // when asked, then out_proj into out (like the query).
   void attend_heads(View<const float, 4> q, View<const float, 4> k, View<const float, 4> v,
