@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "maskattn/attention.hpp"
+#include "nn/attention_masks.hpp"
 #include "nn/init.hpp"
-#include "nn/mask_checks.hpp"
 #include "nn/projection.hpp"
 #include "nn/rows.hpp"
 
@@ -17,33 +17,6 @@ namespace {
 
 using maskattn::detail::Arena;
 using maskattn::detail::thread_arena;
-
-// m (..., S) with `pad` more key columns that mask nothing (false / 0.0) —
-// torch pads attn_mask and key_padding_mask so for the keys add_bias_kv and
-// add_zero_attn append. Other dtypes are passed on as they are (the adapter
-// rejects them).
-AnyView pad_keys(const AnyView& m, int64_t pad, Arena::Frame& frame) {
-  if (m.empty() || pad == 0) return m;
-  const std::size_t elem = m.dtype == DType::Bool      ? sizeof(bool)
-                           : m.dtype == DType::Float32 ? sizeof(float)
-                           : m.dtype == DType::Float64 ? sizeof(double)
-                                                       : 0;
-  if (elem == 0) return m;
-  std::vector<int64_t> shape = m.shape;
-  const int64_t src_cols = shape.back();
-  shape.back() += pad;
-  std::byte* out = frame.alloc<std::byte>(
-      checked_mul(checked_numel(shape, "padded mask"), static_cast<int64_t>(elem), "padded mask"));
-  int64_t at = 0;
-  for_each_index(shape, [&](std::span<const int64_t> index) {
-    const double x = index.back() < src_cols ? m.at(index) : 0.0;
-    if (m.dtype == DType::Bool) reinterpret_cast<bool*>(out)[at] = x != 0.0;
-    if (m.dtype == DType::Float32) reinterpret_cast<float*>(out)[at] = static_cast<float>(x);
-    if (m.dtype == DType::Float64) reinterpret_cast<double*>(out)[at] = x;
-    ++at;
-  });
-  return AnyView(out, m.dtype, shape, AnyView::contiguous_strides(shape));
-}
 
 // weights is what `call` asks for: (N, 1 or H, L, S').
 void check_weights(const MultiheadAttentionCall& call, const View<float, 4>& weights, int64_t n,
@@ -244,23 +217,8 @@ void MultiheadAttention::forward(View<const float, 3> query, View<const float, 3
     k4 = k_ext, v4 = v_ext;
   }
 
-  // ---- the mask: torch's masks (padded for the extra keys), is_causal, any Mask
-  Mask mask = masks.mask;
-  if (!masks.attn_mask.empty() || !masks.key_padding_mask.empty())
-    mask &= from_torch_mha_mask(pad_keys(masks.attn_mask, s2 - s, frame),
-                                pad_keys(masks.key_padding_mask, s2 - s, frame), h);
-  if (masks.is_causal) {
-    if (s2 == s) {
-      mask &= causal();
-    } else {
-      // The look-ahead mask over the S source keys; the appended keys stay
-      // visible to every query, as torch pads its masks for them.
-      bool* allowed = frame.alloc<bool>(l * s2);
-      for (int64_t i = 0; i < l; ++i)
-        for (int64_t j = 0; j < s2; ++j) allowed[i * s2 + j] = j <= i || j >= s;
-      mask &= keep(View<const bool, 2>(allowed, {l, s2}));
-    }
-  }
+  // ---- the mask: torch's masks, is_causal and any Mask, over the S' keys -------
+  const Mask mask = detail::combined_mask(masks, h, l, s, s2 - s, frame);
 
   attend_heads(q4, k4, v4, mask, call, weights, out);
 }

@@ -8,8 +8,8 @@
 
 #include "core/arena.hpp"
 #include "core/counter_rng.hpp"
+#include "nn/attention_masks.hpp"
 #include "nn/init.hpp"
-#include "nn/mask_checks.hpp"
 #include "nn/rows.hpp"
 
 namespace maskattn::nn {
@@ -76,15 +76,19 @@ void TransformerEncoder::forward(View<const float, 3> src, View<float, 3> out,
                                  const AttentionMasks& src_masks) const {
   if (out.shape() != src.shape())
     throw Error("out", shape_string(src.shape()) + " (as src)", shape_string(out.shape()));
+  AttentionMasks masks;  // combined once for every layer
   if (num_layers() > 0) {
     const TransformerEncoderLayer& first = layers_.front();
-    detail::check_encoder_call(src, src_masks, first.d_model(), first.self_attn().num_heads(),
-                               batch_first(), {.mask = "mask"});
+    const int64_t heads = first.self_attn().num_heads();
+    detail::check_encoder_call(src, src_masks, first.d_model(), heads, batch_first(),
+                               {.mask = "mask"});
+    const int64_t l = src.size(batch_first() ? 1 : 0);
+    masks = detail::combined(src_masks, heads, l, l);
   }
   run_stack(
       num_layers(), src, out,
       [&](int64_t i, View<const float, 3> in, View<float, 3> dst) {
-        layers_[static_cast<std::size_t>(i)].forward(in, dst, src_masks);
+        layers_[static_cast<std::size_t>(i)].forward(in, dst, masks);
       },
       norm_ ? &*norm_ : nullptr);
 }
@@ -105,15 +109,20 @@ void TransformerDecoder::forward(View<const float, 3> tgt, View<const float, 3> 
                                  const AttentionMasks& memory_masks) const {
   if (out.shape() != tgt.shape())
     throw Error("out", shape_string(tgt.shape()) + " (as tgt)", shape_string(out.shape()));
+  AttentionMasks self_masks, cross_masks;  // combined once for every layer
   if (num_layers() > 0) {
     const TransformerDecoderLayer& first = layers_.front();
-    detail::check_decoder_call(tgt, memory, tgt_masks, memory_masks, first.d_model(),
-                               first.self_attn().num_heads(), batch_first());
+    const int64_t heads = first.self_attn().num_heads();
+    detail::check_decoder_call(tgt, memory, tgt_masks, memory_masks, first.d_model(), heads,
+                               batch_first());
+    const int dim = batch_first() ? 1 : 0;
+    self_masks = detail::combined(tgt_masks, heads, tgt.size(dim), tgt.size(dim));
+    cross_masks = detail::combined(memory_masks, heads, tgt.size(dim), memory.size(dim));
   }
   run_stack(
       num_layers(), tgt, out,
       [&](int64_t i, View<const float, 3> in, View<float, 3> dst) {
-        layers_[static_cast<std::size_t>(i)].forward(in, memory, dst, tgt_masks, memory_masks);
+        layers_[static_cast<std::size_t>(i)].forward(in, memory, dst, self_masks, cross_masks);
       },
       norm_ ? &*norm_ : nullptr);
 }
@@ -155,6 +164,9 @@ void TransformerDecoder::decode_step(View<const float, 3> tgt, View<const float,
                   "several tokens needs them equal)",
                   fmt::format("{} tokens; lengths {} and {}", t, lengths[0], len));
   }
+  if (num_layers() > 0)
+    detail::check_decoder_call(tgt, memory, {}, memory_masks, layers_.front().d_model(),
+                               layers_.front().self_attn().num_heads(), bf);
   if (!memory_masks.attn_mask.empty() || memory_masks.is_causal)
     throw Error("memory_masks",
                 "key_padding_mask and/or mask when decoding step by step (no memory_mask or "
@@ -163,10 +175,8 @@ void TransformerDecoder::decode_step(View<const float, 3> tgt, View<const float,
 
   // The memory's keys and values: projected once, at the first step.
   const std::vector<int64_t> memory_shape(memory.shape().begin(), memory.shape().end());
+  const int64_t s = bf ? memory.size(1) : memory.size(0);
   if (cache.memory_data_ == nullptr) {
-    const int64_t s = bf ? memory.size(1) : memory.size(0);
-    if ((bf ? memory.size(0) : memory.size(1)) != n)
-      throw Error("memory", fmt::format("the batch of tgt ({})", n), shape_string(memory.shape()));
     for (int64_t i = 0; i < num_layers(); ++i) {
       const MultiheadAttention& ca = layers_[static_cast<std::size_t>(i)].multihead_attn();
       KvCache::Layer& l = cache.layers_[static_cast<std::size_t>(i)];
@@ -189,9 +199,10 @@ void TransformerDecoder::decode_step(View<const float, 3> tgt, View<const float,
   for (int64_t& v : visible) v += t;
   Mask self_mask = key_lengths(visible);
   if (t > 1) self_mask &= causal(Align::BottomRight);
-  Mask memory_mask = memory_masks.mask;
-  if (!memory_masks.key_padding_mask.empty())
-    memory_mask &= from_torch_mha_mask({}, memory_masks.key_padding_mask);
+  const Mask memory_mask =
+      num_layers() > 0
+          ? detail::combined(memory_masks, layers_.front().multihead_attn().num_heads(), t, s).mask
+          : Mask{};
 
   run_stack(
       num_layers(), tgt, out,

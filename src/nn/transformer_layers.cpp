@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <functional>
 
-#include "nn/mask_checks.hpp"
+#include "nn/attention_masks.hpp"
 #include "nn/rows.hpp"
 
 namespace maskattn::nn {
