@@ -216,12 +216,12 @@ std::vector<float> read_float32_vector(nb::handle obj, std::string_view name) {
   return out;
 }
 
-Tensor<int64_t> read_int64_tensor(nb::handle obj, std::string_view name, int rank,
-                                  std::string_view dims) {
-  const std::string want = fmt::format("an integer array of rank {} {}", rank, dims);
+Tensor<int64_t> read_int64_tensor(nb::handle obj, std::string_view name, std::string_view shape,
+                                  int min_rank, int max_rank) {
+  const std::string want = fmt::format("an integer array of {}", shape);
   const ArrayArg a = read_array(obj, name, want);
   if (a.view.empty()) throw Error(name, want, "None");
-  if (a.view.rank() != rank || !is_integer(a.view.dtype))
+  if (a.view.rank() < min_rank || a.view.rank() > max_rank || !is_integer(a.view.dtype))
     throw Error(name, want, a.view.describe());
   Tensor<int64_t> out(a.view.shape);
   int64_t k = 0;

@@ -48,9 +48,10 @@ View<const float, N> float32_view(const ArrayArg& a, std::string_view name, std:
 std::vector<int64_t> read_int64_vector(nb::handle obj, std::string_view name);
 // A rank-1 float array or sequence of numbers, as float32.
 std::vector<float> read_float32_vector(nb::handle obj, std::string_view name);
-// An integer array of rank `rank` converted to a contiguous int64 Tensor.
-Tensor<int64_t> read_int64_tensor(nb::handle obj, std::string_view name, int rank,
-                                  std::string_view dims);
+// An integer array converted to a contiguous int64 Tensor; `shape` ("rank 2
+// (B, L)") says in errors what was expected; min_rank..max_rank bound its rank.
+Tensor<int64_t> read_int64_tensor(nb::handle obj, std::string_view name, std::string_view shape,
+                                  int min_rank = 0, int max_rank = 64);
 
 // A numpy array that owns `t` (no copy).
 template <class T>

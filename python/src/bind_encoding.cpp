@@ -21,13 +21,14 @@ nb::tuple mlm_mask_py(nb::handle token_ids, int64_t vocab_size, int64_t mask_tok
                       double mask_replace_prob, double random_replace_prob, uint64_t seed,
                       nb::handle word_ids) {
   // (L,) is one row: read it as (1, L) and give the results back as (L,).
-  const ArrayArg probe = read_array(token_ids, "token_ids");
-  const bool one_row = !probe.view.empty() && probe.view.rank() == 1;
-  const int rank = one_row ? 1 : 2;
-  const char* dims = one_row ? "(L,)" : "(B, L)";
-  Tensor<int64_t> ids = read_int64_tensor(token_ids, "token_ids", rank, dims);
+  Tensor<int64_t> ids =
+      read_int64_tensor(token_ids, "token_ids", "rank 2 (B, L), or rank 1 (L,)", 1, 2);
+  const bool one_row = ids.rank() == 1;
   Tensor<int64_t> words;
-  if (!word_ids.is_none()) words = read_int64_tensor(word_ids, "word_ids", rank, dims);
+  if (!word_ids.is_none())
+    words = read_int64_tensor(word_ids, "word_ids",
+                              one_row ? "rank 1 (L,), as token_ids" : "rank 2 (B, L), as token_ids",
+                              ids.rank(), ids.rank());
   const std::vector<int64_t> rows = {one_row ? 1 : ids.size(0), ids.shape().back()};
 
   MlmOptions o;

@@ -287,15 +287,25 @@ Tensor<float> tokens_out(const AnyView& in, int64_t width) {
   return Tensor<float>(shape);
 }
 
+// module.forward on the rows of input (*, in_width) -> (*, out_width); widths
+// default to the input's last dimension (a module that keeps the width).
 template <class M>
-nb::object token_call(const M& module, nb::handle input, int64_t in_width, int64_t out_width) {
-  const ArrayArg a = read_array(input, "input", fmt::format("a float32 array (*, {})", in_width));
+nb::object token_call(const M& module, nb::handle input, std::optional<int64_t> in_width = {},
+                      std::optional<int64_t> out_width = {}) {
+  const ArrayArg a = read_array(
+      input, "input",
+      fmt::format("a float32 array (*, {})", in_width ? std::to_string(*in_width) : "D"));
+  if (!in_width) {
+    if (a.view.rank() < 1) throw Error("input", "an array of rank >= 1", a.view.describe());
+    in_width = a.view.shape.back();
+  }
+  if (!out_width) out_width = in_width;
   Tensor<float> copy;
-  const View<const float, 2> x = token_rows(a, "input", in_width, copy);
-  Tensor<float> out = tokens_out(a.view, out_width);
+  const View<const float, 2> x = token_rows(a, "input", *in_width, copy);
+  Tensor<float> out = tokens_out(a.view, *out_width);
   {
     nb::gil_scoped_release release;
-    module.forward(x, View<float, 2>(out.data(), {x.size(0), out_width}));
+    module.forward(x, View<float, 2>(out.data(), {x.size(0), *out_width}));
   }
   return to_numpy(std::move(out));
 }
@@ -332,7 +342,7 @@ void bind_token_modules(nb::module_& m) {
       .def(
           "__call__",
           [](const nn::LayerNorm& n, nb::handle input) {
-            return token_call(n, input, n.normalized_shape(), n.normalized_shape());
+            return token_call(n, input, n.normalized_shape());
           },
           "input"_a, "input (*, normalized_shape) -> same shape.");
 
@@ -340,12 +350,7 @@ void bind_token_modules(nb::module_& m) {
                                   "torch.nn.Dropout (inverted; reproducible from seed()).")
       .def(nb::init<double>(), "p"_a = 0.5)
       .def(
-          "__call__",
-          [](const nn::Dropout& d, nb::handle input) {
-            const ArrayArg a = read_array(input, "input");
-            if (a.view.rank() < 1) throw Error("input", "an array of rank >= 1", a.view.describe());
-            return token_call(d, input, a.view.shape.back(), a.view.shape.back());
-          },
+          "__call__", [](const nn::Dropout& d, nb::handle input) { return token_call(d, input); },
           "input"_a,
           "In training mode zeroes each element with probability p and scales the\n"
           "others by 1/(1-p); in eval mode returns the input.")
@@ -360,11 +365,9 @@ void bind_token_modules(nb::module_& m) {
       .def(
           "__call__",
           [](const nn::Embedding& e, nb::handle input) {
-            const ArrayArg probe = read_array(input, "input");
-            // Any shape of ids: read as one row.
-            const int rank = probe.view.rank();
-            std::vector<int64_t> shape = probe.view.shape;
-            Tensor<int64_t> ids = read_int64_tensor(input, "input", rank, "(*)");
+            // Any shape of ids: looked up as one row.
+            const Tensor<int64_t> ids = read_int64_tensor(input, "input", "any shape (*)");
+            std::vector<int64_t> shape = ids.shape();
             const int64_t count = ids.numel();
             shape.push_back(e.embedding_dim());
             Tensor<float> out(shape);
