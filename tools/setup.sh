@@ -93,7 +93,7 @@ fi
 pip_install_requirements() {
   local file=$1 stamp=.venv/.installed-$(basename "$1")
   local want
-  want=$(cat python/requirements-*.txt "$file" | sha256sum | cut -d' ' -f1)
+  want=$(cat python/requirements-*.txt | sha256sum | cut -d' ' -f1)  # $file and what it includes
   [[ -f $stamp && $(cat "$stamp") == "$want" ]] && return 0
   echo "tools/setup.sh: pip install -r $file (into .venv)"
   .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off -r "$file"
