@@ -7,6 +7,7 @@
 
 #include "core/arena.hpp"
 #include "maskattn/nn/kv_cache.hpp"
+#include "nn/rows.hpp"
 
 namespace maskattn::models {
 namespace {
@@ -77,9 +78,10 @@ void Seq2SeqTransformer::forward(View<const int64_t, 2> src, std::span<const int
   memory_masks.mask = key_lengths(src_lengths);
   tgt_masks.mask = causal();
   transformer_.forward(src_x, tgt_x, out, src_masks, tgt_masks, memory_masks);
-  generator_.forward(
-      View<const float, 2>(out.data(), {n * t, d}),
-      View<float, 2>(logits.data(), {n * t, options_.tgt_vocab}, {logits.stride(1), 1}));
+  // logits may have any strides: rows of one stride, or a copy.
+  const View<const float, 2> out_rows(out.data(), {n * t, d});
+  nn::detail::write_rows(logits, frame,
+                         [&](View<float, 2> rows) { generator_.forward(out_rows, rows); });
 }
 
 Tensor<int64_t> Seq2SeqTransformer::greedy_decode(View<const int64_t, 2> src,

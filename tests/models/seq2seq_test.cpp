@@ -113,6 +113,23 @@ TEST(Seq2Seq, SourcePaddingChangesNothing) {
     EXPECT_NEAR(logits.data()[4 * kVocab + i], logits_alone.data()[i], 1e-5) << i;
 }
 
+TEST(Seq2Seq, LogitsIntoAStridedView) {
+  const Seq2SeqTransformer model = make_model();
+  const std::vector<int64_t> lengths = {4, 2};
+  const Tensor<int64_t> src = make_src(lengths, 4);
+  Tensor<int64_t> tgt({2, 3});
+  for (int64_t i = 0; i < 6; ++i) tgt.data()[i] = 3 + i;
+  Tensor<float> dense({2, 3, kVocab});
+  model.forward(src.view<2>(), lengths, tgt.view<2>(), dense.view<3>());
+  // (N, T, V) viewed over a (T, N, V) buffer: its rows do not follow one stride.
+  Tensor<float> buffer({3, 2, kVocab});
+  model.forward(src.view<2>(), lengths, tgt.view<2>(), buffer.view<3>().transposed(0, 1));
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t t = 0; t < 3; ++t)
+      for (int64_t v = 0; v < kVocab; ++v)
+        EXPECT_EQ(buffer.view<3>()(t, b, v), dense.view<3>()(b, t, v)) << b << " " << t << " " << v;
+}
+
 TEST(Seq2Seq, StopSymbolEndsEverySequence) {
   Seq2SeqTransformer model = make_model();
   // A generator that always prefers the stop symbol.
