@@ -10,12 +10,7 @@ foreach(var Python_EXECUTABLE SOURCE_DIR WORK_DIR)
   endif()
 endforeach()
 
-function(run)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "failed (${rc}): ${ARGN}")
-  endif()
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/../../cmake/run_or_fail.cmake)
 
 set(venv ${WORK_DIR}/venv)
 file(REMOVE_RECURSE ${venv})

@@ -14,12 +14,7 @@ endforeach()
 set(prefix ${WORK_DIR}/prefix)
 set(consumer_build ${WORK_DIR}/build)
 
-function(run)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "failed (${rc}): ${ARGN}")
-  endif()
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/../../cmake/run_or_fail.cmake)
 
 file(REMOVE_RECURSE ${prefix} ${consumer_build})
 run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
