@@ -72,8 +72,13 @@ void attend_row(const AttentionCall& c, int64_t b, int64_t h, int64_t hk, int64_
   }
 
   // lse = max + log sum_j exp(s_j - max): the shift keeps exp() in range.
+  // Masked keys (-inf) contribute exactly 0: skip their exp() (a packed row
+  // of many documents masks most of its keys).
   double sum = 0.0;
-  for (int64_t j = 0; j < lk; ++j) sum += std::exp(r.s[static_cast<std::size_t>(j)] - max_s);
+  for (int64_t j = 0; j < lk; ++j) {
+    const double s = r.s[static_cast<std::size_t>(j)];
+    if (s != kNegInf) sum += std::exp(s - max_s);
+  }
   const double lse = max_s + std::log(sum);
 
   const double head =
@@ -81,6 +86,10 @@ void attend_row(const AttentionCall& c, int64_t b, int64_t h, int64_t hk, int64_
   const double inv_keep = 1.0 / (1.0 - static_cast<double>(c.dropout_p));
   for (int64_t j = 0; j < lk; ++j) {
     double& p = r.s[static_cast<std::size_t>(j)];
+    if (p == kNegInf) {
+      p = 0.0;
+      continue;
+    }
     p = std::exp(p - lse) * head;
     if (c.dropout_p > 0.0f)
       p = dropout_keep(c.seed, c.dropout_p, shape, b, h, i, j) ? p * inv_keep : 0.0;
