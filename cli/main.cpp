@@ -6,6 +6,7 @@
 #include <exception>
 
 #include "demo.hpp"
+#include "embed.hpp"
 #include "maskattn/version.hpp"
 
 int main(int argc, char** argv) {
@@ -18,6 +19,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(0, 1);
   app.footer("Start with `maskattn demo`: masks and attention, step by step.");
   maskattn::cli::add_demo_command(app);
+  maskattn::cli::add_embed_command(app);
   try {
     CLI11_PARSE(app, argc, argv);
     // Nothing to do without a subcommand: say what there is.

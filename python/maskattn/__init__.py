@@ -14,6 +14,7 @@ the argument.
 """
 
 from ._maskattn import (
+    BertModel,
     Dropout,
     Embedding,
     LayerNorm,
@@ -22,11 +23,13 @@ from ._maskattn import (
     Module,
     MultiheadAttention,
     PositionalEncoding,
+    SentenceEncoder,
     Transformer,
     TransformerDecoder,
     TransformerDecoderLayer,
     TransformerEncoder,
     TransformerEncoderLayer,
+    WordPieceTokenizer,
     __version__,
     alibi,
     alibi_slopes,
@@ -55,6 +58,7 @@ from ._maskattn import (
 )
 
 __all__ = [
+    "BertModel",
     "Dropout",
     "Embedding",
     "LayerNorm",
@@ -63,11 +67,13 @@ __all__ = [
     "Module",
     "MultiheadAttention",
     "PositionalEncoding",
+    "SentenceEncoder",
     "Transformer",
     "TransformerDecoder",
     "TransformerDecoderLayer",
     "TransformerEncoder",
     "TransformerEncoderLayer",
+    "WordPieceTokenizer",
     "__version__",
     "alibi",
     "alibi_slopes",

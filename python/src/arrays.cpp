@@ -183,6 +183,7 @@ View<const float, N> float32_view(const ArrayArg& a, std::string_view name, std:
 
 template View<const float, 1> float32_view<1>(const ArrayArg&, std::string_view, std::string_view);
 template View<const float, 2> float32_view<2>(const ArrayArg&, std::string_view, std::string_view);
+template View<const float, 3> float32_view<3>(const ArrayArg&, std::string_view, std::string_view);
 template View<const float, 4> float32_view<4>(const ArrayArg&, std::string_view, std::string_view);
 
 namespace {

@@ -23,6 +23,8 @@ void bind_attention(nb::module_& m);  // attention()
 void bind_encoding(nb::module_& m);   // sinusoidal_encoding(), mlm_mask()
 void bind_io(nb::module_& m);         // save_safetensors(), load_safetensors(), ...
 void bind_nn(nb::module_& m);         // the modules: Linear ... MultiheadAttention, Transformer
+void bind_text(nb::module_& m);       // WordPieceTokenizer
+void bind_models(nb::module_& m);     // BertModel, SentenceEncoder
 
 // Runs f(). The C++ API gathers options in a struct and its errors name them
 // "<prefix><name>" ("opts.scale"); in Python they are keyword arguments, so an

@@ -13,7 +13,9 @@ NB_MODULE(_maskattn, m) {
   using maskattn::python::bind_encoding;
   using maskattn::python::bind_io;
   using maskattn::python::bind_mask;
+  using maskattn::python::bind_models;
   using maskattn::python::bind_nn;
+  using maskattn::python::bind_text;
 
   m.doc() = "maskattn: Transformer attention with masks (C++ core).";
   m.attr("__version__") = maskattn::kVersion;
@@ -33,4 +35,6 @@ NB_MODULE(_maskattn, m) {
   bind_encoding(m);
   bind_io(m);
   bind_nn(m);
+  bind_text(m);
+  bind_models(m);
 }

@@ -1,0 +1,335 @@
+#include "maskattn/models/sentence_encoder.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <sstream>
+
+#include "core/arena.hpp"
+
+namespace maskattn::models {
+namespace {
+
+using maskattn::detail::Arena;
+using maskattn::detail::thread_arena;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+json read_json(const fs::path &path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path.string(), "a readable JSON file", "a path that cannot be opened");
+  std::ostringstream text;
+  text << in.rdbuf();
+  json j = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) throw Error(path.string(), "valid JSON", "text that is not");
+  return j;
+}
+
+Pooling pooling_from_name(std::string_view name, const fs::path &file) {
+  for (Pooling p : {Pooling::Cls, Pooling::Max, Pooling::Mean, Pooling::MeanSqrtLen})
+    if (pooling_name(p) == name) return p;
+  throw Error(file.string() + ": pooling_mode",
+              "\"cls\", \"max\", \"mean\" or \"mean_sqrt_len_tokens\" (the "
+              "modes implemented)",
+              fmt::format("\"{}\"", name));
+}
+
+// 1_Pooling/config.json: "pooling_mode" (a name or a list of names, newer
+// sentence-transformers) or the pooling_mode_* booleans (older; concatenated
+// in this order, as sentence-transformers converts them).
+std::vector<Pooling> read_pooling(const fs::path &file, int64_t hidden_size) {
+  const json j = read_json(file);
+  if (!j.is_object()) throw Error(file.string(), "a JSON object", j.dump());
+  for (const char *key : {"word_embedding_dimension", "embedding_dimension"})
+    if (const auto it = j.find(key); it != j.end() && *it != json(hidden_size))
+      throw Error(fmt::format("{}: {}", file.string(), key),
+                  fmt::format("the model's hidden_size {}", hidden_size), it->dump());
+  std::vector<Pooling> modes;
+  if (const auto it = j.find("pooling_mode"); it != j.end()) {
+    if (it->is_string()) {
+      modes.push_back(pooling_from_name(it->get<std::string>(), file));
+    } else if (it->is_array()) {
+      for (const json &m : *it) {
+        if (!m.is_string())
+          throw Error(file.string() + ": pooling_mode", "names of pooling modes", it->dump());
+        modes.push_back(pooling_from_name(m.get<std::string>(), file));
+      }
+    } else {
+      throw Error(file.string() + ": pooling_mode", "a name or a list of names", it->dump());
+    }
+  } else {
+    const std::pair<const char *, std::optional<Pooling>> legacy[] = {
+        {"pooling_mode_cls_token", Pooling::Cls},
+        {"pooling_mode_max_tokens", Pooling::Max},
+        {"pooling_mode_mean_tokens", Pooling::Mean},
+        {"pooling_mode_mean_sqrt_len_tokens", Pooling::MeanSqrtLen},
+        {"pooling_mode_weightedmean_tokens", std::nullopt},
+        {"pooling_mode_lasttoken", std::nullopt}};
+    for (const auto &[key, mode] : legacy) {
+      const auto it = j.find(key);
+      if (it == j.end() || *it == false) continue;
+      if (*it != true) throw Error(fmt::format("{}: {}", file.string(), key), "a bool", it->dump());
+      if (!mode)
+        throw Error(fmt::format("{}: {}", file.string(), key),
+                    "false (only cls, max, mean and mean_sqrt_len pooling are "
+                    "implemented)",
+                    "true");
+      modes.push_back(*mode);
+    }
+  }
+  if (modes.empty()) throw Error(file.string(), "at least one pooling mode", "none");
+  return modes;
+}
+
+// Each sentence's ids: a [CLS] ... [SEP] sequence that fits the model.
+void check_ids(const std::vector<std::vector<int64_t>> &ids, int64_t max_len) {
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    if (ids[i].empty() || static_cast<int64_t>(ids[i].size()) > max_len)
+      throw Error(fmt::format("ids[{}]", i), fmt::format("1 to {} token ids", max_len),
+                  fmt::format("{} ids", ids[i].size()));
+}
+
+}  // namespace
+
+std::string_view pooling_name(Pooling p) {
+  switch (p) {
+    case Pooling::Cls: return "cls";
+    case Pooling::Max: return "max";
+    case Pooling::Mean: return "mean";
+    case Pooling::MeanSqrtLen: return "mean_sqrt_len_tokens";
+  }
+  return "?";
+}
+
+SentenceEncoder SentenceEncoder::from_folder(const fs::path &folder) {
+  if (!fs::is_directory(folder))
+    throw Error("model folder", "a directory with a sentence-transformers or BERT model",
+                fmt::format("{} (no such directory)", folder.string()));
+  fs::path transformer_dir = folder, pooling_config;
+  bool normalize = false, have_transformer = false;
+  if (const fs::path modules_file = folder / "modules.json"; fs::exists(modules_file)) {
+    const json modules = read_json(modules_file);
+    if (!modules.is_array()) throw Error(modules_file.string(), "a JSON list", modules.dump());
+    for (const json &m : modules) {
+      if (!m.is_object() || !m.contains("type") || !m["type"].is_string() ||
+          !m.value("path", json("")).is_string())
+        throw Error(modules_file.string(), "entries with a \"type\" and a \"path\"", m.dump());
+      const std::string type = m["type"].get<std::string>();
+      const fs::path path = folder / m.value("path", std::string());
+      const std::string short_type = type.substr(type.rfind('.') + 1);
+      if (short_type == "Transformer" && !have_transformer) {
+        transformer_dir = path, have_transformer = true;
+      } else if (short_type == "Pooling" && pooling_config.empty()) {
+        pooling_config = path / "config.json";
+      } else if (short_type == "Normalize") {
+        normalize = true;
+      } else {
+        throw Error(modules_file.string(),
+                    "one Transformer, one Pooling and optionally Normalize "
+                    "(the modules "
+                    "implemented, in that order)",
+                    fmt::format("a module of type \"{}\"", type));
+      }
+    }
+    if (!have_transformer) throw Error(modules_file.string(), "a Transformer module", "none");
+  }
+
+  nn::BertModel model = nn::BertModel::from_pretrained(transformer_dir);
+  text::WordPieceTokenizer tokenizer = text::WordPieceTokenizer::from_folder(transformer_dir);
+  if (tokenizer.vocab_size() > model.config().vocab_size)
+    throw Error((transformer_dir / "config.json").string() + ": vocab_size",
+                fmt::format("at least the tokenizer's vocabulary size {}", tokenizer.vocab_size()),
+                std::to_string(model.config().vocab_size));
+
+  int64_t max_seq_length = model.config().max_position_embeddings;
+  if (const fs::path st = transformer_dir / "sentence_bert_config.json"; fs::exists(st)) {
+    const json j = read_json(st);
+    if (const auto it = j.find("max_seq_length"); it != j.end() && !it->is_null()) {
+      if (!it->is_number_integer() || it->get<int64_t>() < 2 ||
+          it->get<int64_t>() > model.config().max_position_embeddings)
+        throw Error(st.string() + ": max_seq_length",
+                    fmt::format("an integer in [2, max_position_embeddings = {}]",
+                                model.config().max_position_embeddings),
+                    it->dump());
+      max_seq_length = it->get<int64_t>();
+    }
+    // sentence-transformers would lower-case with Python's str.lower() first.
+    if (const auto it = j.find("do_lower_case"); it != j.end() && *it == true)
+      throw Error(st.string() + ": do_lower_case",
+                  "false (lower-casing before the tokenizer is not implemented; the "
+                  "tokenizer's own lowercase setting is)",
+                  "true");
+  }
+  std::vector<Pooling> pooling = pooling_config.empty()
+                                     ? std::vector<Pooling>{Pooling::Mean}
+                                     : read_pooling(pooling_config, model.config().hidden_size);
+  return SentenceEncoder(std::move(tokenizer), std::move(model), std::move(pooling), normalize,
+                         max_seq_length);
+}
+
+SentenceEncoder::SentenceEncoder(text::WordPieceTokenizer tokenizer, nn::BertModel model,
+                                 std::vector<Pooling> pooling, bool normalize,
+                                 int64_t max_seq_length)
+    : tokenizer_(std::move(tokenizer)),
+      model_(std::move(model)),
+      pooling_(std::move(pooling)),
+      normalize_(normalize),
+      max_seq_length_(max_seq_length) {
+  if (pooling_.empty()) throw Error("SentenceEncoder: pooling", "at least one mode", "none");
+  if (max_seq_length_ < 2 || max_seq_length_ > model_.config().max_position_embeddings)
+    throw Error("SentenceEncoder: max_seq_length",
+                fmt::format("in [2, {}]", model_.config().max_position_embeddings),
+                std::to_string(max_seq_length_));
+  model_.eval();
+}
+
+int64_t SentenceEncoder::dimension() const noexcept {
+  return model_.config().hidden_size * static_cast<int64_t>(pooling_.size());
+}
+
+std::vector<int64_t> SentenceEncoder::tokenize(std::string_view sentence) const {
+  return tokenizer_.encode(sentence, max_seq_length_);
+}
+
+Tensor<float> SentenceEncoder::encode(const std::vector<std::string> &sentences,
+                                      const EncodeOptions &options) const {
+  std::vector<std::vector<int64_t>> ids(sentences.size());
+  for (std::size_t i = 0; i < sentences.size(); ++i) {
+    try {
+      ids[i] = tokenize(sentences[i]);
+    } catch (const Error &e) {
+      throw Error(fmt::format("sentences[{}]", i), e.expected(), e.actual());
+    }
+  }
+  return encode_ids(ids, options);
+}
+
+Tensor<float> SentenceEncoder::encode_ids(const std::vector<std::vector<int64_t>> &ids,
+                                          const EncodeOptions &options) const {
+  if (options.batch_size < 1) throw Error("batch_size", ">= 1", std::to_string(options.batch_size));
+  check_ids(ids, max_seq_length_);
+  const auto n = static_cast<int64_t>(ids.size());
+  Tensor<float> out({n, dimension()});
+  // Padded batches of similar lengths (longest first, as sentence-transformers
+  // sorts); packed batches in input order.
+  std::vector<int64_t> order(static_cast<std::size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  if (!options.pack)
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+      return ids[static_cast<std::size_t>(a)].size() > ids[static_cast<std::size_t>(b)].size();
+    });
+  for (int64_t begin = 0; begin < n; begin += options.batch_size) {
+    const int64_t end = std::min(n, begin + options.batch_size);
+    std::vector<const std::vector<int64_t> *> batch;
+    std::vector<float *> outs;
+    for (int64_t i = begin; i < end; ++i) {
+      const auto k = static_cast<std::size_t>(order[static_cast<std::size_t>(i)]);
+      batch.push_back(&ids[k]);
+      outs.push_back(out.data() + static_cast<int64_t>(k) * dimension());
+    }
+    if (options.pack)
+      run_packed(batch, outs);
+    else
+      run_padded(batch, outs);
+    if (options.progress) options.progress(end, n);
+  }
+  return out;
+}
+
+void SentenceEncoder::run_padded(const std::vector<const std::vector<int64_t> *> &batch,
+                                 std::vector<float *> &outs) const {
+  const auto b = static_cast<int64_t>(batch.size());
+  const int64_t e = model_.config().hidden_size;
+  int64_t longest = 0;
+  std::vector<int64_t> lengths;
+  for (const auto *s : batch) {
+    lengths.push_back(static_cast<int64_t>(s->size()));
+    longest = std::max(longest, lengths.back());
+  }
+  Arena::Frame frame(thread_arena());
+  const View<int64_t, 2> input_ids(frame.alloc<int64_t>(b * longest), {b, longest});
+  for (int64_t r = 0; r < b; ++r)
+    for (int64_t l = 0; l < longest; ++l)
+      input_ids(r, l) = l < lengths[static_cast<std::size_t>(r)]
+                            ? (*batch[static_cast<std::size_t>(r)])[static_cast<std::size_t>(l)]
+                            : tokenizer_.pad_id();
+  const View<float, 3> hidden(frame.alloc<float>(b * longest * e), {b, longest, e});
+  nn::BertInputs inputs;
+  inputs.mask = key_lengths(lengths);  // the padding mask
+  model_.forward(input_ids, hidden, inputs);
+  for (int64_t r = 0; r < b; ++r)
+    pool(hidden.row(r, 0), lengths[static_cast<std::size_t>(r)], outs[static_cast<std::size_t>(r)]);
+}
+
+void SentenceEncoder::run_packed(const std::vector<const std::vector<int64_t> *> &batch,
+                                 std::vector<float *> &outs) const {
+  const int64_t e = model_.config().hidden_size;
+  int64_t total = 0;
+  for (const auto *s : batch) total += static_cast<int64_t>(s->size());
+  Arena::Frame frame(thread_arena());
+  const View<int64_t, 2> input_ids(frame.alloc<int64_t>(total), {1, total});
+  const View<int64_t, 2> positions(frame.alloc<int64_t>(total), {1, total});
+  const View<int64_t, 1> documents(frame.alloc<int64_t>(total), {total});
+  int64_t t = 0;
+  for (std::size_t doc = 0; doc < batch.size(); ++doc)
+    for (std::size_t l = 0; l < batch[doc]->size(); ++l, ++t) {
+      input_ids(0, t) = (*batch[doc])[l];
+      positions(0, t) = static_cast<int64_t>(l);  // each sentence starts at position 0
+      documents(t) = static_cast<int64_t>(doc);
+    }
+  const View<float, 3> hidden(frame.alloc<float>(total * e), {1, total, e});
+  nn::BertInputs inputs;
+  inputs.mask = maskattn::documents(View<const int64_t, 1>(documents));
+  inputs.position_ids = positions;
+  model_.forward(input_ids, hidden, inputs);
+  t = 0;
+  for (std::size_t doc = 0; doc < batch.size(); ++doc) {
+    const auto len = static_cast<int64_t>(batch[doc]->size());
+    pool(hidden.row(0, t), len, outs[doc]);
+    t += len;
+  }
+}
+
+void SentenceEncoder::pool(const float *hidden, int64_t len, float *out) const {
+  const int64_t e = model_.config().hidden_size;
+  float *o = out;
+  for (Pooling mode : pooling_) {
+    switch (mode) {
+      case Pooling::Cls: std::copy_n(hidden, e, o); break;
+      case Pooling::Max:
+        for (int64_t k = 0; k < e; ++k) {
+          float m = -std::numeric_limits<float>::infinity();
+          for (int64_t t = 0; t < len; ++t) m = std::max(m, hidden[t * e + k]);
+          o[k] = m;
+        }
+        break;
+      case Pooling::Mean:
+      case Pooling::MeanSqrtLen: {
+        const double denom =
+            mode == Pooling::Mean ? static_cast<double>(len) : std::sqrt(static_cast<double>(len));
+        for (int64_t k = 0; k < e; ++k) {
+          double sum = 0.0;
+          for (int64_t t = 0; t < len; ++t) sum += hidden[t * e + k];
+          o[k] = static_cast<float>(sum / denom);
+        }
+        break;
+      }
+    }
+    o += e;
+  }
+  if (normalize_) {
+    // torch.nn.functional.normalize: v / max(||v||, 1e-12).
+    const int64_t dim = dimension();
+    double sq = 0.0;
+    for (int64_t k = 0; k < dim; ++k) sq += static_cast<double>(out[k]) * out[k];
+    const double scale = 1.0 / std::max(std::sqrt(sq), 1e-12);
+    for (int64_t k = 0; k < dim; ++k) out[k] = static_cast<float>(out[k] * scale);
+  }
+}
+
+}  // namespace maskattn::models
