@@ -43,12 +43,13 @@ std::optional<fs::path> model_in_venv(const fs::path& venv) {
   return std::nullopt;
 }
 
-// Lines of a stream, '\r\n' or '\n' ends; empty lines skipped.
+// Lines of a stream, '\r\n' or '\n' ends: one sentence each, empty ones
+// included, so that row i of the output is line i + 1 of the input.
 void read_lines(std::istream& in, std::vector<std::string>& out) {
   std::string line;
   while (std::getline(in, line)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (!line.empty()) out.push_back(line);
+    out.push_back(line);
   }
 }
 
@@ -87,7 +88,8 @@ std::string clip(const std::string& s, std::size_t width) {
 
 void print_table(const std::vector<std::string>& sentences, const Tensor<float>& e) {
   const int64_t dim = e.size(1);
-  fmt::print("{} sentences, {} dimensions each (first 6 shown)\n", sentences.size(), dim);
+  fmt::print("{} sentence{}, {} dimensions each (first 6 shown)\n", sentences.size(),
+             sentences.size() == 1 ? "" : "s", dim);
   for (std::size_t i = 0; i < sentences.size(); ++i) {
     const float* row = e.data() + static_cast<int64_t>(i) * dim;
     std::string values;
@@ -174,6 +176,9 @@ void run_embed(const EmbedArgs& a) {
   }
   if (format == "npy" && a.output.empty())
     throw Error("--format npy", "an output file (--output FILE.npy)", "none");
+  if (a.similarity && format == "jsonl" && a.output.empty())
+    throw Error("--similarity", "table output, or JSON lines written to a file (--output)",
+                "JSON lines on stdout, which the matrix would break");
 
   const fs::path folder = a.model.empty() ? default_model_folder() : fs::path(a.model);
   const models::SentenceEncoder encoder = models::SentenceEncoder::from_folder(folder);
@@ -249,7 +254,7 @@ void add_embed_command(CLI::App& app) {
       ->check(CLI::IsMember({"table", "jsonl", "npy"}));
   cmd->add_option("-b,--batch-size", args->batch_size, "Sentences per forward pass")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   auto* pack =
       cmd->add_flag("--pack", args->pack, "Pack each batch into one row, no padding (the default)");
   cmd->add_flag("--pad", args->pad,

@@ -17,7 +17,9 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", fmt::format("maskattn {}", maskattn::kVersion),
                        "Print the version and exit");
   app.require_subcommand(0, 1);
-  app.footer("Start with `maskattn demo`: masks and attention, step by step.");
+  app.footer(
+      "Start with `maskattn demo`: masks and attention, step by step, then a real model.\n"
+      "`maskattn embed \"a sentence\" \"another\" --similarity`: sentence embeddings.");
   maskattn::cli::add_demo_command(app);
   maskattn::cli::add_embed_command(app);
   try {

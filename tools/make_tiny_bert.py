@@ -16,7 +16,8 @@ Golden tensors (int64 ids, float32 values):
   padded.last_hidden_state (3, 7, 16), padded.pooler_output (3, 16)
       BertModel on a right-padded batch of 7, 5 and 2 tokens (padded
       positions' outputs included: transformers computes them too)
-  packed.input_ids, packed.position_ids (1, 14), packed.document_ids (14)
+  packed.input_ids, packed.position_ids, packed.token_type_ids (1, 14),
+  packed.document_ids (14)
   packed.last_hidden_state (1, 14, 16)
       the same three sequences in one row, under a block-diagonal 4-D mask
   sentences.embeddings (5, 16)

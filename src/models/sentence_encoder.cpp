@@ -112,6 +112,7 @@ SentenceEncoder SentenceEncoder::from_folder(const fs::path &folder) {
                 fmt::format("{} (no such directory)", folder.string()));
   fs::path transformer_dir = folder, pooling_config;
   bool normalize = false, have_transformer = false;
+  int stage = 0, position = 0;  // modules read so far
   if (const fs::path modules_file = folder / "modules.json"; fs::exists(modules_file)) {
     const json modules = read_json(modules_file);
     if (!modules.is_array()) throw Error(modules_file.string(), "a JSON list", modules.dump());
@@ -122,19 +123,21 @@ SentenceEncoder SentenceEncoder::from_folder(const fs::path &folder) {
       const std::string type = m["type"].get<std::string>();
       const fs::path path = folder / m.value("path", std::string());
       const std::string short_type = type.substr(type.rfind('.') + 1);
-      if (short_type == "Transformer" && !have_transformer) {
-        transformer_dir = path, have_transformer = true;
-      } else if (short_type == "Pooling" && pooling_config.empty()) {
-        pooling_config = path / "config.json";
-      } else if (short_type == "Normalize") {
-        normalize = true;
+      // The pipeline implemented: Transformer, then Pooling, then optionally
+      // Normalize, each once and in that order.
+      if (short_type == "Transformer" && stage == 0) {
+        transformer_dir = path, have_transformer = true, stage = 1;
+      } else if (short_type == "Pooling" && stage == 1) {
+        pooling_config = path / "config.json", stage = 2;
+      } else if (short_type == "Normalize" && stage == 2) {
+        normalize = true, stage = 3;
       } else {
         throw Error(modules_file.string(),
-                    "one Transformer, one Pooling and optionally Normalize "
-                    "(the modules "
-                    "implemented, in that order)",
-                    fmt::format("a module of type \"{}\"", type));
+                    "Transformer, Pooling and optionally Normalize, in that order (the "
+                    "modules implemented)",
+                    fmt::format("a module of type \"{}\" at position {}", type, position));
       }
+      ++position;
     }
     if (!have_transformer) throw Error(modules_file.string(), "a Transformer module", "none");
   }
@@ -158,11 +161,11 @@ SentenceEncoder SentenceEncoder::from_folder(const fs::path &folder) {
                     it->dump());
       max_seq_length = it->get<int64_t>();
     }
-    // sentence-transformers would lower-case with Python's str.lower() first.
+    // sentence-transformers would put a Lowercase step before the tokenizer.
     if (const auto it = j.find("do_lower_case"); it != j.end() && *it == true)
       throw Error(st.string() + ": do_lower_case",
-                  "false (lower-casing before the tokenizer is not implemented; the "
-                  "tokenizer's own lowercase setting is)",
+                  "false (an extra lower-casing step before the tokenizer is not "
+                  "implemented; the tokenizer's own lowercase setting is)",
                   "true");
   }
   std::vector<Pooling> pooling = pooling_config.empty()
