@@ -81,6 +81,8 @@ std::vector<Pooling> read_pooling(const fs::path &file, int64_t hidden_size) {
                     "true");
       modes.push_back(*mode);
     }
+    // Every flag false: sentence-transformers falls back to mean pooling.
+    if (modes.empty()) modes.push_back(Pooling::Mean);
   }
   if (modes.empty()) throw Error(file.string(), "at least one pooling mode", "none");
   return modes;
