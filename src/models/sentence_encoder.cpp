@@ -4,13 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <numeric>
-#include <sstream>
 
 #include "core/arena.hpp"
+#include "core/files.hpp"
 
 namespace maskattn::models {
 namespace {
@@ -21,11 +20,8 @@ using json = nlohmann::json;
 namespace fs = std::filesystem;
 
 json read_json(const fs::path &path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path.string(), "a readable JSON file", "a path that cannot be opened");
-  std::ostringstream text;
-  text << in.rdbuf();
-  json j = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  json j = json::parse(maskattn::detail::read_file(path, path.string()), nullptr,
+                       /*allow_exceptions=*/false);
   if (j.is_discarded()) throw Error(path.string(), "valid JSON", "text that is not");
   return j;
 }

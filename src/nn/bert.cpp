@@ -4,12 +4,11 @@
 
 #include <array>
 #include <cmath>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 
 #include "core/arena.hpp"
+#include "core/files.hpp"
 #include "core/parallel_for.hpp"
 #include "maskattn/attention.hpp"
 #include "maskattn/io/safetensors.hpp"
@@ -21,15 +20,6 @@ namespace {
 using maskattn::detail::Arena;
 using maskattn::detail::thread_arena;
 using json = nlohmann::json;
-
-std::string read_text_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path.string(), "a readable file", "a path that cannot be opened");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw Error(path.string(), "a readable file", "a read error");
-  return text.str();
-}
 
 // config[key] as an integer >= 1 (or the default when absent and `fallback` set).
 int64_t positive_int(const json& config, const char* key, std::string_view source,
@@ -111,7 +101,7 @@ BertConfig BertConfig::from_json(std::string_view json_text, std::string_view so
 }
 
 BertConfig BertConfig::from_file(const std::filesystem::path& path) {
-  return from_json(read_text_file(path), path.string());
+  return from_json(maskattn::detail::read_file(path, path.string()), path.string());
 }
 
 // ---- layer -----------------------------------------------------------------------

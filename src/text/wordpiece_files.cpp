@@ -4,20 +4,17 @@
 // implement is an Error naming the file and the field.
 #include <fmt/format.h>
 
-#include <cerrno>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <system_error>
 #include <utility>
 #include <vector>
 
+#include "core/files.hpp"
 #include "maskattn/error.hpp"
 #include "maskattn/text/wordpiece.hpp"
 
@@ -49,14 +46,7 @@ std::string field_arg(const fs::path& file, std::string_view field) {
 }
 
 std::string read_file(const fs::path& file) {
-  std::error_code ec;
-  if (fs::is_directory(file, ec)) throw Error(file_arg(file), "a readable file", "a directory");
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error(file_arg(file), "a readable file", std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw Error(file_arg(file), "a readable file", "a read error");
-  return std::move(text).str();
+  return maskattn::detail::read_file(file, file_arg(file));
 }
 
 Json read_json(const fs::path& file) {
