@@ -45,7 +45,7 @@ done
 apt_packages=(
   build-essential cmake ninja-build pkg-config
   libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev libicu-dev libopenblas-dev
+  libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev libicu-dev libhwy-dev libopenblas-dev
 )
 # The python3 on PATH makes .venv: it needs venv/ensurepip and the headers to
 # build the extension. Debian's own python3 gets them from apt; another

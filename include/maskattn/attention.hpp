@@ -23,6 +23,7 @@
 #include <optional>
 #include <string_view>
 
+#include "maskattn/bfloat16.hpp"
 #include "maskattn/mask.hpp"
 #include "maskattn/tensor.hpp"
 
@@ -36,8 +37,9 @@ enum class EmptyRows {
 };
 
 enum class Backend {
-  Auto,       // the best backend for the call
+  Auto,       // the best backend for the call: flash (it serves every call)
   Reference,  // the textbook path: slow, obviously correct, the oracle
+  Flash,      // fused, tiled online softmax; skips what the mask removes
 };
 
 std::string_view backend_name(Backend b);
@@ -55,6 +57,14 @@ struct AttentionOptions {
 // Writes out (and weights, lse when given: an empty View means "not wanted").
 // Checks every argument and throws Error naming the first bad one.
 void attention(View<const float, 4> q, View<const float, 4> k, View<const float, 4> v,
+               View<float, 4> out, const Mask& mask = {}, const AttentionOptions& opts = {},
+               View<float, 4> weights = {}, View<float, 3> lse = {});
+
+// The same with q, k, v stored as bfloat16: products and sums in float32
+// (flash: the CPU's bf16 dot-product instructions where it has them, with the
+// probabilities rounded to bfloat16 before they meet v, as GPU flash
+// attention does; reference: in double), results in float32.
+void attention(View<const BFloat16, 4> q, View<const BFloat16, 4> k, View<const BFloat16, 4> v,
                View<float, 4> out, const Mask& mask = {}, const AttentionOptions& opts = {},
                View<float, 4> weights = {}, View<float, 3> lse = {});
 

@@ -106,6 +106,12 @@ class BoundMask {
   void row_values(int64_t b, int64_t h, int64_t i, int64_t k_begin, int64_t k_end,
                   float* out) const;
 
+  // The same values for a tile, key-major: out[(j - k_begin) * ld + (i - q_begin)]
+  // for i in [q_begin, q_end), j in [k_begin, k_end) (ld >= q_end - q_begin).
+  // The layout the fused kernel keeps its score tiles in.
+  void tile_values(int64_t b, int64_t h, int64_t q_begin, int64_t q_end, int64_t k_begin,
+                   int64_t k_end, float* out, int64_t ld) const;
+
   bool allowed(int64_t b, int64_t h, int64_t i, int64_t j) const;
   float value(int64_t b, int64_t h, int64_t i, int64_t j) const;
 

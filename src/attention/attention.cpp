@@ -11,10 +11,12 @@
 #include <cstdint>
 #include <numeric>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "attention/attention_call.hpp"
+#include "attention/flash.hpp"
 #include "attention/reference.hpp"
 #include "core/counter_rng.hpp"
 
@@ -124,6 +126,7 @@ std::string_view backend_name(Backend b) {
   switch (b) {
     case Backend::Auto: return "auto";
     case Backend::Reference: return "reference";
+    case Backend::Flash: return "flash";
   }
   return "unknown";
 }
@@ -142,9 +145,10 @@ namespace {
 
 // Shapes: q (B, Hq, Lq, D), k (B, Hkv, Lk, D) with Hkv | Hq, v (B, Hkv, Lk, Dv),
 // out (B, Hq, Lq, Dv), weights (B, Hq, Lq, Lk) and lse (B, Hq, Lq) when given.
-void check_shapes(const View<const float, 4>& q, const View<const float, 4>& k,
-                  const View<const float, 4>& v, const View<float, 4>& out,
-                  const View<float, 4>& weights, const View<float, 3>& lse) {
+template <class T>
+void check_shapes(const View<const T, 4>& q, const View<const T, 4>& k, const View<const T, 4>& v,
+                  const View<float, 4>& out, const View<float, 4>& weights,
+                  const View<float, 3>& lse) {
   const int64_t batch = q.size(0), hq = q.size(1), lq = q.size(2), dim = q.size(3);
   if (hq < 1 || dim < 1) throw Error("q", "(B, Hq, Lq, D) with Hq >= 1 and D >= 1", shape_of(q));
   check_data(q, "q");
@@ -168,8 +172,9 @@ void check_shapes(const View<const float, 4>& q, const View<const float, 4>& k,
 
 // Outputs are written while inputs are read, by several threads: no output
 // may alias an input, another output or itself. Inputs may alias each other.
-void check_no_aliasing(const View<const float, 4>& q, const View<const float, 4>& k,
-                       const View<const float, 4>& v, const View<float, 4>& out,
+template <class T>
+void check_no_aliasing(const View<const T, 4>& q, const View<const T, 4>& k,
+                       const View<const T, 4>& v, const View<float, 4>& out,
                        const View<float, 4>& weights, const View<float, 3>& lse) {
   check_no_self_overlap(out, "out");
   check_no_self_overlap(weights, "weights");
@@ -193,7 +198,7 @@ void check_no_aliasing(const View<const float, 4>& q, const View<const float, 4>
 
 // Checks opts and copies them into call (shapes already checked).
 void read_options(const AttentionOptions& opts, detail::AttentionCall& call) {
-  call.scale = 1.0 / std::sqrt(static_cast<double>(call.q.size(3)));
+  call.scale = 1.0 / std::sqrt(static_cast<double>(call.d));
   if (opts.scale) {
     if (!std::isfinite(*opts.scale))
       throw Error("opts.scale", "a finite scale (or none: 1/sqrt(D))",
@@ -207,7 +212,7 @@ void read_options(const AttentionOptions& opts, detail::AttentionCall& call) {
   if (!(std::isfinite(opts.softcap) && opts.softcap >= 0.0f))
     throw Error("opts.softcap", "a finite cap >= 0 (0 = off)", fmt::format("{}", opts.softcap));
   call.softcap = opts.softcap;
-  call.head_mask = read_head_mask(opts.head_mask, call.q.size(0), call.q.size(1));
+  call.head_mask = read_head_mask(opts.head_mask, call.batch, call.hq);
   switch (opts.empty_rows) {
     case EmptyRows::Zero:
     case EmptyRows::NaN:
@@ -217,9 +222,44 @@ void read_options(const AttentionOptions& opts, detail::AttentionCall& call) {
                   std::to_string(static_cast<int>(opts.empty_rows)));
   }
   call.empty_rows = opts.empty_rows;
-  if (opts.backend != Backend::Auto && opts.backend != Backend::Reference)
-    throw Error("opts.backend", "Backend::Auto or Reference",
-                std::to_string(static_cast<int>(opts.backend)));
+  switch (opts.backend) {
+    case Backend::Auto:
+    case Backend::Reference:
+    case Backend::Flash: break;
+    default:
+      throw Error("opts.backend", "Backend::Auto, Reference or Flash",
+                  std::to_string(static_cast<int>(opts.backend)));
+  }
+}
+
+// Checks every argument, then runs one backend: Auto is flash (it serves
+// every call); reference only when asked.
+template <class T>
+void attention_checked(detail::Inputs<T> in, View<float, 4> out, const Mask& mask,
+                       const AttentionOptions& opts, View<float, 4> weights, View<float, 3> lse) {
+  check_shapes(in.q, in.k, in.v, out, weights, lse);
+  check_no_aliasing(in.q, in.k, in.v, out, weights, lse);
+  detail::AttentionCall call;
+  if constexpr (std::is_same_v<T, BFloat16>) {
+    call.is_bf16 = true;
+    call.bf16 = in;
+  } else {
+    call.f32 = in;
+  }
+  call.batch = in.q.size(0), call.hq = in.q.size(1), call.hkv = in.k.size(1);
+  call.lq = in.q.size(2), call.lk = in.k.size(2), call.d = in.q.size(3), call.dv = in.v.size(3);
+  call.out = out, call.weights = weights, call.lse = lse;
+  read_options(opts, call);
+  // mask: (B, Hq, Lq, Lk); a part that does not fit throws from bind().
+  const BoundMask bound = mask.bind({call.batch, call.hq, call.lq, call.lk});
+  if (opts.empty_rows == EmptyRows::Error) check_no_empty_rows(bound);
+  call.mask = &bound;
+
+  switch (opts.backend) {
+    case Backend::Reference: detail::attention_reference(call); break;
+    case Backend::Auto:
+    case Backend::Flash: detail::attention_flash(call); break;
+  }
 }
 
 }  // namespace
@@ -227,20 +267,13 @@ void read_options(const AttentionOptions& opts, detail::AttentionCall& call) {
 void attention(View<const float, 4> q, View<const float, 4> k, View<const float, 4> v,
                View<float, 4> out, const Mask& mask, const AttentionOptions& opts,
                View<float, 4> weights, View<float, 3> lse) {
-  check_shapes(q, k, v, out, weights, lse);
-  check_no_aliasing(q, k, v, out, weights, lse);
-  detail::AttentionCall call{.q = q, .k = k, .v = v, .out = out, .weights = weights, .lse = lse};
-  read_options(opts, call);
-  // mask: (B, Hq, Lq, Lk); a part that does not fit throws from bind().
-  const BoundMask bound = mask.bind({q.size(0), q.size(1), q.size(2), k.size(2)});
-  if (opts.empty_rows == EmptyRows::Error) check_no_empty_rows(bound);
-  call.mask = &bound;
+  attention_checked<float>({q, k, v}, out, mask, opts, weights, lse);
+}
 
-  // Auto is the reference backend until a faster one exists.
-  switch (opts.backend) {
-    case Backend::Auto:
-    case Backend::Reference: detail::attention_reference(call); break;
-  }
+void attention(View<const BFloat16, 4> q, View<const BFloat16, 4> k, View<const BFloat16, 4> v,
+               View<float, 4> out, const Mask& mask, const AttentionOptions& opts,
+               View<float, 4> weights, View<float, 3> lse) {
+  attention_checked<BFloat16>({q, k, v}, out, mask, opts, weights, lse);
 }
 
 }  // namespace maskattn

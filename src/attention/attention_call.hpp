@@ -7,15 +7,26 @@
 #include <vector>
 
 #include "maskattn/attention.hpp"
+#include "maskattn/bfloat16.hpp"
 #include "maskattn/mask.hpp"
 #include "maskattn/tensor.hpp"
 
 namespace maskattn::detail {
 
+// q, k, v in one storage type T (float or BFloat16).
+template <class T>
+struct Inputs {
+  View<const T, 4> q;  // (B, Hq, Lq, D)
+  View<const T, 4> k;  // (B, Hkv, Lk, D), Hq % Hkv == 0
+  View<const T, 4> v;  // (B, Hkv, Lk, Dv)
+};
+
 struct AttentionCall {
-  View<const float, 4> q;           // (B, Hq, Lq, D)
-  View<const float, 4> k;           // (B, Hkv, Lk, D), Hq % Hkv == 0
-  View<const float, 4> v;           // (B, Hkv, Lk, Dv)
+  // The inputs in their storage type: f32 when !is_bf16, else bf16.
+  bool is_bf16 = false;
+  Inputs<float> f32;
+  Inputs<BFloat16> bf16;
+  int64_t batch = 0, hq = 0, hkv = 0, lq = 0, lk = 0, d = 0, dv = 0;
   View<float, 4> out;               // (B, Hq, Lq, Dv)
   View<float, 4> weights;           // (B, Hq, Lq, Lk) or empty (not wanted)
   View<float, 3> lse;               // (B, Hq, Lq) or empty (not wanted)
@@ -28,6 +39,11 @@ struct AttentionCall {
   // Zero or NaN. EmptyRows::Error is settled before dispatch: a call that
   // reaches a backend with it has no empty rows.
   EmptyRows empty_rows = EmptyRows::Zero;
+
+  int64_t group() const noexcept { return hq / hkv; }  // query heads per key/value head
+  double head_multiplier(int64_t b, int64_t h) const noexcept {
+    return head_mask.empty() ? 1.0 : head_mask[static_cast<std::size_t>(b * hq + h)];
+  }
 };
 
 }  // namespace maskattn::detail

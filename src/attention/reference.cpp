@@ -18,6 +18,9 @@ namespace {
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
+double widen(float x) { return x; }
+double widen(BFloat16 x) { return to_float(x); }
+
 // Scratch for one (b, h) task, sized once per task.
 struct RowScratch {
   std::vector<float> mask;  // (Lk) additive mask values of the row
@@ -29,7 +32,7 @@ struct RowScratch {
 void write_empty_row(const AttentionCall& c, int64_t b, int64_t h, int64_t i) {
   const float fill =
       c.empty_rows == EmptyRows::NaN ? std::numeric_limits<float>::quiet_NaN() : 0.0f;
-  const int64_t lk = c.k.size(2), dv = c.v.size(3);
+  const int64_t lk = c.lk, dv = c.dv;
   float* o = c.out.row(b, h, i);
   for (int64_t d = 0; d < dv; ++d) o[d] = fill;
   if (!c.weights.empty()) {
@@ -40,14 +43,15 @@ void write_empty_row(const AttentionCall& c, int64_t b, int64_t h, int64_t i) {
 }
 
 // One query row (b, h, i) reading key/value head hk.
-void attend_row(const AttentionCall& c, int64_t b, int64_t h, int64_t hk, int64_t i,
-                RowScratch& r) {
-  const int64_t lk = c.k.size(2), d_qk = c.q.size(3), dv = c.v.size(3);
+template <class T>
+void attend_row(const AttentionCall& c, const Inputs<T>& in, int64_t b, int64_t h, int64_t hk,
+                int64_t i, RowScratch& r) {
+  const int64_t lk = c.lk, d_qk = c.d, dv = c.dv;
   const MaskShape& shape = c.mask->shape();
 
   // Scores of allowed keys; masked keys stay -inf.
   c.mask->row_values(b, h, i, 0, lk, r.mask.data());
-  const float* qi = c.q.row(b, h, i);
+  const T* qi = in.q.row(b, h, i);
   bool any_allowed = false;
   double max_s = kNegInf;
   for (int64_t j = 0; j < lk; ++j) {
@@ -56,9 +60,9 @@ void attend_row(const AttentionCall& c, int64_t b, int64_t h, int64_t hk, int64_
       r.s[js] = kNegInf;
       continue;
     }
-    const float* kj = c.k.row(b, hk, j);
+    const T* kj = in.k.row(b, hk, j);
     double dot = 0.0;
-    for (int64_t d = 0; d < d_qk; ++d) dot += static_cast<double>(qi[d]) * kj[d];
+    for (int64_t d = 0; d < d_qk; ++d) dot += widen(qi[d]) * widen(kj[d]);
     double s = c.scale * dot;
     if (c.softcap > 0.0) s = c.softcap * std::tanh(s / c.softcap);
     s += r.mask[js];
@@ -81,8 +85,7 @@ void attend_row(const AttentionCall& c, int64_t b, int64_t h, int64_t hk, int64_
   }
   const double lse = max_s + std::log(sum);
 
-  const double head =
-      c.head_mask.empty() ? 1.0 : c.head_mask[static_cast<std::size_t>(b * shape.heads + h)];
+  const double head = c.head_multiplier(b, h);
   const double inv_keep = 1.0 / (1.0 - static_cast<double>(c.dropout_p));
   for (int64_t j = 0; j < lk; ++j) {
     double& p = r.s[static_cast<std::size_t>(j)];
@@ -99,8 +102,8 @@ void attend_row(const AttentionCall& c, int64_t b, int64_t h, int64_t hk, int64_
   for (int64_t j = 0; j < lk; ++j) {
     const double p = r.s[static_cast<std::size_t>(j)];
     if (p == 0.0) continue;
-    const float* vj = c.v.row(b, hk, j);
-    for (int64_t d = 0; d < dv; ++d) r.acc[static_cast<std::size_t>(d)] += p * vj[d];
+    const T* vj = in.v.row(b, hk, j);
+    for (int64_t d = 0; d < dv; ++d) r.acc[static_cast<std::size_t>(d)] += p * widen(vj[d]);
   }
   float* o = c.out.row(b, h, i);
   for (int64_t d = 0; d < dv; ++d) o[d] = static_cast<float>(r.acc[static_cast<std::size_t>(d)]);
@@ -114,17 +117,19 @@ void attend_row(const AttentionCall& c, int64_t b, int64_t h, int64_t hk, int64_
 }  // namespace
 
 void attention_reference(const AttentionCall& c) {
-  const int64_t batch = c.q.size(0), hq = c.q.size(1), lq = c.q.size(2);
-  const int64_t lk = c.k.size(2), dv = c.v.size(3);
-  const int64_t group = hq / c.k.size(1);  // query heads per key/value head
   // One task per (b, h): each writes only its own rows, in a fixed order, so
   // the result does not depend on the thread count.
-  parallel_for(batch * hq, [&](int64_t bh) {
-    const int64_t b = bh / hq, h = bh % hq;
-    RowScratch r{std::vector<float>(static_cast<std::size_t>(lk)),
-                 std::vector<double>(static_cast<std::size_t>(lk)),
-                 std::vector<double>(static_cast<std::size_t>(dv))};
-    for (int64_t i = 0; i < lq; ++i) attend_row(c, b, h, h / group, i, r);
+  parallel_for(c.batch * c.hq, [&](int64_t bh) {
+    const int64_t b = bh / c.hq, h = bh % c.hq;
+    RowScratch r{std::vector<float>(static_cast<std::size_t>(c.lk)),
+                 std::vector<double>(static_cast<std::size_t>(c.lk)),
+                 std::vector<double>(static_cast<std::size_t>(c.dv))};
+    for (int64_t i = 0; i < c.lq; ++i) {
+      if (c.is_bf16)
+        attend_row(c, c.bf16, b, h, h / c.group(), i, r);
+      else
+        attend_row(c, c.f32, b, h, h / c.group(), i, r);
+    }
   });
 }
 

@@ -14,6 +14,11 @@ namespace maskattn::detail {
 // only on n and the thread count.
 void parallel_for(int64_t n, const std::function<void(int64_t)>& body);
 
+// The same with a dynamic schedule: idle threads take the next i. For tasks
+// of uneven cost (the query blocks of a causal mask); the result must not
+// depend on which thread runs which i (each i writes only its own output).
+void parallel_for_dynamic(int64_t n, const std::function<void(int64_t)>& body);
+
 // Calls body(begin, end) over consecutive ranges that cover [0, n), each of
 // at least `grain` items (but the last), one range per thread at most: for
 // loops whose items are too cheap for a call each (rows of a LayerNorm).

@@ -31,6 +31,17 @@ class BoundAlibi final : public detail::BoundMaskPart {
       row[j - k0] = detail::add_bias(row[j - k0], -slope * static_cast<float>(std::llabs(d - j)));
   }
 
+  void apply_tile(int64_t, int64_t h, int64_t q0, int64_t q1, int64_t k0, int64_t k1, float* tile,
+                  int64_t ld) const override {
+    const float slope = (*slopes_)[static_cast<std::size_t>(h)];
+    for (int64_t j = k0; j < k1; ++j) {
+      float* r = tile + (j - k0) * ld;
+      for (int64_t i = q0; i < q1; ++i)
+        r[i - q0] = detail::add_bias(r[i - q0],
+                                     -slope * static_cast<float>(std::llabs(i + offset_ - j)));
+    }
+  }
+
   bool has_bias() const override { return nonzero_; }
 
  private:

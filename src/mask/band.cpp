@@ -47,6 +47,17 @@ class BoundBand final : public detail::BoundMaskPart {
       if (j < a || j > z) row[j - k0] = kNegInf;
   }
 
+  void apply_tile(int64_t, int64_t, int64_t q0, int64_t q1, int64_t k0, int64_t k1, float* tile,
+                  int64_t ld) const override {
+    // Key j is seen by the queries [j - hi, j - lo] (and by all when j < prefix).
+    for (int64_t j = std::max(k0, prefix_); j < k1; ++j) {
+      float* r = tile + (j - k0) * ld;
+      const int64_t first = std::clamp(j - hi_, q0, q1), last = std::clamp(j - lo_ + 1, q0, q1);
+      std::fill(r, r + (first - q0), kNegInf);
+      std::fill(r + (std::max(first, last) - q0), r + (q1 - q0), kNegInf);
+    }
+  }
+
  private:
   int64_t lo_, hi_, prefix_;
 };

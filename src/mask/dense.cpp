@@ -74,6 +74,11 @@ class BoundDense final : public BoundMaskPart {
     map_->apply(slice(b, h), r, map_->cols() == 1 ? 0 : k0, k1 - k0, row);
   }
 
+  void apply_tile(int64_t b, int64_t h, int64_t q0, int64_t q1, int64_t k0, int64_t k1, float* tile,
+                  int64_t ld) const override {
+    map_->apply_tile(slice(b, h), q0, q1, k0, k1, tile, ld);
+  }
+
   bool has_bias() const override { return map_->has_bias(); }
 
  private:
@@ -202,6 +207,27 @@ void DenseMap::apply(int64_t s, int64_t r, int64_t c0, int64_t n, float* row) co
     const uint8_t* a = allowed_.data() + base;
     for (int64_t j = 0; j < n; ++j)
       if (!a[j]) row[j] = kNegInf;
+  }
+}
+
+void DenseMap::apply_tile(int64_t s, int64_t r0, int64_t r1, int64_t c0, int64_t c1, float* tile,
+                          int64_t ld) const noexcept {
+  // A broadcast dimension (size 1) reads index 0 for every row or column.
+  const int64_t row_step = rows_ == 1 ? 0 : cols_;
+  const int64_t col_step = cols_ == 1 ? 0 : 1;
+  const std::size_t base = static_cast<std::size_t>(s * rows_ * cols_);
+  for (int64_t c = c0; c < c1; ++c) {
+    float* t = tile + (c - c0) * ld;
+    // Element (r, c) sits at base + r * row_step + c * col_step.
+    const std::size_t col = base + static_cast<std::size_t>(c * col_step + r0 * row_step);
+    if (!bias_.empty()) {
+      const float* v = bias_.data() + col;
+      for (int64_t r = 0; r < r1 - r0; ++r) t[r] = add_bias(t[r], v[r * row_step]);
+    } else {
+      const uint8_t* a = allowed_.data() + col;
+      for (int64_t r = 0; r < r1 - r0; ++r)
+        if (!a[r * row_step]) t[r] = kNegInf;
+    }
   }
 }
 

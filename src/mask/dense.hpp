@@ -34,6 +34,11 @@ class DenseMap {
   // (-inf where masked, += bias where allowed). With cols() == 1 every j reads
   // column 0 (c0 must be 0).
   void apply(int64_t s, int64_t r, int64_t c0, int64_t n, float* row) const noexcept;
+  // The same for rows [r0, r1) x cols [c0, c1), key-major:
+  // tile[(c - c0) * ld + (r - r0)]. A broadcast dimension (rows() or cols()
+  // == 1) reads index 0 whatever the range.
+  void apply_tile(int64_t s, int64_t r0, int64_t r1, int64_t c0, int64_t c1, float* tile,
+                  int64_t ld) const noexcept;
 
  private:
   int64_t sat(int64_t s, int64_t r, int64_t c) const noexcept {

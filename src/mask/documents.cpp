@@ -93,6 +93,17 @@ class BoundDocuments final : public detail::BoundMaskPart {
       if (ki[j] != id) row[j - k0] = kNegInf;
   }
 
+  void apply_tile(int64_t b, int64_t, int64_t q0, int64_t q1, int64_t k0, int64_t k1, float* tile,
+                  int64_t ld) const override {
+    const int64_t* qi = q_->ids(b) + q0;
+    const int64_t* ki = k_->ids(b);
+    for (int64_t j = k0; j < k1; ++j) {
+      float* r = tile + (j - k0) * ld;
+      const int64_t id = ki[j];
+      for (int64_t i = 0; i < q1 - q0; ++i) r[i] = qi[i] == id ? r[i] : kNegInf;
+    }
+  }
+
  private:
   // Whether some id occurs both in qi[q0, q1) and in ki[k0, k1).
   bool shares_id(int64_t b, const int64_t* qi, const int64_t* qe, int64_t q0, int64_t q1,

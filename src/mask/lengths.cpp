@@ -35,6 +35,16 @@ class BoundLengths final : public detail::BoundMaskPart {
     }
   }
 
+  void apply_tile(int64_t b, int64_t, int64_t q0, int64_t q1, int64_t k0, int64_t k1, float* tile,
+                  int64_t ld) const override {
+    const int64_t n = lengths_[static_cast<std::size_t>(b)];
+    for (int64_t j = k0; j < k1; ++j) {
+      float* r = tile + (j - k0) * ld;
+      const int64_t first_masked = keys_ ? (j >= n ? q0 : q1) : std::clamp(n, q0, q1);
+      std::fill(r + (first_masked - q0), r + (q1 - q0), kNegInf);
+    }
+  }
+
  private:
   std::vector<int64_t> lengths_;  // (B)
   bool keys_;

@@ -95,6 +95,13 @@ void BoundMask::row_values(int64_t b, int64_t h, int64_t i, int64_t k_begin, int
   for (const auto& p : parts_) p->apply_row(b, h, i, k_begin, k_end, out);
 }
 
+void BoundMask::tile_values(int64_t b, int64_t h, int64_t q_begin, int64_t q_end, int64_t k_begin,
+                            int64_t k_end, float* out, int64_t ld) const {
+  const int64_t nq = q_end - q_begin;
+  for (int64_t j = k_begin; j < k_end; ++j) std::fill_n(out + (j - k_begin) * ld, nq, 0.0f);
+  for (const auto& p : parts_) p->apply_tile(b, h, q_begin, q_end, k_begin, k_end, out, ld);
+}
+
 float BoundMask::value(int64_t b, int64_t h, int64_t i, int64_t j) const {
   float x = 0.0f;
   row_values(b, h, i, j, j + 1, &x);

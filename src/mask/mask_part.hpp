@@ -6,7 +6,9 @@
 //   classify   for a tile of queries x keys: Empty / Full / Partial, exactly,
 //              considering only which pairs are allowed (biases do not count);
 //   apply_row  for one query row: set masked elements to -inf and add the
-//              part's bias to the allowed ones.
+//              part's bias to the allowed ones;
+//   apply_tile the same for a tile stored key-major (one row per key, queries
+//              along it: the layout of the flash kernel's score tiles).
 #pragma once
 
 #include <cmath>
@@ -30,6 +32,10 @@ class BoundMaskPart {
   // += bias where it allows. row already holds the other parts' values.
   virtual void apply_row(int64_t b, int64_t h, int64_t i, int64_t k0, int64_t k1,
                          float* row) const = 0;
+  // tile[(j - k0) * ld + (i - q0)] for i in [q0, q1), j in [k0, k1): as
+  // apply_row, one key per row of the tile.
+  virtual void apply_tile(int64_t b, int64_t h, int64_t q0, int64_t q1, int64_t k0, int64_t k1,
+                          float* tile, int64_t ld) const = 0;
   virtual bool has_bias() const { return false; }
 };
 

@@ -1,0 +1,511 @@
+// The flash backend's tile loop, compiled once per SIMD target (Highway
+// dynamic dispatch; see attention/flash_kernels.hpp for the entry points).
+//
+// One task holds a block of Bq queries of one head *along the SIMD lanes*
+// (two vectors) and walks the keys in tiles of Bk (FlashAttention-2, Dao 2023,
+// with queries in the lanes so no step needs a horizontal reduction):
+//
+//   qt (D, Bq)   the block's queries, transposed and scaled, packed once
+//   st (Bk, Bq)  scores of one key tile, one key per row     st = k qt
+//   mt (Bk, Bq)  the mask's additive values of the tile (Partial tiles only)
+//   ot (Dv, Bq)  the output accumulator, one output column per row
+//   m, l (Bq)    running maximum and sum of exp(s - m) of each query
+//
+// per key tile [k0, k1): classify it with the mask — Empty tiles are skipped
+// without a load; Full tiles need no mask values — then
+//   st = scale * k qt; st = softcap * tanh(st / softcap); st += mt
+//   m' = max(m, max_j st); p = exp(st - m'); l = l e^(m - m') + sum_j p
+//   ot = ot e^(m - m') + v^T (p * dropout)
+// and at the end out = ot * head_mask / l, lse = m + log l. A query with no
+// allowed key keeps l = 0: an empty row.
+//
+// bfloat16 inputs use the AVX-512 BF16 micro-kernels of kernels/bf16_dot.hpp
+// on targets with 16 float lanes when the CPU has them; elsewhere each key
+// tile is widened to float and runs the float micro-kernels.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#include "attention/flash_kernels.hpp"
+#include "core/arena.hpp"
+#include "kernels/bf16_dot.hpp"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "attention/flash_kernels.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+// Must come after foreach_target.h.
+#include "hwy/contrib/math/math-inl.h"
+#include "hwy/highway.h"
+#include "kernels/exp-inl.hpp"
+
+HWY_BEFORE_NAMESPACE();
+namespace maskattn::detail {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Register blocks: the micro-kernels hold kBlock rows (keys, or output
+// columns) x 2 query vectors of accumulators — 24 of AVX-512's 32 registers,
+// 12 of AVX2's 16 — plus the operands.
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+constexpr int kBlock = 12;
+constexpr bool kHasBf16Dot = true;  // 16 float lanes: bf16::kQueries == Bq
+#elif HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_SSSE3
+constexpr int kBlock = 6;
+constexpr bool kHasBf16Dot = false;
+#else
+constexpr int kBlock = 4;
+constexpr bool kHasBf16Dot = false;
+#endif
+
+HWY_INLINE int64_t QueryBlockSize() { return 2 * static_cast<int64_t>(hn::Lanes(DF())); }
+
+// ---- float micro-kernels -----------------------------------------------------
+
+// st[kk][lane] = sum_x qt[x][lane] * k[kk][x] for KB keys, key kk at k + kk * ks.
+template <int KB>
+HWY_INLINE void ScoresBlock(const float* HWY_RESTRICT qt, int64_t dim, const float* k, int64_t ks,
+                            float* HWY_RESTRICT st) {
+  const DF d;
+  const size_t n = hn::Lanes(d);
+  const int64_t bq = 2 * static_cast<int64_t>(n);
+  VF acc0[KB], acc1[KB];
+  for (int kk = 0; kk < KB; ++kk) acc0[kk] = acc1[kk] = hn::Zero(d);
+  for (int64_t x = 0; x < dim; ++x) {
+    const VF q0 = hn::Load(d, qt + x * bq);
+    const VF q1 = hn::Load(d, qt + x * bq + n);
+#pragma GCC unroll 12
+    for (int kk = 0; kk < KB; ++kk) {
+      const VF kb = hn::Set(d, k[kk * ks + x]);
+      acc0[kk] = hn::MulAdd(q0, kb, acc0[kk]);
+      acc1[kk] = hn::MulAdd(q1, kb, acc1[kk]);
+    }
+  }
+  for (int kk = 0; kk < KB; ++kk) {
+    hn::Store(acc0[kk], d, st + kk * bq);
+    hn::Store(acc1[kk], d, st + kk * bq + n);
+  }
+}
+
+// Scores of nk keys (rows of k, stride ks) against the packed queries.
+HWY_INLINE void Scores(const float* HWY_RESTRICT qt, int64_t dim, const float* k, int64_t ks,
+                       int64_t nk, float* HWY_RESTRICT st) {
+  const int64_t bq = QueryBlockSize();
+  int64_t j = 0;
+  for (; j + kBlock <= nk; j += kBlock) ScoresBlock<kBlock>(qt, dim, k + j * ks, ks, st + j * bq);
+  for (; j + 4 <= nk; j += 4) ScoresBlock<4>(qt, dim, k + j * ks, ks, st + j * bq);
+  for (; j + 2 <= nk; j += 2) ScoresBlock<2>(qt, dim, k + j * ks, ks, st + j * bq);
+  for (; j < nk; ++j) ScoresBlock<1>(qt, dim, k + j * ks, ks, st + j * bq);
+}
+
+// ot[x][lane] += sum_j p[j][lane] * v[j][x] for DB output columns x, value
+// row j at v + j * vs.
+template <int DB>
+HWY_INLINE void PvBlock(const float* HWY_RESTRICT p, int64_t nk, const float* v, int64_t vs,
+                        float* HWY_RESTRICT ot) {
+  const DF d;
+  const size_t n = hn::Lanes(d);
+  const int64_t bq = 2 * static_cast<int64_t>(n);
+  VF acc0[DB], acc1[DB];
+  for (int x = 0; x < DB; ++x) {
+    acc0[x] = hn::Load(d, ot + x * bq);
+    acc1[x] = hn::Load(d, ot + x * bq + n);
+  }
+  for (int64_t j = 0; j < nk; ++j) {
+    const VF p0 = hn::Load(d, p + j * bq);
+    const VF p1 = hn::Load(d, p + j * bq + n);
+    const float* vr = v + j * vs;
+#pragma GCC unroll 12
+    for (int x = 0; x < DB; ++x) {
+      const VF vb = hn::Set(d, vr[x]);
+      acc0[x] = hn::MulAdd(p0, vb, acc0[x]);
+      acc1[x] = hn::MulAdd(p1, vb, acc1[x]);
+    }
+  }
+  for (int x = 0; x < DB; ++x) {
+    hn::Store(acc0[x], d, ot + x * bq);
+    hn::Store(acc1[x], d, ot + x * bq + n);
+  }
+}
+
+HWY_INLINE void Pv(const float* HWY_RESTRICT p, int64_t nk, const float* v, int64_t vs, int64_t dv,
+                   float* HWY_RESTRICT ot) {
+  const int64_t bq = QueryBlockSize();
+  int64_t x = 0;
+  for (; x + kBlock <= dv; x += kBlock) PvBlock<kBlock>(p, nk, v + x, vs, ot + x * bq);
+  for (; x + 4 <= dv; x += 4) PvBlock<4>(p, nk, v + x, vs, ot + x * bq);
+  for (; x + 2 <= dv; x += 2) PvBlock<2>(p, nk, v + x, vs, ot + x * bq);
+  for (; x < dv; ++x) PvBlock<1>(p, nk, v + x, vs, ot + x * bq);
+}
+
+// ---- the inputs of a task, per storage type ----------------------------------
+
+// Rows of one (b, head) of a 4-D input: row j at base + j * stride.
+template <class T>
+struct Rows {
+  const T* base;
+  int64_t stride;
+  const T* row(int64_t j) const { return base + j * stride; }
+};
+
+template <class T>
+Rows<T> rows_of(const View<const T, 4>& x, int64_t b, int64_t h) {
+  return {x.row(b, h, 0), x.stride(2)};
+}
+
+// The float micro-kernels' operands: for float inputs the rows themselves;
+// for bfloat16 without the BF16 dot product, each tile widened to float.
+class FloatOperands {
+ public:
+  FloatOperands(const AttentionCall& c, const TileTask& t, int64_t k_block, Arena::Frame& frame)
+      : c_(c), b_(t.b), h_(t.h), hk_(t.h / c.group()) {
+    if (c.is_bf16) {
+      kf_ = frame.alloc<float>(k_block * c.d);
+      vf_ = frame.alloc<float>(k_block * c.dv);
+    }
+  }
+
+  // qt[x][lane] = scale * q[q0 + lane][x]; lanes past q1 are 0.
+  void pack_queries(int64_t q0, int64_t q1, float* qt) const {
+    const int64_t bq = QueryBlockSize();
+    std::fill(qt, qt + c_.d * bq, 0.0f);
+    const float scale = static_cast<float>(c_.scale);
+    for (int64_t i = q0; i < q1; ++i) {
+      if (c_.is_bf16) {
+        const BFloat16* q = c_.bf16.q.row(b_, h_, i);
+        for (int64_t x = 0; x < c_.d; ++x) qt[x * bq + (i - q0)] = scale * to_float(q[x]);
+      } else {
+        const float* q = c_.f32.q.row(b_, h_, i);
+        for (int64_t x = 0; x < c_.d; ++x) qt[x * bq + (i - q0)] = scale * q[x];
+      }
+    }
+  }
+
+  void scores(const float* qt, int64_t k0, int64_t nk, float* st) {
+    if (!c_.is_bf16) {
+      const Rows<float> k = rows_of(c_.f32.k, b_, hk_);
+      Scores(qt, c_.d, k.row(k0), k.stride, nk, st);
+      return;
+    }
+    widen(rows_of(c_.bf16.k, b_, hk_), k0, nk, c_.d, kf_);
+    Scores(qt, c_.d, kf_, c_.d, nk, st);
+  }
+
+  void accumulate(const float* p, int64_t k0, int64_t nk, float* ot) {
+    if (!c_.is_bf16) {
+      const Rows<float> v = rows_of(c_.f32.v, b_, hk_);
+      Pv(p, nk, v.row(k0), v.stride, c_.dv, ot);
+      return;
+    }
+    widen(rows_of(c_.bf16.v, b_, hk_), k0, nk, c_.dv, vf_);
+    Pv(p, nk, vf_, c_.dv, c_.dv, ot);
+  }
+
+  static constexpr bool kScaledScores = true;  // scale already in qt
+
+ private:
+  static void widen(const Rows<BFloat16>& r, int64_t k0, int64_t nk, int64_t width, float* out) {
+    for (int64_t j = 0; j < nk; ++j) {
+      const BFloat16* src = r.row(k0 + j);
+      for (int64_t x = 0; x < width; ++x) out[j * width + x] = to_float(src[x]);
+    }
+  }
+
+  const AttentionCall& c_;
+  int64_t b_, h_, hk_;
+  float* kf_ = nullptr;  // (Bk, D) widened key tile
+  float* vf_ = nullptr;  // (Bk, Dv) widened value tile
+};
+
+// bfloat16 inputs on AVX-512 BF16: scores and p v by vdpbf16ps.
+class Bf16DotOperands {
+ public:
+  Bf16DotOperands(const AttentionCall& c, const TileTask& t, int64_t k_block, Arena::Frame& frame)
+      : c_(c), b_(t.b), h_(t.h), hk_(t.h / c.group()) {
+    const int64_t pairs = (k_block + 1) / 2;
+    pp_ = frame.alloc<uint32_t>(pairs * bf16::kQueries);
+    vp_ = frame.alloc<uint32_t>(pairs * c.dv);
+    qt_ = frame.alloc<uint32_t>((c.d + 1) / 2 * bf16::kQueries);
+  }
+
+  // qt_[x2][lane] = (q[q0 + lane][2 x2], q[q0 + lane][2 x2 + 1]); lanes past
+  // q1 and an odd D's missing element are 0. The scale is applied to the scores.
+  void pack_queries(int64_t q0, int64_t q1, float*) const {
+    const int64_t pairs = (c_.d + 1) / 2;
+    std::fill(qt_, qt_ + pairs * bf16::kQueries, 0u);
+    for (int64_t i = q0; i < q1; ++i) {
+      const BFloat16* q = c_.bf16.q.row(b_, h_, i);
+      for (int64_t x = 0; x < c_.d; ++x) {
+        uint32_t& pair = qt_[(x / 2) * bf16::kQueries + (i - q0)];
+        pair |= static_cast<uint32_t>(q[x].bits) << (16 * (x % 2));
+      }
+    }
+  }
+
+  void scores(const float*, int64_t k0, int64_t nk, float* st) const {
+    const Rows<BFloat16> k = rows_of(c_.bf16.k, b_, hk_);
+    bf16::scores(qt_, &k.row(k0)->bits, k.stride, nk, c_.d, st);
+  }
+
+  void accumulate(const float* p, int64_t k0, int64_t nk, float* ot) const {
+    const Rows<BFloat16> v = rows_of(c_.bf16.v, b_, hk_);
+    bf16::pack_probabilities(p, nk, pp_);
+    bf16::pack_value_pairs(&v.row(k0)->bits, v.stride, nk, c_.dv, vp_);
+    bf16::accumulate_pv(pp_, vp_, (nk + 1) / 2, c_.dv, ot);
+  }
+
+  static constexpr bool kScaledScores = false;
+
+ private:
+  const AttentionCall& c_;
+  int64_t b_, h_, hk_;
+  uint32_t* qt_;  // (ceil(D / 2), 32) query pairs
+  uint32_t* pp_;  // (ceil(Bk / 2), 32) probability pairs
+  uint32_t* vp_;  // (ceil(Bk / 2), Dv) value pairs
+};
+
+// ---- per-tile steps ----------------------------------------------------------
+
+// st = cap * tanh(scale * st / cap) (softcap > 0), then + mt (when given).
+HWY_INLINE void FinishScores(float* HWY_RESTRICT st, int64_t nk, float scale, float softcap,
+                             const float* HWY_RESTRICT mt) {
+  const DF d;
+  const size_t n = hn::Lanes(d);
+  const int64_t count = nk * QueryBlockSize();
+  const VF vscale = hn::Set(d, scale);
+  const VF cap = hn::Set(d, softcap), inv_cap = hn::Set(d, softcap > 0.0f ? 1.0f / softcap : 0.0f);
+  for (int64_t x = 0; x < count; x += static_cast<int64_t>(n)) {
+    VF s = hn::Mul(hn::Load(d, st + x), vscale);
+    if (softcap > 0.0f) s = hn::Mul(cap, hn::Tanh(d, hn::Mul(s, inv_cap)));
+    if (mt != nullptr) s = hn::Add(s, hn::Load(d, mt + x));
+    hn::Store(s, d, st + x);
+  }
+}
+
+// The online-softmax step of one tile: st (nk, Bq) scores -> probabilities
+// exp(s - m'), m and l updated, ot (dv, Bq) rescaled by e^(m - m'). A query
+// whose maximum is still -inf (no allowed key yet) subtracts 0 instead, so
+// its p and its factor are exactly 0, never NaN.
+HWY_INLINE void OnlineSoftmax(float* HWY_RESTRICT st, int64_t nk, float* HWY_RESTRICT m,
+                              float* HWY_RESTRICT l, float* HWY_RESTRICT ot, int64_t dv) {
+  const DF d;
+  const size_t n = hn::Lanes(d);
+  const int64_t bq = QueryBlockSize();
+  const VF neg_inf = hn::Set(d, kNegInf);
+  for (int64_t v = 0; v < bq; v += static_cast<int64_t>(n)) {
+    VF tile_max = neg_inf;
+    for (int64_t j = 0; j < nk; ++j) tile_max = hn::Max(tile_max, hn::Load(d, st + j * bq + v));
+    const VF m_old = hn::Load(d, m + v);
+    const VF m_new = hn::Max(m_old, tile_max);
+    const VF m_use = hn::IfThenZeroElse(hn::Eq(m_new, neg_inf), m_new);
+    VF sum = hn::Zero(d);
+    for (int64_t j = 0; j < nk; ++j) {
+      const VF p = ExpNonPositive(d, hn::Sub(hn::Load(d, st + j * bq + v), m_use));
+      hn::Store(p, d, st + j * bq + v);
+      sum = hn::Add(sum, p);
+    }
+    const VF alpha = ExpNonPositive(d, hn::Sub(m_old, m_use));
+    hn::Store(hn::MulAdd(hn::Load(d, l + v), alpha, sum), d, l + v);
+    hn::Store(m_new, d, m + v);
+    for (int64_t x = 0; x < dv; ++x) hn::Store(hn::Mul(hn::Load(d, ot + x * bq + v), alpha), d, ot + x * bq + v);
+  }
+}
+
+// Inverted dropout on the probabilities of queries [q0, q0 + nq) x keys
+// [k0, k0 + nk): the stream of dropout_keep(), as every backend draws it.
+void ApplyDropout(const AttentionCall& c, int64_t b, int64_t h, int64_t q0, int64_t nq, int64_t k0,
+                  int64_t nk, float* st) {
+  const int64_t bq = QueryBlockSize();
+  const float inv_keep = static_cast<float>(1.0 / (1.0 - static_cast<double>(c.dropout_p)));
+  const MaskShape& shape = c.mask->shape();
+  for (int64_t j = 0; j < nk; ++j)
+    for (int64_t lane = 0; lane < nq; ++lane) {
+      float& p = st[j * bq + lane];
+      p = dropout_keep(c.seed, c.dropout_p, shape, b, h, q0 + lane, k0 + j) ? p * inv_keep : 0.0f;
+    }
+}
+
+// What an empty row holds under c.empty_rows.
+float EmptyFill(const AttentionCall& c) {
+  return c.empty_rows == EmptyRows::NaN ? std::numeric_limits<float>::quiet_NaN() : 0.0f;
+}
+
+// ---- tasks -------------------------------------------------------------------
+
+template <class Operands>
+void ForwardTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask& t,
+                 const PartialResult* partial) {
+  const int64_t bq = QueryBlockSize(), bk = tiles.k_block, nq = t.q1 - t.q0;
+  Arena::Frame frame(thread_arena());
+  float* qt = frame.alloc<float>(c.d * bq);   // (D, Bq)
+  float* st = frame.alloc<float>(bk * bq);    // (Bk, Bq)
+  float* mt = frame.alloc<float>(bk * bq);    // (Bk, Bq)
+  float* ot = frame.alloc<float>(c.dv * bq);  // (Dv, Bq)
+  float* m = frame.alloc<float>(bq);
+  float* l = frame.alloc<float>(bq);
+  Operands ops(c, t, bk, frame);
+  ops.pack_queries(t.q0, t.q1, qt);
+  std::fill(mt, mt + bk * bq, 0.0f);  // lanes past nq stay 0
+  std::fill(ot, ot + c.dv * bq, 0.0f);
+  std::fill(m, m + bq, kNegInf);
+  std::fill(l, l + bq, 0.0f);
+  const float scale = Operands::kScaledScores ? 1.0f : static_cast<float>(c.scale);
+  const float softcap = static_cast<float>(c.softcap);
+  const bool bias = c.mask->has_bias();
+
+  for (int64_t k0 = t.k_begin; k0 < t.k_end; k0 += bk) {
+    const int64_t k1 = std::min(k0 + bk, t.k_end), nk = k1 - k0;
+    const TileClass cls = c.mask->classify(t.b, t.h, t.q0, t.q1, k0, k1);
+    if (cls == TileClass::Empty) continue;
+    ops.scores(qt, k0, nk, st);
+    const bool masked = cls == TileClass::Partial || bias;
+    if (masked) c.mask->tile_values(t.b, t.h, t.q0, t.q1, k0, k1, mt, bq);
+    if (scale != 1.0f || softcap > 0.0f || masked)
+      FinishScores(st, nk, scale, softcap, masked ? mt : nullptr);
+    OnlineSoftmax(st, nk, m, l, ot, c.dv);
+    if (c.dropout_p > 0.0f) ApplyDropout(c, t.b, t.h, t.q0, nq, k0, nk, st);
+    ops.accumulate(st, k0, nk, ot);
+  }
+
+  if (partial != nullptr) {
+    std::copy(m, m + bq, partial->m);
+    std::copy(l, l + bq, partial->l);
+    std::copy(ot, ot + c.dv * bq, partial->ot);
+    return;
+  }
+  const double head = c.head_multiplier(t.b, t.h);
+  for (int64_t lane = 0; lane < nq; ++lane) {
+    const int64_t i = t.q0 + lane;
+    float* o = c.out.row(t.b, t.h, i);
+    const float sum = l[lane];
+    if (sum == 0.0f) {  // no allowed key: an empty row
+      std::fill(o, o + c.dv, EmptyFill(c));
+      if (!c.lse.empty()) c.lse(t.b, t.h, i) = kNegInf;
+      continue;
+    }
+    const float factor = static_cast<float>(head / static_cast<double>(sum));
+    for (int64_t x = 0; x < c.dv; ++x) o[x] = ot[x * bq + lane] * factor;
+    if (!c.lse.empty()) c.lse(t.b, t.h, i) = m[lane] + std::log(sum);
+  }
+}
+
+template <class Operands>
+void WeightsTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask& t,
+                 View<const float, 3> lse) {
+  const DF d;
+  const size_t n = hn::Lanes(d);
+  const int64_t bq = QueryBlockSize(), bk = tiles.k_block, nq = t.q1 - t.q0;
+  Arena::Frame frame(thread_arena());
+  float* qt = frame.alloc<float>(c.d * bq);
+  float* st = frame.alloc<float>(bk * bq);
+  float* mt = frame.alloc<float>(bk * bq);
+  float* row_lse = frame.alloc<float>(bq);
+  Operands ops(c, t, bk, frame);
+  ops.pack_queries(t.q0, t.q1, qt);
+  std::fill(mt, mt + bk * bq, 0.0f);
+  // exp(s - lse): an empty row's lse (-inf) is read as +inf, giving 0.
+  for (int64_t lane = 0; lane < bq; ++lane) {
+    const float x = lane < nq ? lse(t.b, t.h, t.q0 + lane) : 0.0f;
+    row_lse[lane] = x == kNegInf ? std::numeric_limits<float>::infinity() : x;
+  }
+  const float scale = Operands::kScaledScores ? 1.0f : static_cast<float>(c.scale);
+  const float softcap = static_cast<float>(c.softcap);
+  const VF head = hn::Set(d, static_cast<float>(c.head_multiplier(t.b, t.h)));
+  const bool bias = c.mask->has_bias();
+
+  for (int64_t k0 = 0; k0 < c.lk; k0 += bk) {
+    const int64_t k1 = std::min(k0 + bk, c.lk), nk = k1 - k0;
+    const TileClass cls = c.mask->classify(t.b, t.h, t.q0, t.q1, k0, k1);
+    if (cls == TileClass::Empty) {
+      for (int64_t lane = 0; lane < nq; ++lane)
+        std::fill_n(c.weights.row(t.b, t.h, t.q0 + lane) + k0, nk, 0.0f);
+      continue;
+    }
+    ops.scores(qt, k0, nk, st);
+    const bool masked = cls == TileClass::Partial || bias;
+    if (masked) c.mask->tile_values(t.b, t.h, t.q0, t.q1, k0, k1, mt, bq);
+    if (scale != 1.0f || softcap > 0.0f || masked)
+      FinishScores(st, nk, scale, softcap, masked ? mt : nullptr);
+    for (int64_t j = 0; j < nk; ++j)
+      for (int64_t v = 0; v < bq; v += static_cast<int64_t>(n)) {
+        float* s = st + j * bq + v;
+        const VF p = ExpNonPositive(d, hn::Sub(hn::Load(d, s), hn::Load(d, row_lse + v)));
+        hn::Store(hn::Mul(p, head), d, s);
+      }
+    if (c.dropout_p > 0.0f) ApplyDropout(c, t.b, t.h, t.q0, nq, k0, nk, st);
+    for (int64_t lane = 0; lane < nq; ++lane) {
+      float* w = c.weights.row(t.b, t.h, t.q0 + lane) + k0;
+      for (int64_t j = 0; j < nk; ++j) w[j] = st[j * bq + lane];
+    }
+  }
+  if (c.empty_rows == EmptyRows::NaN)
+    for (int64_t lane = 0; lane < nq; ++lane)
+      if (lse(t.b, t.h, t.q0 + lane) == kNegInf)
+        std::fill_n(c.weights.row(t.b, t.h, t.q0 + lane), c.lk, EmptyFill(c));
+}
+
+// bfloat16 inputs take the BF16 dot-product kernels where this target and
+// the CPU have them.
+bool UsesBf16Dot() {
+  static const bool available = kHasBf16Dot && bf16::available();
+  return available;
+}
+
+void ForwardTile(const AttentionCall& c, const FlashTiles& tiles, const TileTask& t,
+                 const PartialResult* partial) {
+  if (c.is_bf16 && UsesBf16Dot())
+    ForwardTask<Bf16DotOperands>(c, tiles, t, partial);
+  else
+    ForwardTask<FloatOperands>(c, tiles, t, partial);
+}
+
+void WeightsTile(const AttentionCall& c, const FlashTiles& tiles, const TileTask& t,
+                 View<const float, 3> lse) {
+  if (c.is_bf16 && UsesBf16Dot())
+    WeightsTask<Bf16DotOperands>(c, tiles, t, lse);
+  else
+    WeightsTask<FloatOperands>(c, tiles, t, lse);
+}
+
+int64_t QueryBlock() { return QueryBlockSize(); }
+const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace maskattn::detail
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace maskattn::detail {
+
+HWY_EXPORT(QueryBlock);
+HWY_EXPORT(TargetName);
+HWY_EXPORT(UsesBf16Dot);
+HWY_EXPORT(ForwardTile);
+HWY_EXPORT(WeightsTile);
+
+int64_t flash_query_block() { return HWY_DYNAMIC_DISPATCH(QueryBlock)(); }
+
+std::vector<int64_t> flash_targets() { return hwy::SupportedAndGeneratedTargets(); }
+void force_flash_target(int64_t target) { hwy::SetSupportedTargetsForTest(target); }
+const char* flash_target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
+bool flash_uses_bf16_dot() { return HWY_DYNAMIC_DISPATCH(UsesBf16Dot)(); }
+
+void flash_forward_tile(const AttentionCall& c, const FlashTiles& tiles, const TileTask& t,
+                        const PartialResult* partial) {
+  HWY_DYNAMIC_DISPATCH(ForwardTile)(c, tiles, t, partial);
+}
+
+void flash_weights_tile(const AttentionCall& c, const FlashTiles& tiles, const TileTask& t,
+                        View<const float, 3> lse) {
+  HWY_DYNAMIC_DISPATCH(WeightsTile)(c, tiles, t, lse);
+}
+
+}  // namespace maskattn::detail
+#endif  // HWY_ONCE
