@@ -1,14 +1,17 @@
 // The flash backend's driver: plans the tiles and the tasks, runs them on the
 // thread pool, merges key-split partial results, and runs the second pass
 // that writes the attention weights from the saved log-sum-exp. The tile
-// loop itself is per-target SIMD code (attention/flash_kernels.cpp).
+// loops themselves are per-target SIMD code (attention/flash_kernels.cpp).
 //
-// Tasks are (b, h, query block) — and, when those are too few for the
-// threads (one-token decoding), key ranges of each — taken dynamically, as
-// a causal mask gives the query blocks uneven work. Each task writes only
-// its own rows, and a merge runs in a fixed order, so results do not depend
-// on which thread ran what: the same input, seed and thread count give the
-// same bits.
+// Two kinds of task (flash_kernels.hpp): tiles of Bq queries of one head
+// (queries in the SIMD lanes), or, when a call has only a few queries
+// (decoding), rows — every (query head, query) that reads one key/value head
+// — with the keys in the lanes. When those tasks are too few for the
+// threads, each also gets a range of the keys, and the ranges' partial
+// results are merged by log-sum-exp. Tasks are taken dynamically (a causal
+// mask gives query blocks uneven work); each writes only its own rows and
+// merges run in a fixed order, so the same input, seed and thread count give
+// the same bits whichever thread ran what.
 #include "attention/flash.hpp"
 
 #include <algorithm>
@@ -24,116 +27,150 @@
 namespace maskattn::detail {
 namespace {
 
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
 struct Plan {
   FlashTiles tiles;
-  int64_t q_blocks = 0;  // per (b, h)
-  int64_t tasks = 0;     // B * Hq * q_blocks
+  bool rows = false;     // the row path
+  int64_t blocks = 0;    // per (b, h) query blocks; per (b, hk) row blocks
+  int64_t block = 0;     // queries (tile) or rows (row path) per block
+  int64_t tasks = 0;
   int64_t splits = 1;    // key ranges per task
-  int64_t split_len = 0; // keys per range (a multiple of Bk)
+  int64_t split_len = 0; // keys per range (a multiple of the key block)
 
-  TileTask task(const AttentionCall& c, int64_t t, int64_t split) const {
-    const int64_t qb = t % q_blocks, bh = t / q_blocks;
-    const int64_t q0 = qb * tiles.q_block;
-    const int64_t k_begin = std::min(split * split_len, c.lk);
-    const int64_t k_end = splits == 1 ? c.lk : std::min(k_begin + split_len, c.lk);
-    return {bh / c.hq, bh % c.hq, q0, std::min(q0 + tiles.q_block, c.lq), k_begin, k_end};
+  int64_t key_block() const { return rows ? tiles.row_k_block : tiles.k_block; }
+  int64_t k_begin(const AttentionCall& c, int64_t split) const {
+    return std::min(split * split_len, c.lk);
+  }
+  int64_t k_end(const AttentionCall& c, int64_t split) const {
+    return splits == 1 ? c.lk : std::min(k_begin(c, split) + split_len, c.lk);
+  }
+  TileTask tile(const AttentionCall& c, int64_t t, int64_t split) const {
+    const int64_t qb = t % blocks, bh = t / blocks, q0 = qb * block;
+    return {bh / c.hq, bh % c.hq, q0, std::min(q0 + block, c.lq), k_begin(c, split),
+            k_end(c, split)};
+  }
+  RowTask row(const AttentionCall& c, int64_t t, int64_t split) const {
+    const int64_t rb = t % blocks, bh = t / blocks, r0 = rb * block;
+    return {bh / c.hkv, bh % c.hkv, r0, std::min(r0 + block, c.group() * c.lq), k_begin(c, split),
+            k_end(c, split)};
   }
 };
 
 Plan make_plan(const AttentionCall& c) {
   Plan p;
-  p.tiles = plan_tiles(c.d, c.dv, c.is_bf16 ? 2 : 4, flash_query_block());
-  p.q_blocks = (c.lq + p.tiles.q_block - 1) / p.tiles.q_block;
-  p.tasks = c.batch * c.hq * p.q_blocks;
-  p.splits = plan_key_splits(p.tasks, c.lk, p.tiles.k_block, max_threads());
-  const int64_t tiles_per_split =
-      ((c.lk + p.tiles.k_block - 1) / p.tiles.k_block + p.splits - 1) / p.splits;
-  p.split_len = tiles_per_split * p.tiles.k_block;
+  p.tiles = plan_tiles(c.d, c.dv, c.is_bf16 ? 2 : 4, flash_query_block(), flash_lanes());
+  p.rows = use_row_path(c.lq, c.group(), p.tiles.q_block);
+  if (p.rows) {
+    const int64_t rows = c.group() * c.lq;
+    p.block = std::min(rows, kRowsPerTask);
+    p.blocks = (rows + p.block - 1) / p.block;
+    p.tasks = c.batch * c.hkv * p.blocks;
+  } else {
+    p.block = p.tiles.q_block;
+    p.blocks = (c.lq + p.block - 1) / p.block;
+    p.tasks = c.batch * c.hq * p.blocks;
+  }
+  p.splits = plan_key_splits(p.tasks, c.lk, p.key_block(), max_threads());
+  const int64_t blocks_of_keys = (c.lk + p.key_block() - 1) / p.key_block();
+  p.split_len = (blocks_of_keys + p.splits - 1) / p.splits * p.key_block();
   return p;
 }
 
-// Combines the key ranges' partial results of task t (log-sum-exp merge,
-// ranges in order) into its rows of c.out and c.lse.
-void merge_partials(const AttentionCall& c, const Plan& plan, int64_t t,
-                    const std::vector<PartialResult>& parts) {
-  const TileTask task = plan.task(c, t, 0);
-  const int64_t bq = plan.tiles.q_block;
-  const double head = c.head_multiplier(task.b, task.h);
-  std::vector<double> acc(static_cast<std::size_t>(c.dv));
-  for (int64_t lane = 0; lane < task.q1 - task.q0; ++lane) {
-    const int64_t i = task.q0 + lane;
-    float* o = c.out.row(task.b, task.h, i);
-    double m = -std::numeric_limits<double>::infinity();
-    bool nan = false;
-    for (int64_t s = 0; s < plan.splits; ++s) {
-      const PartialResult& p = parts[static_cast<std::size_t>(t * plan.splits + s)];
-      nan = nan || std::isnan(p.l[lane]) || std::isnan(p.m[lane]);
-      if (p.l[lane] > 0.0f) m = std::max<double>(m, p.m[lane]);
-    }
-    if (nan || m == -std::numeric_limits<double>::infinity()) {
-      const float fill = nan || c.empty_rows == EmptyRows::NaN
-                             ? std::numeric_limits<float>::quiet_NaN()
-                             : 0.0f;
-      std::fill(o, o + c.dv, fill);
-      if (!c.lse.empty()) c.lse(task.b, task.h, i) = nan ? fill : kNegInf;
-      continue;
-    }
-    double sum = 0.0;
-    std::fill(acc.begin(), acc.end(), 0.0);
-    for (int64_t s = 0; s < plan.splits; ++s) {
-      const PartialResult& p = parts[static_cast<std::size_t>(t * plan.splits + s)];
-      if (!(p.l[lane] > 0.0f)) continue;
-      const double w = std::exp(static_cast<double>(p.m[lane]) - m);
-      sum += w * p.l[lane];
-      for (int64_t x = 0; x < c.dv; ++x) acc[static_cast<std::size_t>(x)] += w * p.ot[x * bq + lane];
-    }
-    for (int64_t x = 0; x < c.dv; ++x)
-      o[x] = static_cast<float>(acc[static_cast<std::size_t>(x)] * head / sum);
-    if (!c.lse.empty()) c.lse(task.b, task.h, i) = static_cast<float>(m + std::log(sum));
+// One output row (b, h, i) from its key ranges' partial results (entry n of
+// each), merged by log-sum-exp in range order.
+void merge_row(const AttentionCall& c, const PartialResult* parts, int64_t splits, int64_t n,
+               int64_t b, int64_t h, int64_t i, std::vector<double>& acc) {
+  constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+  float* o = c.out.row(b, h, i);
+  double m = kNegInf;
+  bool nan = false;
+  for (int64_t s = 0; s < splits; ++s) {
+    nan = nan || std::isnan(parts[s].l[n]) || std::isnan(parts[s].m[n]);
+    if (parts[s].l[n] > 0.0f) m = std::max<double>(m, parts[s].m[n]);
   }
+  if (nan || m == kNegInf) {  // NaN in the input, or an empty row
+    const double fill = nan || c.empty_rows == EmptyRows::NaN
+                            ? std::numeric_limits<double>::quiet_NaN()
+                            : 0.0;
+    std::fill(o, o + c.dv, static_cast<float>(fill));
+    write_lse(c, b, h, i, nan ? fill : kNegInf, nan ? fill : 0.0);
+    return;
+  }
+  double sum = 0.0;
+  std::fill(acc.begin(), acc.end(), 0.0);
+  for (int64_t s = 0; s < splits; ++s) {
+    const PartialResult& p = parts[s];
+    if (!(p.l[n] > 0.0f)) continue;
+    const double w = std::exp(static_cast<double>(p.m[n]) - m);
+    sum += w * p.l[n];
+    for (int64_t x = 0; x < c.dv; ++x)
+      acc[static_cast<std::size_t>(x)] += w * p.o[x * p.x_stride + n * p.n_stride];
+  }
+  const double head = c.head_multiplier(b, h);
+  for (int64_t x = 0; x < c.dv; ++x)
+    o[x] = static_cast<float>(acc[static_cast<std::size_t>(x)] * head / sum);
+  write_lse(c, b, h, i, m, sum);
+}
+
+void forward(const AttentionCall& c, const Plan& plan) {
+  if (plan.splits == 1) {
+    parallel_for_dynamic(plan.tasks, [&](int64_t t) {
+      if (plan.rows)
+        flash_forward_rows(c, plan.tiles, plan.row(c, t, 0), nullptr);
+      else
+        flash_forward_tile(c, plan.tiles, plan.tile(c, t, 0), nullptr);
+    });
+    return;
+  }
+  // Partial results of every (task, range): m, l (block) and o (Dv x block).
+  Arena::Frame frame(thread_arena());
+  const int64_t per = plan.block * (c.dv + 2), n = plan.tasks * plan.splits;
+  float* store = frame.alloc<float>(checked_mul(n, per, "flash partial results"));
+  std::vector<PartialResult> parts(static_cast<std::size_t>(n));
+  for (int64_t x = 0; x < n; ++x) {
+    float* base = store + x * per;
+    parts[static_cast<std::size_t>(x)] = {base, base + plan.block, base + 2 * plan.block,
+                                          plan.rows ? 1 : plan.block, plan.rows ? c.dv : 1};
+  }
+  parallel_for_dynamic(n, [&](int64_t x) {
+    const int64_t t = x / plan.splits, s = x % plan.splits;
+    if (plan.rows)
+      flash_forward_rows(c, plan.tiles, plan.row(c, t, s), &parts[static_cast<std::size_t>(x)]);
+    else
+      flash_forward_tile(c, plan.tiles, plan.tile(c, t, s), &parts[static_cast<std::size_t>(x)]);
+  });
+  parallel_for(plan.tasks, [&](int64_t t) {
+    std::vector<double> acc(static_cast<std::size_t>(c.dv));
+    const PartialResult* p = &parts[static_cast<std::size_t>(t * plan.splits)];
+    if (plan.rows) {
+      const RowTask task = plan.row(c, t, 0);
+      for (int64_t r = task.r0; r < task.r1; ++r)
+        merge_row(c, p, plan.splits, r - task.r0, task.b, task.hk * c.group() + r / c.lq,
+                  r % c.lq, acc);
+    } else {
+      const TileTask task = plan.tile(c, t, 0);
+      for (int64_t i = task.q0; i < task.q1; ++i)
+        merge_row(c, p, plan.splits, i - task.q0, task.b, task.h, i, acc);
+    }
+  });
 }
 
 }  // namespace
 
-void attention_flash(const AttentionCall& call) {
-  if (call.batch * call.hq * call.lq == 0) return;  // no rows to write
-  AttentionCall c = call;
+void attention_flash(const AttentionCall& c) {
+  if (c.batch * c.hq * c.lq == 0) return;  // no rows to write
   const Plan plan = make_plan(c);
 
-  // The weights pass needs the log-sum-exp even when the caller does not.
-  Tensor<float> lse_store;
-  if (!c.weights.empty() && c.lse.empty()) {
-    lse_store = Tensor<float>({c.batch, c.hq, c.lq});
-    c.lse = lse_store.view<3>();
-  }
-
-  if (plan.splits == 1) {
-    parallel_for_dynamic(plan.tasks, [&](int64_t t) {
-      flash_forward_tile(c, plan.tiles, plan.task(c, t, 0), nullptr);
-    });
-  } else {
-    // Partial results of every (task, range): m, l (Bq) and ot (Dv, Bq).
-    Arena::Frame frame(thread_arena());
-    const int64_t bq = plan.tiles.q_block, n = plan.tasks * plan.splits;
-    float* store = frame.alloc<float>(checked_mul(n, bq * (c.dv + 2), "flash partial results"));
-    std::vector<PartialResult> parts(static_cast<std::size_t>(n));
-    for (int64_t x = 0; x < n; ++x) {
-      float* base = store + x * bq * (c.dv + 2);
-      parts[static_cast<std::size_t>(x)] = {base, base + bq, base + 2 * bq};
-    }
-    parallel_for_dynamic(n, [&](int64_t x) {
-      flash_forward_tile(c, plan.tiles, plan.task(c, x / plan.splits, x % plan.splits),
-                         &parts[static_cast<std::size_t>(x)]);
-    });
-    parallel_for(plan.tasks, [&](int64_t t) { merge_partials(c, plan, t, parts); });
-  }
+  forward(c, plan);
 
   if (!c.weights.empty()) {
-    const View<const float, 3> lse = c.lse;
-    parallel_for_dynamic(plan.tasks, [&](int64_t t) {
-      flash_weights_tile(c, plan.tiles, plan.task(c, t, 0), lse);
+    // Tiles of Bq queries per head, whichever path ran the forward.
+    Plan tiles = plan;
+    tiles.rows = false;
+    tiles.block = tiles.tiles.q_block;
+    tiles.blocks = (c.lq + tiles.block - 1) / tiles.block;
+    tiles.tasks = c.batch * c.hq * tiles.blocks;
+    parallel_for_dynamic(tiles.tasks, [&](int64_t t) {
+      flash_weights_tile(c, tiles.tiles, tiles.tile(c, t, 0));
     });
   }
 }

@@ -37,6 +37,7 @@
 #define HWY_TARGET_INCLUDE "attention/flash_kernels.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 // Must come after foreach_target.h.
+#include "hwy/cache_control.h"
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
 #include "kernels/exp-inl.hpp"
@@ -374,10 +375,10 @@ void ForwardTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
     ops.accumulate(st, k0, nk, ot);
   }
 
-  if (partial != nullptr) {
+  if (partial != nullptr) {  // (x_stride, n_stride) = (Bq, 1): ot as it is
     std::copy(m, m + bq, partial->m);
     std::copy(l, l + bq, partial->l);
-    std::copy(ot, ot + c.dv * bq, partial->ot);
+    std::copy(ot, ot + c.dv * bq, partial->o);
     return;
   }
   const double head = c.head_multiplier(t.b, t.h);
@@ -385,20 +386,18 @@ void ForwardTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
     const int64_t i = t.q0 + lane;
     float* o = c.out.row(t.b, t.h, i);
     const float sum = l[lane];
+    write_lse(c, t.b, t.h, i, m[lane], sum);
     if (sum == 0.0f) {  // no allowed key: an empty row
       std::fill(o, o + c.dv, EmptyFill(c));
-      if (!c.lse.empty()) c.lse(t.b, t.h, i) = kNegInf;
       continue;
     }
     const float factor = static_cast<float>(head / static_cast<double>(sum));
     for (int64_t x = 0; x < c.dv; ++x) o[x] = ot[x * bq + lane] * factor;
-    if (!c.lse.empty()) c.lse(t.b, t.h, i) = m[lane] + std::log(sum);
   }
 }
 
 template <class Operands>
-void WeightsTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask& t,
-                 View<const float, 3> lse) {
+void WeightsTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask& t) {
   const DF d;
   const size_t n = hn::Lanes(d);
   const int64_t bq = QueryBlockSize(), bk = tiles.k_block, nq = t.q1 - t.q0;
@@ -406,20 +405,42 @@ void WeightsTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
   float* qt = frame.alloc<float>(c.d * bq);
   float* st = frame.alloc<float>(bk * bq);
   float* mt = frame.alloc<float>(bk * bq);
-  float* row_lse = frame.alloc<float>(bq);
+  float* row_m = frame.alloc<float>(bq);
+  float* row_log_l = frame.alloc<float>(bq);
   Operands ops(c, t, bk, frame);
   ops.pack_queries(t.q0, t.q1, qt);
   std::fill(mt, mt + bk * bq, 0.0f);
-  // exp(s - lse): an empty row's lse (-inf) is read as +inf, giving 0.
-  for (int64_t lane = 0; lane < bq; ++lane) {
-    const float x = lane < nq ? lse(t.b, t.h, t.q0 + lane) : 0.0f;
-    row_lse[lane] = x == kNegInf ? std::numeric_limits<float>::infinity() : x;
-  }
   const float scale = Operands::kScaledScores ? 1.0f : static_cast<float>(c.scale);
   const float softcap = static_cast<float>(c.softcap);
   const VF head = hn::Set(d, static_cast<float>(c.head_multiplier(t.b, t.h)));
   const bool bias = c.mask->has_bias();
+  // This task's scores of key tile [k0, k0 + nk), as the forward makes them.
+  auto tile_scores = [&](int64_t k0, int64_t k1, TileClass cls) {
+    ops.scores(qt, k0, k1 - k0, st);
+    const bool masked = cls == TileClass::Partial || bias;
+    if (masked) c.mask->tile_values(t.b, t.h, t.q0, t.q1, k0, k1, mt, bq);
+    if (scale != 1.0f || softcap > 0.0f || masked)
+      FinishScores(st, k1 - k0, scale, softcap, masked ? mt : nullptr);
+  };
 
+  // Sweep 1: each row's m and l (the online softmax without the outputs).
+  std::fill(row_m, row_m + bq, kNegInf);
+  std::fill(row_log_l, row_log_l + bq, 0.0f);  // l, until the end of the sweep
+  for (int64_t k0 = 0; k0 < c.lk; k0 += bk) {
+    const int64_t k1 = std::min(k0 + bk, c.lk);
+    const TileClass cls = c.mask->classify(t.b, t.h, t.q0, t.q1, k0, k1);
+    if (cls == TileClass::Empty) continue;
+    tile_scores(k0, k1, cls);
+    OnlineSoftmax(st, k1 - k0, row_m, row_log_l, nullptr, 0);
+  }
+  // exp((s - m) - log l): an empty row (l = 0) reads m = +inf, giving 0.
+  for (int64_t lane = 0; lane < bq; ++lane) {
+    const bool empty = !(row_log_l[lane] != 0.0f);  // l == 0 (NaN is not empty)
+    if (empty) row_m[lane] = std::numeric_limits<float>::infinity();
+    row_log_l[lane] = empty ? 0.0f : std::log(row_log_l[lane]);
+  }
+
+  // Sweep 2: the weights.
   for (int64_t k0 = 0; k0 < c.lk; k0 += bk) {
     const int64_t k1 = std::min(k0 + bk, c.lk), nk = k1 - k0;
     const TileClass cls = c.mask->classify(t.b, t.h, t.q0, t.q1, k0, k1);
@@ -428,15 +449,12 @@ void WeightsTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
         std::fill_n(c.weights.row(t.b, t.h, t.q0 + lane) + k0, nk, 0.0f);
       continue;
     }
-    ops.scores(qt, k0, nk, st);
-    const bool masked = cls == TileClass::Partial || bias;
-    if (masked) c.mask->tile_values(t.b, t.h, t.q0, t.q1, k0, k1, mt, bq);
-    if (scale != 1.0f || softcap > 0.0f || masked)
-      FinishScores(st, nk, scale, softcap, masked ? mt : nullptr);
+    tile_scores(k0, k1, cls);
     for (int64_t j = 0; j < nk; ++j)
       for (int64_t v = 0; v < bq; v += static_cast<int64_t>(n)) {
         float* s = st + j * bq + v;
-        const VF p = ExpNonPositive(d, hn::Sub(hn::Load(d, s), hn::Load(d, row_lse + v)));
+        const VF x = hn::Sub(hn::Sub(hn::Load(d, s), hn::Load(d, row_m + v)), hn::Load(d, row_log_l + v));
+        const VF p = ExpNonPositive(d, x);
         hn::Store(hn::Mul(p, head), d, s);
       }
     if (c.dropout_p > 0.0f) ApplyDropout(c, t.b, t.h, t.q0, nq, k0, nk, st);
@@ -447,7 +465,7 @@ void WeightsTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
   }
   if (c.empty_rows == EmptyRows::NaN)
     for (int64_t lane = 0; lane < nq; ++lane)
-      if (lse(t.b, t.h, t.q0 + lane) == kNegInf)
+      if (row_m[lane] == std::numeric_limits<float>::infinity())
         std::fill_n(c.weights.row(t.b, t.h, t.q0 + lane), c.lk, EmptyFill(c));
 }
 
@@ -466,15 +484,326 @@ void ForwardTile(const AttentionCall& c, const FlashTiles& tiles, const TileTask
     ForwardTask<FloatOperands>(c, tiles, t, partial);
 }
 
-void WeightsTile(const AttentionCall& c, const FlashTiles& tiles, const TileTask& t,
-                 View<const float, 3> lse) {
+void WeightsTile(const AttentionCall& c, const FlashTiles& tiles, const TileTask& t) {
   if (c.is_bf16 && UsesBf16Dot())
-    WeightsTask<Bf16DotOperands>(c, tiles, t, lse);
+    WeightsTask<Bf16DotOperands>(c, tiles, t);
   else
-    WeightsTask<FloatOperands>(c, tiles, t, lse);
+    WeightsTask<FloatOperands>(c, tiles, t);
+}
+
+
+// ---- the row path: a few queries per key/value head, keys along the lanes ----
+//
+// Decoding asks one query (or a few) of every head. Queries in the lanes
+// would leave most lanes idle, so the row path puts the keys there instead:
+// each task takes the rows — (query head, query) pairs — that read one
+// key/value head, loads each key and value row once for all of them, and
+// keeps per row s (row_k_block keys), m, l and o (Dv):
+//   s_r = k q_r (dot products, reduced across lanes); softmax as above;
+//   o_r = o_r e^(m - m') + sum_j p_rj v_j.
+
+HWY_INLINE int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Brings key and value rows [k0, k1) towards the cache, a line at a time.
+template <class T>
+void prefetch_rows(const Rows<T>& k, const Rows<T>& v, int64_t k0, int64_t k1, int64_t d, int64_t dv) {
+  constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(T));
+  for (int64_t j = k0; j < k1; ++j) {
+    for (int64_t x = 0; x < d; x += kLine) hwy::Prefetch(k.row(j) + x);
+    for (int64_t x = 0; x < dv; x += kLine) hwy::Prefetch(v.row(j) + x);
+  }
+}
+
+// Row r of a row task: query head and query.
+struct RowQuery {
+  int64_t h, i;
+};
+HWY_INLINE RowQuery row_query(const AttentionCall& c, const RowTask& t, int64_t r) {
+  return {t.hk * c.group() + r / c.lq, r % c.lq};
+}
+
+// Float rows (float inputs, or bfloat16 widened per block).
+class FloatRowOperands {
+ public:
+  FloatRowOperands(const AttentionCall& c, const RowTask& t, int64_t bk, Arena::Frame& frame)
+      : c_(c), t_(t), rows_(t.r1 - t.r0) {
+    const int64_t n = static_cast<int64_t>(hn::Lanes(DF()));
+    dp_ = RoundUp(c.d, n);
+    q_ = frame.alloc<float>(rows_ * dp_);
+    if (c.is_bf16) {
+      kf_ = frame.alloc<float>(bk * dp_);
+      vf_ = frame.alloc<float>(bk * c.dv);
+    }
+    const float scale = static_cast<float>(c.scale);
+    std::fill(q_, q_ + rows_ * dp_, 0.0f);
+    for (int64_t r = 0; r < rows_; ++r) {
+      const RowQuery rq = row_query(c, t, t.r0 + r);
+      for (int64_t x = 0; x < c.d; ++x)
+        q_[r * dp_ + x] = scale * (c.is_bf16 ? to_float(c.bf16.q.row(t.b, rq.h, rq.i)[x])
+                                             : c.f32.q.row(t.b, rq.h, rq.i)[x]);
+    }
+  }
+
+  // s[r * ld + j] = q_r . k_j for j < nk.
+  void scores(int64_t k0, int64_t nk, float* s, int64_t ld) {
+    const DF d;
+    const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+    const float* k;
+    int64_t ks;
+    if (c_.is_bf16) {  // widened, zero-padded to dp_
+      const Rows<BFloat16> kr = rows_of(c_.bf16.k, t_.b, t_.hk);
+      for (int64_t j = 0; j < nk; ++j) {
+        float* dst = kf_ + j * dp_;
+        const BFloat16* src = kr.row(k0 + j);
+        for (int64_t x = 0; x < c_.d; ++x) dst[x] = to_float(src[x]);
+        std::fill(dst + c_.d, dst + dp_, 0.0f);
+      }
+      k = kf_, ks = dp_;
+    } else {
+      const Rows<float> kr = rows_of(c_.f32.k, t_.b, t_.hk);
+      k = kr.row(k0), ks = kr.stride;
+    }
+    const int64_t full = c_.d / n * n;
+    const auto tail = hn::FirstN(d, static_cast<size_t>(c_.d - full));
+    for (int64_t j = 0; j < nk; ++j) {
+      const float* kj = k + j * ks;
+      for (int64_t r = 0; r < rows_; ++r) {
+        const float* qr = q_ + r * dp_;
+        VF acc = hn::Zero(d);
+        for (int64_t x = 0; x < full; x += n) acc = hn::MulAdd(hn::Load(d, qr + x), hn::LoadU(d, kj + x), acc);
+        if (full < c_.d) acc = hn::MulAdd(hn::Load(d, qr + full), hn::MaskedLoad(tail, d, kj + full), acc);
+        s[r * ld + j] = hn::GetLane(hn::SumOfLanes(d, acc));
+      }
+    }
+  }
+
+  // o[r * ldo + x] += sum_j p[r * ld + j] v_j[x].
+  void accumulate(const float* p, int64_t ld, int64_t k0, int64_t nk, float* o, int64_t ldo) {
+    const DF d;
+    const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+    const float* v;
+    int64_t vs;
+    if (c_.is_bf16) {
+      const Rows<BFloat16> vr = rows_of(c_.bf16.v, t_.b, t_.hk);
+      for (int64_t j = 0; j < nk; ++j)
+        for (int64_t x = 0; x < c_.dv; ++x) vf_[j * c_.dv + x] = to_float(vr.row(k0 + j)[x]);
+      v = vf_, vs = c_.dv;
+    } else {
+      const Rows<float> vr = rows_of(c_.f32.v, t_.b, t_.hk);
+      v = vr.row(k0), vs = vr.stride;
+    }
+    const int64_t full = c_.dv / n * n;
+    const auto tail = hn::FirstN(d, static_cast<size_t>(c_.dv - full));
+    for (int64_t r = 0; r < rows_; ++r) {
+      float* orow = o + r * ldo;  // ldo >= dv rounded up to the lanes
+      for (int64_t j = 0; j < nk; ++j) {
+        const float pj = p[r * ld + j];
+        if (pj == 0.0f) continue;  // masked or dropped: nothing to add
+        const VF pb = hn::Set(d, pj);
+        const float* vj = v + j * vs;
+        for (int64_t x = 0; x < full; x += n)
+          hn::Store(hn::MulAdd(pb, hn::LoadU(d, vj + x), hn::Load(d, orow + x)), d, orow + x);
+        if (full < c_.dv)
+          hn::Store(hn::MulAdd(pb, hn::MaskedLoad(tail, d, vj + full), hn::Load(d, orow + full)), d,
+                    orow + full);
+      }
+    }
+  }
+
+  void prefetch(int64_t k0, int64_t k1) const {
+    if (c_.is_bf16)
+      prefetch_rows(rows_of(c_.bf16.k, t_.b, t_.hk), rows_of(c_.bf16.v, t_.b, t_.hk), k0, k1, c_.d, c_.dv);
+    else
+      prefetch_rows(rows_of(c_.f32.k, t_.b, t_.hk), rows_of(c_.f32.v, t_.b, t_.hk), k0, k1, c_.d, c_.dv);
+  }
+
+  static constexpr bool kScaledScores = true;
+
+ private:
+  const AttentionCall& c_;
+  RowTask t_;
+  int64_t rows_, dp_ = 0;
+  float* q_;              // (rows, dp) scaled queries, zero-padded
+  float* kf_ = nullptr;   // (bk, dp) widened keys
+  float* vf_ = nullptr;   // (bk, dv) widened values
+};
+
+// bfloat16 rows on AVX-512 BF16.
+class Bf16DotRowOperands {
+ public:
+  Bf16DotRowOperands(const AttentionCall& c, const RowTask& t, int64_t bk, Arena::Frame& frame)
+      : c_(c), t_(t), rows_(t.r1 - t.r0), dpad_(RoundUp(c.d, 32)), ldp_(bk / 2) {
+    q_ = frame.alloc<uint16_t>(rows_ * dpad_);
+    pp_ = frame.alloc<uint32_t>(rows_ * ldp_);
+    vp_ = frame.alloc<uint32_t>(ldp_ * c.dv);
+    std::fill(q_, q_ + rows_ * dpad_, uint16_t{0});
+    for (int64_t r = 0; r < rows_; ++r) {
+      const RowQuery rq = row_query(c, t, t.r0 + r);
+      const BFloat16* q = c.bf16.q.row(t.b, rq.h, rq.i);
+      for (int64_t x = 0; x < c.d; ++x) q_[r * dpad_ + x] = q[x].bits;
+    }
+  }
+
+  void scores(int64_t k0, int64_t nk, float* s, int64_t ld) const {
+    const Rows<BFloat16> k = rows_of(c_.bf16.k, t_.b, t_.hk);
+    bf16::row_scores(q_, rows_, dpad_, &k.row(k0)->bits, k.stride, nk, c_.d, s, ld);
+  }
+
+  void accumulate(const float* p, int64_t ld, int64_t k0, int64_t nk, float* o, int64_t ldo) const {
+    const Rows<BFloat16> v = rows_of(c_.bf16.v, t_.b, t_.hk);
+    bf16::pack_row_probabilities(p, ld, rows_, nk, pp_, ldp_);
+    bf16::pack_value_pairs(&v.row(k0)->bits, v.stride, nk, c_.dv, vp_);
+    bf16::row_pv(pp_, ldp_, rows_, vp_, (nk + 1) / 2, c_.dv, o, ldo);
+  }
+
+  void prefetch(int64_t k0, int64_t k1) const {
+    prefetch_rows(rows_of(c_.bf16.k, t_.b, t_.hk), rows_of(c_.bf16.v, t_.b, t_.hk), k0, k1, c_.d, c_.dv);
+  }
+
+  static constexpr bool kScaledScores = false;
+
+ private:
+  const AttentionCall& c_;
+  RowTask t_;
+  int64_t rows_, dpad_, ldp_;
+  uint16_t* q_;   // (rows, dpad) query bits, zero-padded
+  uint32_t* pp_;  // (rows, bk / 2) probability pairs
+  uint32_t* vp_;  // (bk / 2, dv) value pairs
+};
+
+// max over x[0, n) (n a multiple of the lanes).
+HWY_INLINE float RowMax(const float* HWY_RESTRICT x, int64_t n) {
+  const DF d;
+  VF m = hn::Set(d, kNegInf);
+  for (int64_t j = 0; j < n; j += static_cast<int64_t>(hn::Lanes(d))) m = hn::Max(m, hn::Load(d, x + j));
+  return hn::GetLane(hn::MaxOfLanes(d, m));
+}
+
+// x = exp(x - sub) in place; returns the sum.
+HWY_INLINE float ExpRow(float* HWY_RESTRICT x, int64_t n, float sub) {
+  const DF d;
+  const VF vs = hn::Set(d, sub);
+  VF sum = hn::Zero(d);
+  for (int64_t j = 0; j < n; j += static_cast<int64_t>(hn::Lanes(d))) {
+    const VF p = ExpNonPositive(d, hn::Sub(hn::Load(d, x + j), vs));
+    hn::Store(p, d, x + j);
+    sum = hn::Add(sum, p);
+  }
+  return hn::GetLane(hn::SumOfLanes(d, sum));
+}
+
+HWY_INLINE void ScaleRow(float* HWY_RESTRICT x, int64_t n, float f) {
+  const DF d;
+  const VF vf = hn::Set(d, f);
+  for (int64_t j = 0; j < n; j += static_cast<int64_t>(hn::Lanes(d))) hn::Store(hn::Mul(hn::Load(d, x + j), vf), d, x + j);
+}
+
+template <class Operands>
+void RowsTask(const AttentionCall& c, const FlashTiles& tiles, const RowTask& t,
+              const PartialResult* partial) {
+  const int64_t rows = t.r1 - t.r0, bk = tiles.row_k_block;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(DF()));
+  const int64_t ld = RoundUp(bk, std::max<int64_t>(n, 16)), ldo = RoundUp(c.dv, n);
+  Arena::Frame frame(thread_arena());
+  float* s = frame.alloc<float>(rows * ld);     // (rows, ld) scores, then probabilities
+  float* mrow = frame.alloc<float>(ld);         // one row's mask values
+  float* o = frame.alloc<float>(rows * ldo);    // (rows, ldo) outputs
+  float* m = frame.alloc<float>(rows);
+  float* l = frame.alloc<float>(rows);
+  TileClass* cls = frame.alloc<TileClass>(rows);
+  Operands ops(c, t, bk, frame);
+  std::fill(o, o + rows * ldo, 0.0f);
+  std::fill(m, m + rows, kNegInf);
+  std::fill(l, l + rows, 0.0f);
+  const float scale = Operands::kScaledScores ? 1.0f : static_cast<float>(c.scale);
+  const float softcap = static_cast<float>(c.softcap);
+  const bool bias = c.mask->has_bias();
+  const float inv_keep = static_cast<float>(1.0 / (1.0 - static_cast<double>(c.dropout_p)));
+
+  for (int64_t k0 = t.k_begin; k0 < t.k_end; k0 += bk) {
+    const int64_t k1 = std::min(k0 + bk, t.k_end), nk = k1 - k0, nkp = RoundUp(nk, n);
+    bool any = false;
+    for (int64_t r = 0; r < rows; ++r) {
+      const RowQuery rq = row_query(c, t, t.r0 + r);
+      cls[r] = c.mask->classify(t.b, rq.h, rq.i, rq.i + 1, k0, k1);
+      any = any || cls[r] != TileClass::Empty;
+    }
+    if (!any) continue;
+    // Decoding streams K and V from memory: ask for the next block's rows
+    // while this one computes.
+    if (k1 < t.k_end) ops.prefetch(k1, std::min(k1 + bk, t.k_end));
+    ops.scores(k0, nk, s, ld);
+    for (int64_t r = 0; r < rows; ++r) {
+      float* sr = s + r * ld;
+      if (cls[r] == TileClass::Empty) {
+        std::fill(sr, sr + nkp, 0.0f);  // p = 0: adds nothing
+        continue;
+      }
+      const RowQuery rq = row_query(c, t, t.r0 + r);
+      const bool masked = cls[r] == TileClass::Partial || bias;
+      if (masked) {
+        c.mask->row_values(t.b, rq.h, rq.i, k0, k1, mrow);
+        std::fill(mrow + nk, mrow + nkp, 0.0f);
+      }
+      if (scale != 1.0f || softcap > 0.0f || masked) {
+        const DF d;
+        const VF vscale = hn::Set(d, scale), cap = hn::Set(d, softcap);
+        const VF inv_cap = hn::Set(d, softcap > 0.0f ? 1.0f / softcap : 0.0f);
+        for (int64_t j = 0; j < nkp; j += n) {
+          VF x = hn::Mul(hn::Load(d, sr + j), vscale);
+          if (softcap > 0.0f) x = hn::Mul(cap, hn::Tanh(d, hn::Mul(x, inv_cap)));
+          if (masked) x = hn::Add(x, hn::Load(d, mrow + j));
+          hn::Store(x, d, sr + j);
+        }
+      }
+      std::fill(sr + nk, sr + nkp, kNegInf);  // lanes past the keys: after softcap, which would make them finite
+      const float m_new = std::max(m[r], RowMax(sr, nkp));
+      const float m_use = m_new == kNegInf ? 0.0f : m_new;
+      const float alpha = m[r] == kNegInf ? 0.0f : std::exp(m[r] - m_use);
+      const float sum = ExpRow(sr, nkp, m_use);
+      l[r] = l[r] * alpha + sum;  // NaN in a score stays NaN here
+      m[r] = m_new;
+      if (alpha != 1.0f) ScaleRow(o + r * ldo, ldo, alpha);
+      if (c.dropout_p > 0.0f)
+        for (int64_t j = 0; j < nk; ++j)
+          sr[j] = dropout_keep(c.seed, c.dropout_p, c.mask->shape(), t.b, rq.h, rq.i, k0 + j)
+                      ? sr[j] * inv_keep
+                      : 0.0f;
+    }
+    ops.accumulate(s, ld, k0, nk, o, ldo);
+  }
+
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* orow = o + r * ldo;
+    if (partial != nullptr) {  // (x_stride, n_stride) = (1, Dv)
+      partial->m[r] = m[r];
+      partial->l[r] = l[r];
+      std::copy(orow, orow + c.dv, partial->o + r * c.dv);
+      continue;
+    }
+    const RowQuery rq = row_query(c, t, t.r0 + r);
+    float* out = c.out.row(t.b, rq.h, rq.i);
+    write_lse(c, t.b, rq.h, rq.i, m[r], l[r]);
+    if (l[r] == 0.0f) {
+      std::fill(out, out + c.dv, EmptyFill(c));
+      continue;
+    }
+    const float factor = static_cast<float>(c.head_multiplier(t.b, rq.h) / static_cast<double>(l[r]));
+    for (int64_t x = 0; x < c.dv; ++x) out[x] = orow[x] * factor;
+  }
+}
+
+void ForwardRows(const AttentionCall& c, const FlashTiles& tiles, const RowTask& t,
+                 const PartialResult* partial) {
+  if (c.is_bf16 && UsesBf16Dot())
+    RowsTask<Bf16DotRowOperands>(c, tiles, t, partial);
+  else
+    RowsTask<FloatRowOperands>(c, tiles, t, partial);
 }
 
 int64_t QueryBlock() { return QueryBlockSize(); }
+// Lanes of the target: the row path's vectors.
+int64_t LaneCount() { return static_cast<int64_t>(hn::Lanes(DF())); }
 const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace HWY_NAMESPACE
@@ -489,6 +818,8 @@ HWY_EXPORT(TargetName);
 HWY_EXPORT(UsesBf16Dot);
 HWY_EXPORT(ForwardTile);
 HWY_EXPORT(WeightsTile);
+HWY_EXPORT(ForwardRows);
+HWY_EXPORT(LaneCount);
 
 int64_t flash_query_block() { return HWY_DYNAMIC_DISPATCH(QueryBlock)(); }
 
@@ -502,10 +833,22 @@ void flash_forward_tile(const AttentionCall& c, const FlashTiles& tiles, const T
   HWY_DYNAMIC_DISPATCH(ForwardTile)(c, tiles, t, partial);
 }
 
-void flash_weights_tile(const AttentionCall& c, const FlashTiles& tiles, const TileTask& t,
-                        View<const float, 3> lse) {
-  HWY_DYNAMIC_DISPATCH(WeightsTile)(c, tiles, t, lse);
+void flash_weights_tile(const AttentionCall& c, const FlashTiles& tiles, const TileTask& t) {
+  HWY_DYNAMIC_DISPATCH(WeightsTile)(c, tiles, t);
 }
+
+void write_lse(const AttentionCall& c, int64_t b, int64_t h, int64_t i, double m, double l) {
+  if (c.lse.empty()) return;
+  c.lse(b, h, i) = l == 0.0 ? -std::numeric_limits<float>::infinity()
+                            : static_cast<float>(m + std::log(l));
+}
+
+void flash_forward_rows(const AttentionCall& c, const FlashTiles& tiles, const RowTask& t,
+                        const PartialResult* partial) {
+  HWY_DYNAMIC_DISPATCH(ForwardRows)(c, tiles, t, partial);
+}
+
+int64_t flash_lanes() { return HWY_DYNAMIC_DISPATCH(LaneCount)(); }
 
 }  // namespace maskattn::detail
 #endif  // HWY_ONCE

@@ -23,13 +23,20 @@
 
 namespace maskattn::detail {
 
-FlashTiles plan_tiles(int64_t d, int64_t dv, int64_t elem_bytes, int64_t q_block) {
+FlashTiles plan_tiles(int64_t d, int64_t dv, int64_t elem_bytes, int64_t q_block, int64_t lanes) {
   (void)dv;
   (void)elem_bytes;
+  (void)lanes;
   constexpr int64_t kL1Bytes = 32 * 1024;
   // Query block (D x Bq floats) + score tile (Bk x Bq) within L1.
   const int64_t k_block = (d * q_block + 64 * q_block) * 4 <= kL1Bytes ? 64 : 32;
-  return {q_block, k_block};
+  return {q_block, k_block, 128};
+}
+
+bool use_row_path(int64_t lq, int64_t group, int64_t q_block) {
+  // A tile would fill fewer than a quarter of its lanes.
+  (void)group;
+  return lq * 4 < q_block;
 }
 
 int64_t plan_key_splits(int64_t tasks, int64_t k_len, int64_t k_block, int64_t threads) {

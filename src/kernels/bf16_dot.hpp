@@ -43,4 +43,24 @@ void pack_value_pairs(const uint16_t* v, int64_t v_stride, int64_t nk, int64_t d
 void accumulate_pv(const uint32_t* pp, const uint32_t* vp, int64_t nk_pairs, int64_t dv,
                    float* ot);
 
+// ---- rows: a few queries (decoding), keys along the lanes --------------------
+
+// s[r * ld + j] = sum_x q[r][x] * k[j][x] for rows r < rows, keys j < nk, with
+//   q: rows x dpad bf16 (dpad = dim rounded up to a multiple of 32, zeros past
+//   dim), 64-byte aligned; key row j at k + j * k_stride (dim elements; nothing
+//   past them is read); s rows of at least nk rounded up to 16 floats, 64-byte
+//   aligned (the lanes past nk get 0).
+void row_scores(const uint16_t* q, int64_t rows, int64_t dpad, const uint16_t* k,
+                int64_t k_stride, int64_t nk, int64_t dim, float* s, int64_t ld);
+
+// pp[r * ldp + j2] = (bf16(p[r * ld + 2 j2]), bf16(p[r * ld + 2 j2 + 1])) for
+// j2 < ceil(nk / 2); a missing last element reads as 0.
+void pack_row_probabilities(const float* p, int64_t ld, int64_t rows, int64_t nk, uint32_t* pp,
+                            int64_t ldp);
+
+// o[r * ldo + x] += sum_j p[r][j] * v[j][x], x < dv, from the pairs of
+// pack_row_probabilities and pack_value_pairs (nk_pairs = ceil(nk / 2)).
+void row_pv(const uint32_t* pp, int64_t ldp, int64_t rows, const uint32_t* vp, int64_t nk_pairs,
+            int64_t dv, float* o, int64_t ldo);
+
 }  // namespace maskattn::detail::bf16

@@ -176,7 +176,12 @@ class Inputs {
   const Inputs in(c);
   const Result f = in.run(c, Backend::Flash);
   const Result r = in.run(c, Backend::Reference);
-  const std::string what = shape_text(c.s) + " mask " + c.mask.describe() + (c.bf16 ? " bf16" : "");
+  const std::string what =
+      shape_text(c.s) + " mask " + c.mask.describe() + (c.bf16 ? " bf16" : "") +
+      " scale " + (c.opts.scale ? std::to_string(*c.opts.scale) : "default") + " softcap " +
+      std::to_string(c.opts.softcap) + " dropout " + std::to_string(c.opts.dropout_p) +
+      (c.opts.head_mask.empty() ? "" : " head_mask") + " layout " +
+      std::to_string(static_cast<int>(c.layout));
   const double out_tol = c.bf16 ? 4e-3 * in.v_scale() : 1e-5 * std::max(1.0, max_abs(r.out.view<4>()));
   auto res = same_within<4>(what + " out", f.out.view<4>(), r.out.view<4>(), out_tol);
   if (!res) return res;
@@ -240,7 +245,7 @@ TEST_P(Flash, MatchesReferenceOnRandomMasksAndOptions) {
   for (int trial = 0; trial < 160; ++trial) {
     Case c;
     const int64_t hkv = r.uniform(1, 2), group = r.uniform(1, 3);
-    c.s = {r.uniform(1, 2), hkv * group, hkv, r.uniform(1, 70), r.uniform(1, 150),
+    c.s = {r.uniform(1, 2), hkv * group, hkv, r.coin(0.4) ? r.uniform(1, 7) : r.uniform(1, 70), r.uniform(1, 150),
            dims[r.uniform(0, 6)], dims[r.uniform(0, 6)]};
     if (r.coin(0.3)) c.s.lk = c.s.lq;  // self-attention shapes (documents(ids) needs Lq == Lk)
     c.layout = static_cast<Layout>(r.uniform(0, 2));
