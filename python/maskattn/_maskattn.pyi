@@ -107,7 +107,7 @@ def attention(
     empty_rows: Literal["zero", "nan", "error"] = "zero",
     need_weights: Literal[False] = False,
     return_lse: Literal[False] = False,
-    backend: Literal["auto", "reference"] = "auto",
+    backend: Literal["auto", "reference", "flash"] = "auto",
 ) -> npt.NDArray[np.float32]: ...
 @overload
 def attention(
@@ -124,11 +124,12 @@ def attention(
     empty_rows: Literal["zero", "nan", "error"] = "zero",
     need_weights: bool = False,
     return_lse: bool = False,
-    backend: Literal["auto", "reference"] = "auto",
+    backend: Literal["auto", "reference", "flash"] = "auto",
 ) -> npt.NDArray[np.float32] | tuple[npt.NDArray[np.float32], ...]:
     """Scaled dot-product attention with a mask. q (B, Hq, Lq, D), k (B, Hkv, Lk, D),
-    v (B, Hkv, Lk, Dv), float32. Returns out (B, Hq, Lq, Dv), or (out, weights),
-    (out, lse), (out, weights, lse) with need_weights / return_lse."""
+    v (B, Hkv, Lk, Dv), all float32 or all torch.bfloat16 (computed in float32).
+    Returns float32 out (B, Hq, Lq, Dv), or (out, weights), (out, lse),
+    (out, weights, lse) with need_weights / return_lse. backend "auto" is flash."""
 
 def sinusoidal_encoding(
     length: int,

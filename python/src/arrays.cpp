@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstddef>
+#include <cstring>
 #include <optional>
 #include <string>
 
@@ -107,60 +109,125 @@ std::string python_type_name(nb::handle obj) {
   return module == "builtins" ? name : module + "." + name;
 }
 
+namespace {
+
+// `obj` as a CPU array, its dtype and layout not yet checked. `source` is the
+// Python object whose memory `array` reads (a numpy copy of a list, the
+// detached alias of a torch tensor that requires grad, or obj itself).
+struct Imported {
+  nb::object source;
+  Array array;
+};
+
+Imported import_array(nb::handle obj, std::string_view name, std::string_view want,
+                      const std::string& expected) {
+  Imported in{nb::borrow(obj), {}};
+  // Reading values does not need autograd; torch refuses to export such a
+  // tensor, so read its detached alias (same memory).
+  if (nb::hasattr(in.source, "requires_grad") && nb::hasattr(in.source, "detach") &&
+      nb::cast<bool>(in.source.attr("requires_grad")))
+    in.source = in.source.attr("detach")();
+  if (try_array(in.source, in.array)) return in;
+  reject_other_devices(in.source, name);
+  try {
+    in.source = numpy_call("asarray", in.source);
+  } catch (const nb::python_error&) {
+    throw Error(name,
+                want.empty()
+                    ? "an array (numpy array, CPU torch tensor or nested sequence of numbers)"
+                    : expected,
+                python_type_name(obj));
+  }
+  if (!try_array(in.source, in.array))
+    throw Error(name, expected,
+                fmt::format("numpy array of dtype {}", text_of(in.source.attr("dtype"))));
+  return in;
+}
+
+// The strides (in elements) the library reads `a` with: those of dimensions
+// of size 0 or 1 are never used, and exporters give odd ones there.
+std::vector<int64_t> strides_of(const Array& a) {
+  std::vector<int64_t> strides(a.ndim(), 0);
+  for (std::size_t d = 0; d < a.ndim(); ++d)
+    if (a.shape(d) > 1) strides[d] = a.stride(d);
+  return strides;
+}
+
+// Memory for an array without elements: no element is ever read, so any
+// strides do (numpy zeros, torch a null data pointer, which would read as
+// "absent").
+const void* no_elements() {
+  alignas(64) static const std::byte kNoElements[64] = {};
+  return kNoElements;
+}
+
+// `in` of a supported dtype, viewed in place or, when the library cannot read
+// its layout, through a contiguous numpy copy.
+ArrayArg view_array(Imported in, DType dtype, std::string_view name, nb::handle obj) {
+  if (!readable_as_is(in.array)) {
+    in.source = numpy_call("ascontiguousarray", in.source);
+    if (!try_array(in.source, in.array) || !readable_as_is(in.array))
+      throw Error(name, "an array numpy can make contiguous", python_type_name(obj));
+  }
+  ArrayArg arg{in.array, {}};
+  std::vector<int64_t> shape = shape_of(in.array);
+  if (in.array.size() == 0) {
+    arg.view = AnyView(no_elements(), dtype, shape, AnyView::contiguous_strides(shape));
+    return arg;
+  }
+  arg.view = AnyView(in.array.data(), dtype, std::move(shape), strides_of(in.array));
+  return arg;
+}
+
+bool is_bfloat16(dl::dtype t) {
+  return t.lanes == 1 && t.bits == 16 && t.code == static_cast<uint8_t>(dl::dtype_code::Bfloat);
+}
+
+template <class T, int N>
+View<const T, N> view_of(const void* data, std::span<const int64_t> shape,
+                         std::span<const int64_t> strides) {
+  std::array<int64_t, N> s{}, st{};
+  std::copy_n(shape.begin(), N, s.begin());
+  std::copy_n(strides.begin(), N, st.begin());
+  return View<const T, N>(static_cast<const T*>(data), s, st);
+}
+
+// A bfloat16 array `a` of rank N (checked) into arg.bf16: in place where the
+// library can read its layout, else copied element by element into arg.copy
+// (numpy, which makes the float32 copies, has no bfloat16).
+template <int N>
+void view_bfloat16(const Array& a, FloatArrayArg<N>& arg) {
+  const std::vector<int64_t> shape = shape_of(a);
+  if (a.size() == 0) {
+    arg.bf16 = view_of<BFloat16, N>(no_elements(), shape, AnyView::contiguous_strides(shape));
+  } else if (readable_as_is(a)) {
+    arg.bf16 = view_of<BFloat16, N>(a.data(), shape, strides_of(a));
+  } else {
+    arg.copy = Tensor<BFloat16>(shape);
+    const auto* base = static_cast<const std::byte*>(a.data());
+    BFloat16* dst = arg.copy.data();
+    for_each_index(shape, [&](std::span<const int64_t> i) {
+      int64_t offset = 0;  // in elements; DLPack strides may be negative
+      for (std::size_t d = 0; d < i.size(); ++d) offset += i[d] * a.stride(d);
+      std::memcpy(dst++, base + offset * 2, sizeof(BFloat16));
+    });
+    arg.bf16 = arg.copy.template view<N>();
+  }
+}
+
+}  // namespace
+
 ArrayArg read_array(nb::handle obj, std::string_view name, std::string_view want) {
   const std::string expected =
       want.empty() ? fmt::format("an array of dtype {}", kSupportedDtypes) : std::string(want);
   if (obj.is_none()) return {};
-  nb::object source = nb::borrow(obj);
-  // Reading values does not need autograd; torch refuses to export such a
-  // tensor, so read its detached alias (same memory).
-  if (nb::hasattr(source, "requires_grad") && nb::hasattr(source, "detach") &&
-      nb::cast<bool>(source.attr("requires_grad")))
-    source = source.attr("detach")();
-
-  ArrayArg arg;
-  if (!try_array(source, arg.array)) {
-    reject_other_devices(source, name);
-    try {
-      source = numpy_call("asarray", source);
-    } catch (const nb::python_error&) {
-      throw Error(name,
-                  want.empty() ? "an array (numpy array, CPU torch tensor or nested sequence of "
-                                 "numbers)"
-                               : expected,
-                  python_type_name(obj));
-    }
-    if (!try_array(source, arg.array))
-      throw Error(name, expected,
-                  fmt::format("numpy array of dtype {}", text_of(source.attr("dtype"))));
-  }
-
-  const std::optional<DType> dtype = dtype_of(arg.array.dtype());
+  Imported in = import_array(obj, name, want, expected);
+  const std::optional<DType> dtype = dtype_of(in.array.dtype());
   if (!dtype)
     throw Error(name, expected,
-                fmt::format("{} {}", dlpack_dtype_name(arg.array.dtype()),
-                            shape_string(shape_of(arg.array))));
-
-  if (!readable_as_is(arg.array)) {
-    source = numpy_call("ascontiguousarray", source);
-    if (!try_array(source, arg.array) || !readable_as_is(arg.array))
-      throw Error(name, "an array numpy can make contiguous", python_type_name(obj));
-  }
-
-  std::vector<int64_t> shape = shape_of(arg.array);
-  if (arg.array.size() == 0) {
-    // No element is ever read: any strides do, and exporters give odd ones
-    // (numpy zeros, torch a null data pointer, which would read as "absent").
-    alignas(64) static const std::byte kNoElements[64] = {};
-    arg.view = AnyView(kNoElements, *dtype, shape, AnyView::contiguous_strides(shape));
-    return arg;
-  }
-  const std::size_t n = arg.array.ndim();
-  std::vector<int64_t> strides(n, 0);
-  for (std::size_t d = 0; d < n; ++d)
-    if (arg.array.shape(d) > 1) strides[d] = arg.array.stride(d);
-  arg.view = AnyView(arg.array.data(), *dtype, std::move(shape), std::move(strides));
-  return arg;
+                fmt::format("{} {}", dlpack_dtype_name(in.array.dtype()),
+                            shape_string(shape_of(in.array))));
+  return view_array(std::move(in), *dtype, name, obj);
 }
 
 std::string float32_expected(int rank, std::string_view dims) {
@@ -173,18 +240,45 @@ View<const float, N> float32_view(const ArrayArg& a, std::string_view name, std:
   if (a.view.empty()) throw Error(name, want, "None");
   if (a.view.dtype != DType::Float32 || a.view.rank() != N)
     throw Error(name, want, a.view.describe());
-  std::array<int64_t, N> shape{}, strides{};
-  for (int d = 0; d < N; ++d) {
-    shape[d] = a.view.shape[static_cast<std::size_t>(d)];
-    strides[d] = a.view.strides[static_cast<std::size_t>(d)];
-  }
-  return View<const float, N>(static_cast<const float*>(a.view.data), shape, strides);
+  return view_of<float, N>(a.view.data, a.view.shape, a.view.strides);
 }
 
 template View<const float, 1> float32_view<1>(const ArrayArg&, std::string_view, std::string_view);
 template View<const float, 2> float32_view<2>(const ArrayArg&, std::string_view, std::string_view);
 template View<const float, 3> float32_view<3>(const ArrayArg&, std::string_view, std::string_view);
 template View<const float, 4> float32_view<4>(const ArrayArg&, std::string_view, std::string_view);
+
+template <int N>
+std::string FloatArrayArg<N>::describe() const {
+  return fmt::format("{} {}", dtype_name(), shape_string(shape()));
+}
+
+template <int N>
+FloatArrayArg<N> read_float_array(nb::handle obj, std::string_view name, std::string_view dims) {
+  const std::string want = fmt::format("a float32 or bfloat16 array of rank {} {}", N, dims);
+  if (obj.is_none()) throw Error(name, want, "None");
+  Imported in = import_array(obj, name, want, want);
+  const dl::dtype dtype = in.array.dtype();
+  const std::optional<DType> known = dtype_of(dtype);
+  const bool bf16 = is_bfloat16(dtype);
+  if (!(bf16 || known == DType::Float32) || in.array.ndim() != N)
+    throw Error(name, want,
+                fmt::format("{} {}", known ? dtype_name(*known) : dlpack_dtype_name(dtype),
+                            shape_string(shape_of(in.array))));
+  FloatArrayArg<N> arg;
+  arg.array = in.array;
+  if (bf16) {
+    view_bfloat16(in.array, arg);
+    return arg;
+  }
+  const ArrayArg f32 = view_array(std::move(in), DType::Float32, name, obj);
+  arg.array = f32.array;
+  arg.f32 = view_of<float, N>(f32.view.data, f32.view.shape, f32.view.strides);
+  return arg;
+}
+
+template struct FloatArrayArg<4>;
+template FloatArrayArg<4> read_float_array<4>(nb::handle, std::string_view, std::string_view);
 
 namespace {
 

@@ -7,11 +7,13 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "maskattn/bfloat16.hpp"
 #include "maskattn/tensor.hpp"
 
 namespace maskattn::python {
@@ -43,6 +45,33 @@ std::string float32_expected(int rank, std::string_view dims);
 // for another dtype or rank.
 template <int N>
 View<const float, N> float32_view(const ArrayArg& a, std::string_view name, std::string_view dims);
+
+// A float32 or bfloat16 array of rank N: what attention() computes on. Exactly
+// one of f32 / bf16 is set. bfloat16 comes from torch.bfloat16 tensors (or any
+// DLPack bfloat16 exporter; numpy has no bfloat16). `array` keeps the memory
+// alive; `copy` holds a bfloat16 array whose layout the library cannot read as
+// it is (float32 ones are copied by numpy, held by `array`).
+template <int N>
+struct FloatArrayArg {
+  nb::ndarray<nb::ro, nb::device::cpu> array;
+  Tensor<BFloat16> copy;
+  View<const float, N> f32;
+  View<const BFloat16, N> bf16;
+
+  bool is_bf16() const noexcept { return !bf16.empty(); }
+  const char* dtype_name() const noexcept { return is_bf16() ? "bfloat16" : "float32"; }
+  const std::array<int64_t, N>& shape() const noexcept {
+    return is_bf16() ? bf16.shape() : f32.shape();
+  }
+  // "bfloat16 (2, 4, 5, 8)"
+  std::string describe() const;
+};
+
+// Reads a float32 or bfloat16 array of rank N (same copy rules as
+// read_array()); Error naming `name` and `dims` ("(B, H, Lq, D)") for another
+// dtype or rank, or None.
+template <int N>
+FloatArrayArg<N> read_float_array(nb::handle obj, std::string_view name, std::string_view dims);
 
 // A rank-1 integer array (any integer dtype) or sequence of ints, as int64.
 std::vector<int64_t> read_int64_vector(nb::handle obj, std::string_view name);

@@ -1,4 +1,5 @@
 // maskattn.attention: include/maskattn/attention.hpp with numpy results.
+#include <fmt/format.h>
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
@@ -27,18 +28,26 @@ Mask read_mask(nb::handle obj) {
               python_type_name(obj));
 }
 
+// q's dtype decides: k and v must be stored like it (float32 or bfloat16;
+// no silent conversion of the hot path).
+void check_stored_like_q(const FloatArrayArg<4>& q, const FloatArrayArg<4>& x,
+                         std::string_view name, std::string_view dims) {
+  if (x.is_bf16() != q.is_bf16())
+    throw Error(name, fmt::format("a {} array of rank 4 {} like q", q.dtype_name(), dims),
+                x.describe());
+}
+
 nb::object attention_py(nb::handle q_obj, nb::handle k_obj, nb::handle v_obj, nb::handle mask_obj,
                         std::optional<double> scale, double dropout_p, uint64_t seed,
                         nb::handle head_mask, double softcap, const std::string& empty_rows,
                         bool need_weights, bool return_lse, const std::string& backend) {
   constexpr std::string_view q_dims = "(B, Hq, Lq, D)", k_dims = "(B, Hkv, Lk, D)",
                              v_dims = "(B, Hkv, Lk, Dv)";
-  const ArrayArg q_arg = read_array(q_obj, "q", float32_expected(4, q_dims));
-  const ArrayArg k_arg = read_array(k_obj, "k", float32_expected(4, k_dims));
-  const ArrayArg v_arg = read_array(v_obj, "v", float32_expected(4, v_dims));
-  const View<const float, 4> q = float32_view<4>(q_arg, "q", q_dims);
-  const View<const float, 4> k = float32_view<4>(k_arg, "k", k_dims);
-  const View<const float, 4> v = float32_view<4>(v_arg, "v", v_dims);
+  const FloatArrayArg<4> q = read_float_array<4>(q_obj, "q", q_dims);
+  const FloatArrayArg<4> k = read_float_array<4>(k_obj, "k", k_dims);
+  const FloatArrayArg<4> v = read_float_array<4>(v_obj, "v", v_dims);
+  check_stored_like_q(q, k, "k", k_dims);
+  check_stored_like_q(q, v, "v", v_dims);
   const Mask mask = read_mask(mask_obj);
   const ArrayArg head_mask_arg = read_array(head_mask, "head_mask");
 
@@ -51,20 +60,24 @@ nb::object attention_py(nb::handle q_obj, nb::handle k_obj, nb::handle v_obj, nb
   opts.empty_rows = read_choice<EmptyRows>(
       "empty_rows", empty_rows,
       {{"zero", EmptyRows::Zero}, {"nan", EmptyRows::NaN}, {"error", EmptyRows::Error}});
-  opts.backend = read_choice<Backend>("backend", backend,
-                                      {{"auto", Backend::Auto}, {"reference", Backend::Reference}});
+  opts.backend = read_choice<Backend>(
+      "backend", backend,
+      {{"auto", Backend::Auto}, {"reference", Backend::Reference}, {"flash", Backend::Flash}});
 
   // Output shapes come from q and v; attention() checks that they agree with k.
-  const int64_t batch = q.size(0), hq = q.size(1), lq = q.size(2);
-  const int64_t lk = k.size(2), dv = v.size(3);
+  const int64_t batch = q.shape()[0], hq = q.shape()[1], lq = q.shape()[2];
+  const int64_t lk = k.shape()[2], dv = v.shape()[3];
   Tensor<float> out({batch, hq, lq, dv});
   Tensor<float> weights = need_weights ? Tensor<float>({batch, hq, lq, lk}) : Tensor<float>();
   Tensor<float> lse = return_lse ? Tensor<float>({batch, hq, lq}) : Tensor<float>();
   with_keyword_names("opts.", [&] {
     nb::gil_scoped_release release;
-    attention(q, k, v, out.view<4>(), mask, opts,
-              need_weights ? weights.view<4>() : View<float, 4>(),
-              return_lse ? lse.view<3>() : View<float, 3>());
+    const View<float, 4> weights_view = need_weights ? weights.view<4>() : View<float, 4>();
+    const View<float, 3> lse_view = return_lse ? lse.view<3>() : View<float, 3>();
+    if (q.is_bf16())
+      attention(q.bf16, k.bf16, v.bf16, out.view<4>(), mask, opts, weights_view, lse_view);
+    else
+      attention(q.f32, k.f32, v.f32, out.view<4>(), mask, opts, weights_view, lse_view);
   });
 
   if (!need_weights && !return_lse) return to_numpy(std::move(out));
@@ -85,8 +98,9 @@ void bind_attention(nb::module_& m) {
         R"(Scaled dot-product attention with a mask.
 
 q (B, Hq, Lq, D), k (B, Hkv, Lk, D), v (B, Hkv, Lk, Dv): float32 numpy arrays or
-CPU torch tensors, any strides (read without a copy where the last dimension is
-contiguous). Hq % Hkv == 0 (grouped-query attention). For each row:
+CPU torch tensors, or all three torch.bfloat16 tensors (computed in float32;
+numpy has no bfloat16); any strides (read without a copy where the last
+dimension is contiguous). Hq % Hkv == 0 (grouped-query attention). For each row:
   s = scale * q.k                  (scale default 1/sqrt(D))
   s = softcap * tanh(s / softcap)  (softcap > 0; before mask and bias)
   s += mask                        (bias, or -inf where masked)
@@ -99,7 +113,9 @@ empty_rows says what a row with no allowed key gives: "zero" (out and weights
 Returns out, float32 (B, Hq, Lq, Dv); with need_weights and/or return_lse a
 tuple: (out, weights), (out, lse) or (out, weights, lse); weights (B, Hq, Lq,
 Lk) are the p above, lse (B, Hq, Lq) the natural-log log-sum-exp of each row's
-final scores. The GIL is released while it computes.)");
+final scores, all float32. backend: "auto" (flash), "flash" (fused, tiled
+online softmax that skips what the mask removes) or "reference" (the textbook
+path). The GIL is released while it computes.)");
 }
 
 }  // namespace maskattn::python

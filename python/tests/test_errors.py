@@ -75,7 +75,8 @@ def _with(argument, value):
 def test_wrong_rank_of_q_k_v_names_it(argument, rank):
     base = {"q": Q, "k": K, "v": V}[argument]
     bad = base[0] if rank == 3 else base[None]
-    with pytest.raises(ValueError, match=named(argument) + r" a float32 array of rank 4"):
+    match = named(argument) + r" a float32 or bfloat16 array of rank 4"
+    with pytest.raises(ValueError, match=match):
         ma.attention(**_with(argument, bad))
 
 
@@ -90,19 +91,55 @@ def test_wrong_rank_of_q_k_v_names_it(argument, rank):
         (lambda x: x > 0, "bool"),
         (lambda x: torch.from_numpy(x).double(), "float64"),
         (lambda x: torch.from_numpy(x).half(), "float16"),
-        (lambda x: torch.from_numpy(x).bfloat16(), "bfloat16"),
         (lambda x: torch.from_numpy(x).long(), "int64"),
+        # numpy has no bfloat16; its bits as uint16 are not read as one.
+        (lambda x: torch.from_numpy(x).bfloat16().view(torch.int16).numpy().view(np.uint16),
+         "uint16"),
     ],
     ids=[
         "np_f64", "np_f16", "np_i32", "np_i64", "np_bool",
-        "pt_f64", "pt_f16", "pt_bf16", "pt_i64",
+        "pt_f64", "pt_f16", "pt_i64", "np_u16_bf16_bits",
     ],
 )
 def test_wrong_dtype_of_q_k_v_names_it_and_the_dtype(argument, convert, dtype_name):
     bad = convert({"q": Q, "k": K, "v": V}[argument])
-    match = named(argument) + rf" a float32 array.*got {dtype_name}\b"
+    match = named(argument) + rf" a float32 or bfloat16 array.*got {dtype_name}\b"
     with pytest.raises(ValueError, match=match):
         ma.attention(**_with(argument, bad))
+
+
+def _bf16(x):
+    return torch.from_numpy(x).bfloat16()
+
+
+def case_(args, argument, match, case_id):
+    return pytest.param(args, argument, match, id=case_id)
+
+
+LIKE_Q = r" a {} array of rank 4 \({}\) like q, got {}"
+
+
+@pytest.mark.parametrize(
+    "args, argument, match",
+    [
+        # q decides the storage; the first of k, v stored otherwise is named.
+        case_(dict(k=_bf16(K)), "k",
+              LIKE_Q.format("float32", "B, Hkv, Lk, D", "bfloat16"), "k_bf16"),
+        case_(dict(v=_bf16(V)), "v",
+              LIKE_Q.format("float32", "B, Hkv, Lk, Dv", "bfloat16"), "v_bf16"),
+        case_(dict(q=_bf16(Q)), "k",
+              LIKE_Q.format("bfloat16", "B, Hkv, Lk, D", "float32"), "q_bf16"),
+        case_(dict(q=_bf16(Q), k=_bf16(K)), "v",
+              LIKE_Q.format("bfloat16", "B, Hkv, Lk, Dv", "float32"), "q_k_bf16"),
+        case_(dict(q=_bf16(Q), k=_bf16(K), v=torch.from_numpy(V).half()), "v",
+              r" a float32 or bfloat16 array of rank 4 .*got float16", "v_f16"),
+        case_(dict(q=_bf16(Q)[0], k=_bf16(K), v=_bf16(V)), "q",
+              r" a float32 or bfloat16 array of rank 4 .*got bfloat16 \(4, 5, 8\)", "q_rank_3"),
+    ],
+)
+def test_q_k_v_stored_in_different_dtypes_name_the_argument(args, argument, match):
+    with pytest.raises(ValueError, match=named(argument) + match):
+        ma.attention(**{"q": Q, "k": K, "v": V, **args})
 
 
 def test_q_of_a_type_that_is_no_array_names_q():
