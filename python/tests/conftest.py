@@ -11,11 +11,14 @@ maskattn's own materialize().
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import pytest
 import torch
+
+import maskattn as ma
 
 WEIGHTS_ATOL = 2e-5
 OUT_ATOL = 2e-4
@@ -23,6 +26,22 @@ LSE_ATOL = 2e-5
 
 # Comparisons with PyTorch run it on this machine's 2 cores.
 torch.set_num_threads(2)
+
+
+# The attention backends the parity tests check one by one; "auto" runs flash.
+BACKENDS = ["reference", "flash"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    """Each of BACKENDS in turn (the test id names it)."""
+    return request.param
+
+
+@pytest.fixture
+def attend(backend):
+    """ma.attention with backend=backend."""
+    return functools.partial(ma.attention, backend=backend)
 
 
 @pytest.fixture
