@@ -144,8 +144,8 @@ struct Variant {
 };
 
 constexpr Variant kVariants[] = {
-    {"gemm", bench::call_gemm},         {"dnnl_matmul", call_dnnl_matmul},
-    {"dnnl_sgemm", call_dnnl_sgemm},    {"openblas", bench::call_openblas},
+    {"gemm", bench::call_gemm},      {"dnnl_matmul", call_dnnl_matmul},
+    {"dnnl_sgemm", call_dnnl_sgemm}, {"openblas", bench::call_openblas},
     {"openblas_best", nullptr},
 };
 

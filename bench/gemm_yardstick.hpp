@@ -187,8 +187,8 @@ inline int serve_openblas(int threads, std::span<const GemmShape> shapes) {
     if (req.shape < 0 || req.shape >= problems.size()) return 1;
     const GemmShape& s = problems.shape(req.shape);
     GemmOperands& o = problems.operands(req.shape);
-    const double value = req.op == kCheck ? checked_error(call_openblas, s, o)
-                                          : timed_call(call_openblas, s, o);
+    const double value =
+        req.op == kCheck ? checked_error(call_openblas, s, o) : timed_call(call_openblas, s, o);
     if (!answer(value)) return 1;
   }
   return 0;
