@@ -7,7 +7,7 @@
 //               without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (its kernels for this
 //               CPU; bench/gemm_yardstick.hpp); the faster is "the sgemm rate".
 //               Memory read bandwidth: every thread sums its share of a 512 MiB
-//               float buffer (8 accumulators of 4 lanes; checked).
+//               float buffer (8 accumulators of 4 lanes; checked; bench/read_bandwidth.hpp).
 //   configs     attention forward, backend Flash, fp32 unless named *16 or (g):
 //                 a      B=8 H=12 L=512 D=64 causal
 //                 b, b0  B=1 H=16 L=2048 D=64 causal; no mask
@@ -56,8 +56,6 @@
 //   speed-up   ref s / flash time
 //   max|diff|  the check: max |flash - reference| on the slice
 // The run ends with the ratios beside their targets (PASS / MISS).
-#include <immintrin.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -86,6 +84,7 @@
 #include "maskattn/bfloat16.hpp"
 #include "maskattn/mask.hpp"
 #include "maskattn/tensor.hpp"
+#include "read_bandwidth.hpp"
 
 namespace {
 
@@ -350,55 +349,6 @@ std::optional<double> median_call(const std::function<std::optional<double>()>& 
   return median(times);
 }
 
-// ---- memory bandwidth ---------------------------------------------------------------
-
-// Sum of x[0, n) (n a multiple of 32, x 16-byte aligned): 8 independent
-// accumulators of 4 floats. SSE is the x86-64 baseline, and two 16-byte loads
-// per cycle are several times what memory gives one core.
-double sum_floats(const float* x, int64_t n) {
-  __m128 acc[8];
-  for (__m128& a : acc) a = _mm_setzero_ps();
-  for (int64_t i = 0; i < n; i += 32)
-    for (int u = 0; u < 8; ++u) acc[u] = _mm_add_ps(acc[u], _mm_load_ps(x + i + 4 * u));
-  alignas(16) float lanes[4];
-  double sum = 0.0;
-  for (const __m128& a : acc) {
-    _mm_store_ps(lanes, a);
-    for (float l : lanes) sum += l;
-  }
-  return sum;
-}
-
-// 512 MiB of ones, summed by every thread over its share.
-class ReadBandwidth {
- public:
-  ReadBandwidth() : buffer_({kFloats}) { std::fill(buffer_.begin(), buffer_.end(), 1.0f); }
-
-  double bytes() const { return static_cast<double>(kFloats) * sizeof(float); }
-
-  // Seconds of one pass; fails if the sum is not exact (each lane adds at most
-  // 2^21 ones, exact in float).
-  double timed_pass() {
-    const int64_t threads = maskattn::detail::max_threads();
-    const int64_t share = kFloats / threads / 32 * 32;
-    std::vector<double> sums(static_cast<std::size_t>(threads));
-    const auto start = Clock::now();
-    maskattn::detail::parallel_for(threads, [&](int64_t t) {
-      const int64_t n = t + 1 == threads ? kFloats - t * share : share;
-      sums[static_cast<std::size_t>(t)] = sum_floats(buffer_.data() + t * share, n);
-    });
-    const double seconds = seconds_since(start);
-    double total = 0.0;
-    for (double s : sums) total += s;
-    if (total != static_cast<double>(kFloats)) fail("read bandwidth: wrong sum");
-    return seconds;
-  }
-
- private:
-  static constexpr int64_t kFloats = int64_t{1} << 27;  // 512 MiB
-  Tensor<float> buffer_;
-};
-
 // ---- the memory child process ------------------------------------------------------
 
 constexpr std::string_view kMemoryChildFlag = "--memory_child";
@@ -522,7 +472,7 @@ struct Yardstick {
   bench::OpenblasChild openblas;  // unusable if it did not start
   bool have_openblas = false;
   bench::GemmProblems square{kSquare};
-  ReadBandwidth bandwidth;
+  bench::ReadBandwidth bandwidth;
   std::vector<double> gemm, blas, sgemm, read;  // GFLOP/s, GFLOP/s, the faster, GB/s
 
   // Starts the child and checks both GEMMs once.
@@ -553,8 +503,10 @@ struct Yardstick {
     gemm.push_back(g);
     blas.push_back(b);
     sgemm.push_back(std::isnan(b) ? g : std::max(g, b));
-    read.push_back(bandwidth.bytes() * 1e-9 /
-                   *median_call([&] { return bandwidth.timed_pass(); }, min_seconds));
+    const std::optional<double> pass =
+        median_call([&] { return bandwidth.timed_pass(); }, min_seconds);
+    if (!pass) fail("read bandwidth: wrong sum");
+    read.push_back(bandwidth.bytes() * 1e-9 / *pass);
   }
 
   std::string openblas_core() const { return have_openblas ? openblas.core() : "unavailable"; }
