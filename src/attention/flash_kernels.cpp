@@ -333,6 +333,24 @@ void ApplyDropout(const AttentionCall& c, int64_t b, int64_t h, int64_t q0, int6
     }
 }
 
+// A Partial tile [k0, k1) shrunk to the keys some query of [q0, q1) may
+// see, in steps of kTrimStep keys: the diagonal tile of a causal mask loses
+// its upper half, a sliding window's tiles their keys outside the band.
+// Returns the class of what remains (Full when the cut leaves no masked key).
+constexpr int64_t kTrimStep = 8;
+
+TileClass TrimTile(const BoundMask& mask, int64_t b, int64_t h, int64_t q0, int64_t q1,
+                   int64_t& k0, int64_t& k1) {
+  bool cut = false;
+  while (k1 - k0 > kTrimStep &&
+         mask.classify(b, h, q0, q1, k1 - kTrimStep, k1) == TileClass::Empty)
+    k1 -= kTrimStep, cut = true;
+  while (k1 - k0 > kTrimStep &&
+         mask.classify(b, h, q0, q1, k0, k0 + kTrimStep) == TileClass::Empty)
+    k0 += kTrimStep, cut = true;
+  return cut ? mask.classify(b, h, q0, q1, k0, k1) : TileClass::Partial;
+}
+
 // What an empty row holds under c.empty_rows.
 float EmptyFill(const AttentionCall& c) {
   return c.empty_rows == EmptyRows::NaN ? std::numeric_limits<float>::quiet_NaN() : 0.0f;
@@ -361,10 +379,12 @@ void ForwardTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
   const float softcap = static_cast<float>(c.softcap);
   const bool bias = c.mask->has_bias();
 
-  for (int64_t k0 = t.k_begin; k0 < t.k_end; k0 += bk) {
-    const int64_t k1 = std::min(k0 + bk, t.k_end), nk = k1 - k0;
-    const TileClass cls = c.mask->classify(t.b, t.h, t.q0, t.q1, k0, k1);
+  for (int64_t tile = t.k_begin; tile < t.k_end; tile += bk) {
+    int64_t k0 = tile, k1 = std::min(tile + bk, t.k_end);
+    TileClass cls = c.mask->classify(t.b, t.h, t.q0, t.q1, k0, k1);
     if (cls == TileClass::Empty) continue;
+    if (cls == TileClass::Partial) cls = TrimTile(*c.mask, t.b, t.h, t.q0, t.q1, k0, k1);
+    const int64_t nk = k1 - k0;
     ops.scores(qt, k0, nk, st);
     const bool masked = cls == TileClass::Partial || bias;
     if (masked) c.mask->tile_values(t.b, t.h, t.q0, t.q1, k0, k1, mt, bq);

@@ -11,6 +11,7 @@
 
 #include "attention/attention_oracle.hpp"
 #include "maskattn/attention.hpp"
+#include "maskattn/bfloat16.hpp"
 #include "maskattn/mask.hpp"
 
 namespace maskattn {
@@ -198,6 +199,26 @@ TEST(AttentionErrors, MaskThatDoesNotFit) {
   EXPECT_TRUE(rejects([](Call& c) { c.mask = key_lengths(std::vector<int64_t>{1, 6}); }, "mask"));
   static const bool dense[12] = {};
   EXPECT_TRUE(rejects([](Call& c) { c.mask = keep(View<const bool, 2>(dense, {4, 3})); }, "mask"));
+}
+
+TEST(AttentionErrors, Bf16InputsAreCheckedLikeFloat) {
+  Tensor<BFloat16> q({2, 4, 3, 4}), k({2, 2, 5, 4}), v({2, 2, 5, 6}), k_bad_d({2, 2, 5, 3}),
+      v_bad_len({2, 2, 4, 6});
+  Tensor<float> out({2, 4, 3, 6}), out_bad({2, 4, 3, 5});
+  auto run = [&](const Tensor<BFloat16>& kk, const Tensor<BFloat16>& vv, Tensor<float>& o,
+                 AttentionOptions opts = {}) {
+    attention(q.view<4>(), kk.view<4>(), vv.view<4>(), o.view<4>(), causal(), opts);
+  };
+  for (Backend b : {Backend::Reference, Backend::Flash}) {
+    AttentionOptions opts;
+    opts.backend = b;
+    EXPECT_NO_THROW(run(k, v, out, opts));
+    EXPECT_TRUE(throws_error_for([&] { run(k_bad_d, v, out, opts); }, "k"));
+    EXPECT_TRUE(throws_error_for([&] { run(k, v_bad_len, out, opts); }, "v"));
+    EXPECT_TRUE(throws_error_for([&] { run(k, v, out_bad, opts); }, "out"));
+    opts.dropout_p = 1.0f;
+    EXPECT_TRUE(throws_error_for([&] { run(k, v, out, opts); }, "opts.dropout_p"));
+  }
 }
 
 }  // namespace

@@ -175,6 +175,29 @@ inline Expected naive_attention(const Shape& s, const Buffer4& q, const Buffer4&
   return e;
 }
 
+// The backend the oracle suites run on: they are instantiated once per
+// backend (BackendSuite), and every call goes through on_backend().
+inline Backend& backend_under_test() {
+  static Backend b = Backend::Reference;
+  return b;
+}
+inline AttentionOptions on_backend(AttentionOptions o) {
+  o.backend = backend_under_test();
+  return o;
+}
+class BackendSuite : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override { backend_under_test() = GetParam(); }
+  void TearDown() override { backend_under_test() = Backend::Reference; }
+};
+inline std::string backend_label(const ::testing::TestParamInfo<Backend>& info) {
+  return std::string(backend_name(info.param));
+}
+#define MASKATTN_INSTANTIATE_FOR_BACKENDS(suite)                                   \
+  INSTANTIATE_TEST_SUITE_P(Backends, suite,                                       \
+                           ::testing::Values(Backend::Reference, Backend::Flash), \
+                           ::maskattn::testing_attention::backend_label)
+
 // |got - want| <= tol for every element of a (n0, n1, n2, n3) view against a
 // contiguous expectation; NaN matches NaN, -inf matches -inf.
 inline ::testing::AssertionResult close4(std::string_view what, View<const float, 4> got,

@@ -27,7 +27,7 @@ struct Result {
   std::vector<float> lse = std::vector<float>(kB * kHq * kL);
 };
 
-class Dropout : public ::testing::Test {
+class Dropout : public testing_attention::BackendSuite {
  protected:
   Dropout()
       : q_({Result::kB, Result::kHq, Result::kL, Result::kD}, Layout::BHLD),
@@ -47,7 +47,7 @@ class Dropout : public ::testing::Test {
     opts.seed = seed;
     attention(q_.cview(), k_.cview(), v_.cview(),
               View<float, 4>(r.out.data(), {Result::kB, Result::kHq, Result::kL, Result::kD}), mask,
-              opts,
+              testing_attention::on_backend(opts),
               View<float, 4>(r.weights.data(), {Result::kB, Result::kHq, Result::kL, Result::kL}),
               View<float, 3>(r.lse.data(), {Result::kB, Result::kHq, Result::kL}));
     return r;
@@ -61,7 +61,7 @@ class Dropout : public ::testing::Test {
   Buffer4 q_, k_, v_;
 };
 
-TEST_F(Dropout, SameSeedIsBitIdenticalOnOneAndTwoThreads) {
+TEST_P(Dropout, SameSeedIsBitIdenticalOnOneAndTwoThreads) {
   omp_set_num_threads(1);
   const Result one = run(0.3f, 1234);
   omp_set_num_threads(2);
@@ -71,7 +71,7 @@ TEST_F(Dropout, SameSeedIsBitIdenticalOnOneAndTwoThreads) {
   EXPECT_TRUE(identical(one.lse, two.lse));
 }
 
-TEST_F(Dropout, DifferentSeedDropsDifferentElements) {
+TEST_P(Dropout, DifferentSeedDropsDifferentElements) {
   const Result a = run(0.3f, 1), b = run(0.3f, 2);
   EXPECT_FALSE(identical(a.out, b.out));
   int64_t differ = 0;
@@ -82,7 +82,7 @@ TEST_F(Dropout, DifferentSeedDropsDifferentElements) {
   EXPECT_TRUE(identical(a.lse, b.lse));
 }
 
-TEST_F(Dropout, ZeroProbabilityIsNoDropout) {
+TEST_P(Dropout, ZeroProbabilityIsNoDropout) {
   const Result a = run(0.0f, 1), b = run(0.0f, 99);
   EXPECT_TRUE(identical(a.out, b.out));
   EXPECT_TRUE(identical(a.weights, b.weights));
@@ -90,7 +90,7 @@ TEST_F(Dropout, ZeroProbabilityIsNoDropout) {
     EXPECT_TRUE(dropout_keep(5, 0.0f, MaskShape{1, 1, 10, 10}, 0, 0, j / 10, j % 10));
 }
 
-TEST_F(Dropout, InvertedScalingOfKeptProbabilities) {
+TEST_P(Dropout, InvertedScalingOfKeptProbabilities) {
   constexpr float kP = 0.4f;
   const Result plain = run(0.0f, 0), dropped = run(kP, 8);
   const MaskShape shape{Result::kB, Result::kHq, Result::kL, Result::kL};
@@ -106,7 +106,7 @@ TEST_F(Dropout, InvertedScalingOfKeptProbabilities) {
         }
 }
 
-TEST_F(Dropout, DroppedFractionMatchesProbability) {
+TEST_P(Dropout, DroppedFractionMatchesProbability) {
   // Over all (b, h, i, j) of an unmasked problem (32768 pairs, every softmax
   // probability > 0): the dropped count is Binomial(n, p); allow 5 sigma.
   for (float p : {0.1f, 0.5f, 0.9f}) {
@@ -126,7 +126,7 @@ TEST_F(Dropout, DroppedFractionMatchesProbability) {
   EXPECT_NEAR(kept / 1e6, 0.7, 5.0 * std::sqrt(0.3 * 0.7 / 1e6));
 }
 
-TEST_F(Dropout, DecisionIsAFunctionOfThePosition) {
+TEST_P(Dropout, DecisionIsAFunctionOfThePosition) {
   // Same (b, h, i, j) and shape -> same decision; the stream depends on the
   // flat position, so neighbours are not all equal.
   const MaskShape s{2, 3, 5, 7};
@@ -139,6 +139,8 @@ TEST_F(Dropout, DecisionIsAFunctionOfThePosition) {
   EXPECT_GT(kept, 0);
   EXPECT_LT(kept, s.k_len);
 }
+
+MASKATTN_INSTANTIATE_FOR_BACKENDS(Dropout);
 
 }  // namespace
 }  // namespace maskattn

@@ -55,7 +55,8 @@ struct Problem {
   void run(const Mask& mask, EmptyRows policy) {
     AttentionOptions opts;
     opts.empty_rows = policy;
-    attention(q.cview(), k.cview(), v.cview(), out_view(), mask, opts, weights_view(), lse_view());
+    attention(q.cview(), k.cview(), v.cview(), out_view(), mask, testing_attention::on_backend(opts),
+              weights_view(), lse_view());
   }
 
   bool untouched() const {
@@ -70,6 +71,8 @@ struct Problem {
   std::vector<float> out, weights, lse;
 };
 
+class EmptyRowPolicies : public testing_attention::BackendSuite {};
+
 // query_lengths {3, 1} with Lq = 4: row 3 of batch 0 and rows 1.. of batch 1
 // are empty in every head; the first in (b, h, i) order is (0, 0, 3).
 const Shape kShape{2, 2, 2, 4, 5, 3, 2};
@@ -77,7 +80,7 @@ const std::vector<int64_t> kQueryLengths{3, 1};
 
 bool row_empty(int64_t b, int64_t i) { return i >= kQueryLengths[static_cast<std::size_t>(b)]; }
 
-TEST(EmptyRows, ZeroGivesExactZerosAndNegInfLse) {
+TEST_P(EmptyRowPolicies, ZeroGivesExactZerosAndNegInfLse) {
   Problem p(kShape);
   p.run(query_lengths(kQueryLengths), EmptyRows::Zero);
   const Shape& s = p.shape;
@@ -115,7 +118,7 @@ TEST(EmptyRows, ZeroGivesExactZerosAndNegInfLse) {
   EXPECT_TRUE(close3("lse", p.lse_view(), e.lse, 1e-5));
 }
 
-TEST(EmptyRows, NaNGivesNaNOutAndWeightsAndNegInfLse) {
+TEST_P(EmptyRowPolicies, NaNGivesNaNOutAndWeightsAndNegInfLse) {
   Problem p(kShape);
   p.run(query_lengths(kQueryLengths), EmptyRows::NaN);
   const Shape& s = p.shape;
@@ -132,7 +135,7 @@ TEST(EmptyRows, NaNGivesNaNOutAndWeightsAndNegInfLse) {
   EXPECT_FALSE(std::isnan(p.out[0]));
 }
 
-TEST(EmptyRows, ErrorNamesTheFirstEmptyRowAndWritesNothing) {
+TEST_P(EmptyRowPolicies, ErrorNamesTheFirstEmptyRowAndWritesNothing) {
   Problem p(kShape);
   EXPECT_TRUE(
       throws_error_for([&] { p.run(query_lengths(kQueryLengths), EmptyRows::Error); }, "mask"));
@@ -163,7 +166,7 @@ TEST(EmptyRows, ErrorNamesTheFirstEmptyRowAndWritesNothing) {
   EXPECT_TRUE(keys.untouched());
 }
 
-TEST(EmptyRows, ErrorPolicyWithoutEmptyRowsComputesNormally) {
+TEST_P(EmptyRowPolicies, ErrorPolicyWithoutEmptyRowsComputesNormally) {
   Problem a(kShape), b(kShape);
   const Mask mask = causal() & key_lengths(std::vector<int64_t>{5, 2});
   a.run(mask, EmptyRows::Error);
@@ -173,7 +176,7 @@ TEST(EmptyRows, ErrorPolicyWithoutEmptyRowsComputesNormally) {
   EXPECT_EQ(a.lse, b.lse);
 }
 
-TEST(EmptyRows, NoKeysAtAll) {
+TEST_P(EmptyRowPolicies, NoKeysAtAll) {
   // Lk == 0: every row is empty.
   const Shape s{2, 2, 1, 3, 0, 4, 3};
   for (EmptyRows policy : {EmptyRows::Zero, EmptyRows::NaN}) {
@@ -193,12 +196,14 @@ TEST(EmptyRows, NoKeysAtAll) {
   EXPECT_TRUE(p.untouched());
 }
 
-TEST(EmptyRows, NoQueriesOrBatchIsANoOp) {
+TEST_P(EmptyRowPolicies, NoQueriesOrBatchIsANoOp) {
   for (const Shape& s : {Shape{2, 2, 1, 0, 4, 3, 3}, Shape{0, 2, 2, 3, 4, 3, 3}}) {
     Problem p(s);
     p.run(causal(), EmptyRows::Error);
   }
 }
+
+MASKATTN_INSTANTIATE_FOR_BACKENDS(EmptyRowPolicies);
 
 }  // namespace
 }  // namespace maskattn

@@ -1,6 +1,7 @@
-// The reference backend: the write-ups' worked 2x2 example computed by hand,
-// then random shapes, layouts, masks and options against the naive
-// double-precision loop of attention_oracle.hpp.
+// Both backends (reference and flash, one instantiation each) against the
+// write-ups' worked 2x2 example computed by hand, then random shapes,
+// layouts, masks and options against the naive double-precision loop of
+// attention_oracle.hpp.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -17,6 +18,8 @@ namespace maskattn {
 namespace {
 
 using testing_attention::allow_all;
+using testing_attention::BackendSuite;
+using testing_attention::on_backend;
 using testing_attention::both;
 using testing_attention::Buffer4;
 using testing_attention::close3;
@@ -29,6 +32,8 @@ using testing_attention::NaiveOptions;
 using testing_attention::Rule;
 using testing_attention::Shape;
 using testing_attention::shape_text;
+
+class NaiveOracle : public BackendSuite {};
 
 // Unit-variance float inputs, results accumulated in double and rounded once
 // to float: 1e-5 absolute covers the rounding of outputs of magnitude <= ~10.
@@ -50,12 +55,12 @@ struct Worked {
     attention(View<const float, 4>(q.data(), {1, 1, 2, 2}),
               View<const float, 4>(k.data(), {1, 1, 2, 2}),
               View<const float, 4>(v.data(), {1, 1, 2, 2}),
-              View<float, 4>(out.data(), {1, 1, 2, 2}), mask, {},
+              View<float, 4>(out.data(), {1, 1, 2, 2}), mask, on_backend({}),
               View<float, 4>(weights.data(), {1, 1, 2, 2}), View<float, 3>(lse.data(), {1, 1, 2}));
   }
 };
 
-TEST(ReferenceAttention, WorkedExampleWithLookAheadMask) {
+TEST_P(NaiveOracle, WorkedExampleWithLookAheadMask) {
   Worked w;
   w.run(causal());
   const double r2 = std::sqrt(2.0);
@@ -76,7 +81,7 @@ TEST(ReferenceAttention, WorkedExampleWithLookAheadMask) {
   EXPECT_NEAR(w.lse[1], s1 + std::log1p(std::exp(s0 - s1)), 1e-5);
 }
 
-TEST(ReferenceAttention, WorkedExampleInvertedMaskGivesZerosNotNaN) {
+TEST_P(NaiveOracle, WorkedExampleInvertedMaskGivesZerosNotNaN) {
   // The pitfall: keep = (triu(ones, 1) == 0) inverted, i.e. only the future
   // is visible. Row 0 sees only key 1; row 1 sees nothing: zeros, lse -inf.
   Worked w;
@@ -93,9 +98,10 @@ TEST(ReferenceAttention, WorkedExampleInvertedMaskGivesZerosNotNaN) {
   EXPECT_EQ(w.lse[1], -std::numeric_limits<float>::infinity());
 }
 
-TEST(ReferenceAttention, BackendNames) {
+TEST(AttentionBackends, Names) {
   EXPECT_EQ(backend_name(Backend::Auto), "auto");
   EXPECT_EQ(backend_name(Backend::Reference), "reference");
+  EXPECT_EQ(backend_name(Backend::Flash), "flash");
 }
 
 // ---- random problems against the naive loop ----------------------------------
@@ -193,7 +199,8 @@ const std::vector<Shape>& shapes() {
                                  Buffer4::kGap);
   const View<float, 3> lse(lse_storage.data(), {s.batch, s.hq, s.lq},
                            {s.hq * head_stride, head_stride, 1});
-  attention(q.cview(), k.cview(), v.cview(), out.view(), m.mask, opts, weights.view(), lse);
+  attention(q.cview(), k.cview(), v.cview(), out.view(), m.mask, on_backend(opts), weights.view(),
+            lse);
   const Expected e = naive_attention(s, q, k, v, m.rule, naive);
   const std::string where = shape_text(s) + ", mask " + m.name + ": ";
   if (auto r = close4(where + "out", out.cview(), e.out, kOutTol); !r) return r;
@@ -207,7 +214,7 @@ const std::vector<Shape>& shapes() {
   return ::testing::AssertionSuccess();
 }
 
-TEST(ReferenceAttention, MatchesNaiveLoopOverShapesLayoutsAndMasks) {
+TEST_P(NaiveOracle, MatchesNaiveLoopOverShapesLayoutsAndMasks) {
   std::mt19937 rng(1);
   for (const Shape& s : shapes())
     for (auto [in, out] :
@@ -217,7 +224,7 @@ TEST(ReferenceAttention, MatchesNaiveLoopOverShapesLayoutsAndMasks) {
         EXPECT_TRUE(matches_naive(s, in, out, m, {}, {}, rng));
 }
 
-TEST(ReferenceAttention, ScaleAndSoftcap) {
+TEST_P(NaiveOracle, ScaleAndSoftcap) {
   std::mt19937 rng(2);
   for (const Shape& s : shapes())
     for (const NamedMask& m : masks_for(s, rng)) {
@@ -235,7 +242,7 @@ TEST(ReferenceAttention, ScaleAndSoftcap) {
     }
 }
 
-TEST(ReferenceAttention, SoftcapBoundsTheScores) {
+TEST_P(NaiveOracle, SoftcapBoundsTheScores) {
   // All keys equal except one: with a cap c the score gap is at most 2c, so
   // the weights stay within exp(+-2c) of each other whatever the scale.
   std::vector<float> q{100.0f}, k{1.0f, -1.0f}, v{1.0f, 0.0f}, out(1), w(2);
@@ -244,7 +251,7 @@ TEST(ReferenceAttention, SoftcapBoundsTheScores) {
   attention(View<const float, 4>(q.data(), {1, 1, 1, 1}),
             View<const float, 4>(k.data(), {1, 1, 2, 1}),
             View<const float, 4>(v.data(), {1, 1, 2, 1}), View<float, 4>(out.data(), {1, 1, 1, 1}),
-            {}, opts, View<float, 4>(w.data(), {1, 1, 1, 2}));
+            {}, on_backend(opts), View<float, 4>(w.data(), {1, 1, 1, 2}));
   // scores 100 and -100 capped to tanh(100) ~ 1 and -1: p = sigmoid(2).
   const double p = 1.0 / (1.0 + std::exp(-2.0 * std::tanh(100.0)));
   EXPECT_NEAR(w[0], p, 1e-6);
@@ -252,7 +259,7 @@ TEST(ReferenceAttention, SoftcapBoundsTheScores) {
   EXPECT_NEAR(out[0], p, 1e-6);
 }
 
-TEST(ReferenceAttention, HeadMaskPerHeadAndPerBatchHead) {
+TEST_P(NaiveOracle, HeadMaskPerHeadAndPerBatchHead) {
   std::mt19937 rng(3);
   for (const Shape& s : shapes()) {
     std::uniform_real_distribution<float> u(0.0f, 1.5f);
@@ -276,7 +283,7 @@ TEST(ReferenceAttention, HeadMaskPerHeadAndPerBatchHead) {
   }
 }
 
-TEST(ReferenceAttention, DropoutMatchesNaiveLoop) {
+TEST_P(NaiveOracle, DropoutMatchesNaiveLoop) {
   std::mt19937 rng(4);
   for (const Shape& s : shapes())
     for (const NamedMask& m : masks_for(s, rng)) {
@@ -290,7 +297,7 @@ TEST(ReferenceAttention, DropoutMatchesNaiveLoop) {
     }
 }
 
-TEST(ReferenceAttention, OptionalOutputsDoNotChangeOut) {
+TEST_P(NaiveOracle, OptionalOutputsDoNotChangeOut) {
   std::mt19937 rng(5);
   const Shape s{2, 4, 2, 6, 9, 8, 4};
   Buffer4 q({s.batch, s.hq, s.lq, s.d}, Layout::BHLD), k({s.batch, s.hkv, s.lk, s.d}, Layout::BHLD),
@@ -303,21 +310,21 @@ TEST(ReferenceAttention, OptionalOutputsDoNotChangeOut) {
   Buffer4 w({s.batch, s.hq, s.lq, s.lk}, Layout::BHLD);
   std::vector<float> lse(static_cast<std::size_t>(s.batch * s.hq * s.lq));
   const Mask mask = causal(Align::BottomRight);
-  attention(q.cview(), k.cview(), v.cview(), a.view(), mask);
-  attention(q.cview(), k.cview(), v.cview(), b.view(), mask, {}, w.view(),
+  attention(q.cview(), k.cview(), v.cview(), a.view(), mask, on_backend({}));
+  attention(q.cview(), k.cview(), v.cview(), b.view(), mask, on_backend({}), w.view(),
             View<float, 3>(lse.data(), {s.batch, s.hq, s.lq}));
   for (int64_t x = 0; x < s.batch; ++x)
     for (int64_t h = 0; h < s.hq; ++h)
       for (int64_t i = 0; i < s.lq; ++i)
         for (int64_t d = 0; d < s.dv; ++d) ASSERT_EQ(a(x, h, i, d), b(x, h, i, d));
   // Only weights, only lse.
-  attention(q.cview(), k.cview(), v.cview(), b.view(), mask, {}, w.view());
-  attention(q.cview(), k.cview(), v.cview(), b.view(), mask, {}, {},
+  attention(q.cview(), k.cview(), v.cview(), b.view(), mask, on_backend({}), w.view());
+  attention(q.cview(), k.cview(), v.cview(), b.view(), mask, on_backend({}), {},
             View<float, 3>(lse.data(), {s.batch, s.hq, s.lq}));
   for (int64_t d = 0; d < s.dv; ++d) EXPECT_EQ(a(1, 3, 5, d), b(1, 3, 5, d));
 }
 
-TEST(ReferenceAttention, SameBufferForQKAndV) {
+TEST_P(NaiveOracle, SameBufferForQKAndV) {
   // Self-attention reading q, k and v from one buffer is allowed (inputs may
   // alias each other; only outputs must not alias anything).
   std::mt19937 rng(6);
@@ -325,10 +332,12 @@ TEST(ReferenceAttention, SameBufferForQKAndV) {
   Buffer4 x({s.batch, s.hq, s.lq, s.d}, Layout::BLHD);
   x.fill_normal(rng);
   Buffer4 out({s.batch, s.hq, s.lq, s.dv}, Layout::BHLD);
-  attention(x.cview(), x.cview(), x.cview(), out.view(), causal());
+  attention(x.cview(), x.cview(), x.cview(), out.view(), causal(), on_backend({}));
   const Expected e = naive_attention(s, x, x, x, band_rule(kUnbounded, 0, 0), {});
   EXPECT_TRUE(close4("out", out.cview(), e.out, kOutTol));
 }
+
+MASKATTN_INSTANTIATE_FOR_BACKENDS(NaiveOracle);
 
 }  // namespace
 }  // namespace maskattn
