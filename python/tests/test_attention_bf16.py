@@ -30,14 +30,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import (
-    LSE_ATOL,
-    OUT_ATOL,
-    WEIGHTS_ATOL,
-    attention_f64,
-    neg_inf_where_blocked,
-    randn,
-)
+from conftest import LSE_ATOL, OUT_ATOL, WEIGHTS_ATOL, attention_f64, neg_inf_where_blocked, randn
 
 import maskattn as ma
 
