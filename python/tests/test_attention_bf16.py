@@ -7,8 +7,9 @@ conftest.BACKENDS):
      key padding, GQA (Hq = 8, Hkv = 2), a one-token decode (Lq = 1,
      Lk = 3000) and sizes past one tile. Tolerance (out_atol): flash within
      4e-3 * max |v| -- its scores are exact products of bfloat16 values
-     summed in float32, but it rounds the probabilities to bfloat16 (relative
-     error 2^-9) before they meet v, as GPU flash attention does; reference
+     summed in float32, but on a CPU with AVX-512 BF16 it rounds the
+     probabilities to bfloat16 (relative error 2^-9) before they meet v, as
+     GPU flash attention does (elsewhere it widens to float32); reference
      within OUT_ATOL (conftest), as it computes bfloat16 input in double.
      (4e-3 * max |v| cannot see one key too many or too few in a row of
      hundreds of keys; the float32 tests of test_attention_parity.py can.)
