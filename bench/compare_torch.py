@@ -33,11 +33,12 @@ Configurations (fp32 unless noted; B batch, H query heads, L length, D head dim)
 Before timing a configuration, each path runs once and its output is compared
 with torch SDPA's (max |diff| printed); maskattn beyond 1e-4 (fp32) or
 4e-3 * max|v| (bf16: with AVX-512 BF16, flash rounds the probabilities to
-bfloat16) stops the script. Eager is checked at the same bound in fp32; in bf16 its scores and
-softmax are bf16 as well, so its difference is only printed. That first call
-is also the warm-up (workspaces, page faults); each timing is then the median
-of --repeats calls, after --warmup more. Inputs: unit-variance, from a seed
-per configuration (the same whichever configurations run).
+bfloat16) stops the script. Eager is checked at the same bound in fp32; in
+bf16 its scores and softmax are bf16 as well, so its difference is only
+printed. That first call is also the warm-up (workspaces, page faults);
+each timing is then the median of --repeats calls, after --warmup more.
+Inputs: unit-variance, from a seed per configuration (the same whichever
+configurations run).
 
 Options: --configs a,b,... (a letter selects all its variants; default all),
 --repeats N (default 5), --warmup N (default 0). At the defaults a run took
