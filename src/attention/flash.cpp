@@ -100,7 +100,7 @@ void merge_row(const AttentionCall& c, const PartialResult* parts, int64_t split
   for (int64_t s = 0; s < splits; ++s) {
     const PartialResult& p = parts[s];
     if (!(p.l[n] > 0.0f)) continue;
-    const double w = std::exp(static_cast<double>(p.m[n]) - m);
+    const double w = std::exp2(static_cast<double>(p.m[n]) - m);  // base-2 scores
     sum += w * p.l[n];
     for (int64_t x = 0; x < c.dv; ++x)
       acc[static_cast<std::size_t>(x)] += w * p.o[x * p.x_stride + n * p.n_stride];

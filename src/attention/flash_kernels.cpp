@@ -12,12 +12,17 @@
 //   m, l (Bq)    running maximum and sum of exp(s - m) of each query
 //
 // per key tile [k0, k1): classify it with the mask — Empty tiles are skipped
-// without a load; Full tiles need no mask values — then
+// without a load; Full tiles need no mask values; Partial ones are trimmed to
+// the keys the block may see — then
 //   st = scale * k qt; st = softcap * tanh(st / softcap); st += mt
 //   m' = max(m, max_j st); p = exp(st - m'); l = l e^(m - m') + sum_j p
 //   ot = ot e^(m - m') + v^T (p * dropout)
 // and at the end out = ot * head_mask / l, lse = m + log l. A query with no
 // allowed key keeps l = 0: an empty row.
+//
+// Scores are kept in base-2 units, s log2 e (folded into the scale, the
+// softcap and the mask's values), so that every exponential is a 2^x
+// (kernels/exp-inl.hpp); m is then in those units too.
 //
 // bfloat16 inputs use the AVX-512 BF16 micro-kernels of kernels/bf16_dot.hpp
 // on targets with 16 float lanes when the CPU has them; elsewhere each key
@@ -51,6 +56,7 @@ using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr double kLog2e = 1.4426950408889634;  // scores in base-2 units: s log2 e
 
 // Register blocks: the micro-kernels hold kBlock rows (keys, or output
 // columns) x 2 query vectors of accumulators — 24 of AVX-512's 32 registers,
@@ -173,11 +179,11 @@ class FloatOperands {
     }
   }
 
-  // qt[x][lane] = scale * q[q0 + lane][x]; lanes past q1 are 0.
+  // qt[x][lane] = scale log2(e) q[q0 + lane][x]; lanes past q1 are 0.
   void pack_queries(int64_t q0, int64_t q1, float* qt) const {
     const int64_t bq = QueryBlockSize();
     std::fill(qt, qt + c_.d * bq, 0.0f);
-    const float scale = static_cast<float>(c_.scale);
+    const float scale = static_cast<float>(c_.scale * kLog2e);
     for (int64_t i = q0; i < q1; ++i) {
       if (c_.is_bf16) {
         const BFloat16* q = c_.bf16.q.row(b_, h_, i);
@@ -209,7 +215,7 @@ class FloatOperands {
     Pv(p, nk, vf_, c_.dv, c_.dv, ot);
   }
 
-  static constexpr bool kScaledScores = true;  // scale already in qt
+  static constexpr bool kScaledScores = true;  // scale log2 e already in qt
 
  private:
   static void widen(const Rows<BFloat16>& r, int64_t k0, int64_t nk, int64_t width, float* out) {
@@ -274,48 +280,79 @@ class Bf16DotOperands {
 
 // ---- per-tile steps ----------------------------------------------------------
 
-// st = cap * tanh(scale * st / cap) (softcap > 0), then + mt (when given).
-HWY_INLINE void FinishScores(float* HWY_RESTRICT st, int64_t nk, float scale, float softcap,
-                             const float* HWY_RESTRICT mt) {
-  const DF d;
-  const size_t n = hn::Lanes(d);
-  const int64_t count = nk * QueryBlockSize();
-  const VF vscale = hn::Set(d, scale);
-  const VF cap = hn::Set(d, softcap), inv_cap = hn::Set(d, softcap > 0.0f ? 1.0f / softcap : 0.0f);
-  for (int64_t x = 0; x < count; x += static_cast<int64_t>(n)) {
-    VF s = hn::Mul(hn::Load(d, st + x), vscale);
-    if (softcap > 0.0f) s = hn::Mul(cap, hn::Tanh(d, hn::Mul(s, inv_cap)));
-    if (mt != nullptr) s = hn::Add(s, hn::Load(d, mt + x));
-    hn::Store(s, d, st + x);
-  }
-}
+// How raw dot products become base-2 scores: s2 = scale2 * dot (scale2 =
+// scale log2 e, or 1 when the operands carry it), then the softcap in base-2
+// units (cap2 = softcap log2 e: cap2 tanh(s2 / cap2) is softcap tanh(s /
+// softcap) log2 e), then + the mask's value times log2 e.
+struct ScoreTransform {
+  float scale2 = 1.0f;
+  float cap2 = 0.0f;  // 0: no softcap
+  bool bias = false;  // the mask may carry non-zero biases
 
-// The online-softmax step of one tile: st (nk, Bq) scores -> probabilities
-// exp(s - m'), m and l updated, ot (dv, Bq) rescaled by e^(m - m'). A query
-// whose maximum is still -inf (no allowed key yet) subtracts 0 instead, so
-// its p and its factor are exactly 0, never NaN.
-HWY_INLINE void OnlineSoftmax(float* HWY_RESTRICT st, int64_t nk, float* HWY_RESTRICT m,
+  ScoreTransform(const AttentionCall& c, bool operands_scaled)
+      : scale2(operands_scaled ? 1.0f : static_cast<float>(c.scale * kLog2e)),
+        cap2(static_cast<float>(c.softcap * kLog2e)),
+        bias(c.mask->has_bias()) {}
+
+  // Whether finish() must run over a tile with (masked) or without mask
+  // values; otherwise OnlineSoftmax applies scale2 itself (when positive).
+  bool needed(bool masked) const { return masked || cap2 > 0.0f || scale2 <= 0.0f; }
+  // The scale OnlineSoftmax applies: what finish() has not.
+  float pending(bool masked) const { return needed(masked) ? 1.0f : scale2; }
+
+  // s[0, count) (count a multiple of the lanes) to base-2 scores; mt, when
+  // given, holds the mask's values (0 / bias where allowed, -inf masked). A
+  // bias is clamped to float's range after the change of units, so an
+  // allowed element never reads as masked.
+  void finish(float* HWY_RESTRICT s, int64_t count, const float* HWY_RESTRICT mt) const {
+    const DF d;
+    const size_t n = hn::Lanes(d);
+    const VF vscale = hn::Set(d, scale2), cap = hn::Set(d, cap2);
+    const VF inv_cap = hn::Set(d, cap2 > 0.0f ? 1.0f / cap2 : 0.0f), log2e = hn::Set(d, kLog2e);
+    const VF big = hn::Set(d, std::numeric_limits<float>::max()), neg_inf = hn::Set(d, kNegInf);
+    for (int64_t x = 0; x < count; x += static_cast<int64_t>(n)) {
+      VF v = hn::Mul(hn::Load(d, s + x), vscale);
+      if (cap2 > 0.0f) v = hn::Mul(cap, hn::Tanh(d, hn::Mul(v, inv_cap)));
+      if (mt != nullptr) {
+        const VF m = hn::Load(d, mt + x);
+        VF m2 = hn::Mul(m, log2e);
+        if (bias)  // Min/Max with the constant first keep a NaN
+          m2 = hn::IfThenElse(hn::Eq(m, neg_inf), m, hn::Max(hn::Neg(big), hn::Min(big, m2)));
+        v = hn::Add(v, m2);
+      }
+      hn::Store(v, d, s + x);
+    }
+  }
+};
+
+// The online-softmax step of one tile: st (nk, Bq) scores (times `scale`,
+// > 0, still to apply) -> probabilities 2^(s - m'), m and l updated, ot (dv,
+// Bq) rescaled by 2^(m - m'). A query whose maximum is still -inf (no
+// allowed key yet) subtracts 0 instead, so its p and its factor are exactly
+// 0, never NaN. max(s) scale = max(s scale) exactly: rounding is monotonic.
+HWY_INLINE void OnlineSoftmax(float* HWY_RESTRICT st, int64_t nk, float scale, float* HWY_RESTRICT m,
                               float* HWY_RESTRICT l, float* HWY_RESTRICT ot, int64_t dv) {
   const DF d;
   const size_t n = hn::Lanes(d);
   const int64_t bq = QueryBlockSize();
-  const VF neg_inf = hn::Set(d, kNegInf);
+  const VF neg_inf = hn::Set(d, kNegInf), vscale = hn::Set(d, scale);
   for (int64_t v = 0; v < bq; v += static_cast<int64_t>(n)) {
     VF tile_max = neg_inf;
     for (int64_t j = 0; j < nk; ++j) tile_max = hn::Max(tile_max, hn::Load(d, st + j * bq + v));
     const VF m_old = hn::Load(d, m + v);
-    const VF m_new = hn::Max(m_old, tile_max);
+    const VF m_new = hn::Max(m_old, hn::Mul(tile_max, vscale));
     const VF m_use = hn::IfThenZeroElse(hn::Eq(m_new, neg_inf), m_new);
     VF sum = hn::Zero(d);
     for (int64_t j = 0; j < nk; ++j) {
-      const VF p = ExpNonPositive(d, hn::Sub(hn::Load(d, st + j * bq + v), m_use));
+      const VF p = Exp2NonPositive(d, hn::MulSub(hn::Load(d, st + j * bq + v), vscale, m_use));
       hn::Store(p, d, st + j * bq + v);
       sum = hn::Add(sum, p);
     }
-    const VF alpha = ExpNonPositive(d, hn::Sub(m_old, m_use));
+    const VF alpha = Exp2NonPositive(d, hn::Sub(m_old, m_use));
     hn::Store(hn::MulAdd(hn::Load(d, l + v), alpha, sum), d, l + v);
     hn::Store(m_new, d, m + v);
-    for (int64_t x = 0; x < dv; ++x) hn::Store(hn::Mul(hn::Load(d, ot + x * bq + v), alpha), d, ot + x * bq + v);
+    for (int64_t x = 0; x < dv; ++x)
+      hn::Store(hn::Mul(hn::Load(d, ot + x * bq + v), alpha), d, ot + x * bq + v);
   }
 }
 
@@ -375,9 +412,7 @@ void ForwardTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
   std::fill(ot, ot + c.dv * bq, 0.0f);
   std::fill(m, m + bq, kNegInf);
   std::fill(l, l + bq, 0.0f);
-  const float scale = Operands::kScaledScores ? 1.0f : static_cast<float>(c.scale);
-  const float softcap = static_cast<float>(c.softcap);
-  const bool bias = c.mask->has_bias();
+  const ScoreTransform tf(c, Operands::kScaledScores);
 
   for (int64_t tile = t.k_begin; tile < t.k_end; tile += bk) {
     int64_t k0 = tile, k1 = std::min(tile + bk, t.k_end);
@@ -386,11 +421,10 @@ void ForwardTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
     if (cls == TileClass::Partial) cls = TrimTile(*c.mask, t.b, t.h, t.q0, t.q1, k0, k1);
     const int64_t nk = k1 - k0;
     ops.scores(qt, k0, nk, st);
-    const bool masked = cls == TileClass::Partial || bias;
+    const bool masked = cls == TileClass::Partial || tf.bias;
     if (masked) c.mask->tile_values(t.b, t.h, t.q0, t.q1, k0, k1, mt, bq);
-    if (scale != 1.0f || softcap > 0.0f || masked)
-      FinishScores(st, nk, scale, softcap, masked ? mt : nullptr);
-    OnlineSoftmax(st, nk, m, l, ot, c.dv);
+    if (tf.needed(masked)) tf.finish(st, nk * bq, masked ? mt : nullptr);
+    OnlineSoftmax(st, nk, tf.pending(masked), m, l, ot, c.dv);
     if (c.dropout_p > 0.0f) ApplyDropout(c, t.b, t.h, t.q0, nq, k0, nk, st);
     ops.accumulate(st, k0, nk, ot);
   }
@@ -430,17 +464,14 @@ void WeightsTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
   Operands ops(c, t, bk, frame);
   ops.pack_queries(t.q0, t.q1, qt);
   std::fill(mt, mt + bk * bq, 0.0f);
-  const float scale = Operands::kScaledScores ? 1.0f : static_cast<float>(c.scale);
-  const float softcap = static_cast<float>(c.softcap);
+  const ScoreTransform tf(c, Operands::kScaledScores);
   const VF head = hn::Set(d, static_cast<float>(c.head_multiplier(t.b, t.h)));
-  const bool bias = c.mask->has_bias();
-  // This task's scores of key tile [k0, k0 + nk), as the forward makes them.
+  // This task's base-2 scores of key tile [k0, k1), the same in both sweeps.
   auto tile_scores = [&](int64_t k0, int64_t k1, TileClass cls) {
     ops.scores(qt, k0, k1 - k0, st);
-    const bool masked = cls == TileClass::Partial || bias;
+    const bool masked = cls == TileClass::Partial || tf.bias;
     if (masked) c.mask->tile_values(t.b, t.h, t.q0, t.q1, k0, k1, mt, bq);
-    if (scale != 1.0f || softcap > 0.0f || masked)
-      FinishScores(st, k1 - k0, scale, softcap, masked ? mt : nullptr);
+    tf.finish(st, (k1 - k0) * bq, masked ? mt : nullptr);
   };
 
   // Sweep 1: each row's m and l (the online softmax without the outputs).
@@ -451,13 +482,13 @@ void WeightsTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
     const TileClass cls = c.mask->classify(t.b, t.h, t.q0, t.q1, k0, k1);
     if (cls == TileClass::Empty) continue;
     tile_scores(k0, k1, cls);
-    OnlineSoftmax(st, k1 - k0, row_m, row_log_l, nullptr, 0);
+    OnlineSoftmax(st, k1 - k0, 1.0f, row_m, row_log_l, nullptr, 0);
   }
-  // exp((s - m) - log l): an empty row (l = 0) reads m = +inf, giving 0.
+  // 2^((s - m) - log2 l): an empty row (l = 0) reads m = +inf, giving 0.
   for (int64_t lane = 0; lane < bq; ++lane) {
     const bool empty = !(row_log_l[lane] != 0.0f);  // l == 0 (NaN is not empty)
     if (empty) row_m[lane] = std::numeric_limits<float>::infinity();
-    row_log_l[lane] = empty ? 0.0f : std::log(row_log_l[lane]);
+    row_log_l[lane] = empty ? 0.0f : std::log2(row_log_l[lane]);
   }
 
   // Sweep 2: the weights.
@@ -474,7 +505,7 @@ void WeightsTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
       for (int64_t v = 0; v < bq; v += static_cast<int64_t>(n)) {
         float* s = st + j * bq + v;
         const VF x = hn::Sub(hn::Sub(hn::Load(d, s), hn::Load(d, row_m + v)), hn::Load(d, row_log_l + v));
-        const VF p = ExpNonPositive(d, x);
+        const VF p = Exp2NonPositive(d, x);
         hn::Store(hn::Mul(p, head), d, s);
       }
     if (c.dropout_p > 0.0f) ApplyDropout(c, t.b, t.h, t.q0, nq, k0, nk, st);
@@ -554,7 +585,7 @@ class FloatRowOperands {
       kf_ = frame.alloc<float>(bk * dp_);
       vf_ = frame.alloc<float>(bk * c.dv);
     }
-    const float scale = static_cast<float>(c.scale);
+    const float scale = static_cast<float>(c.scale * kLog2e);
     std::fill(q_, q_ + rows_ * dp_, 0.0f);
     for (int64_t r = 0; r < rows_; ++r) {
       const RowQuery rq = row_query(c, t, t.r0 + r);
@@ -699,13 +730,13 @@ HWY_INLINE float RowMax(const float* HWY_RESTRICT x, int64_t n) {
   return hn::GetLane(hn::MaxOfLanes(d, m));
 }
 
-// x = exp(x - sub) in place; returns the sum.
+// x = 2^(x - sub) in place; returns the sum.
 HWY_INLINE float ExpRow(float* HWY_RESTRICT x, int64_t n, float sub) {
   const DF d;
   const VF vs = hn::Set(d, sub);
   VF sum = hn::Zero(d);
   for (int64_t j = 0; j < n; j += static_cast<int64_t>(hn::Lanes(d))) {
-    const VF p = ExpNonPositive(d, hn::Sub(hn::Load(d, x + j), vs));
+    const VF p = Exp2NonPositive(d, hn::Sub(hn::Load(d, x + j), vs));
     hn::Store(p, d, x + j);
     sum = hn::Add(sum, p);
   }
@@ -735,9 +766,7 @@ void RowsTask(const AttentionCall& c, const FlashTiles& tiles, const RowTask& t,
   std::fill(o, o + rows * ldo, 0.0f);
   std::fill(m, m + rows, kNegInf);
   std::fill(l, l + rows, 0.0f);
-  const float scale = Operands::kScaledScores ? 1.0f : static_cast<float>(c.scale);
-  const float softcap = static_cast<float>(c.softcap);
-  const bool bias = c.mask->has_bias();
+  const ScoreTransform tf(c, Operands::kScaledScores);
   const float inv_keep = static_cast<float>(1.0 / (1.0 - static_cast<double>(c.dropout_p)));
 
   for (int64_t k0 = t.k_begin; k0 < t.k_end; k0 += bk) {
@@ -760,26 +789,16 @@ void RowsTask(const AttentionCall& c, const FlashTiles& tiles, const RowTask& t,
         continue;
       }
       const RowQuery rq = row_query(c, t, t.r0 + r);
-      const bool masked = cls[r] == TileClass::Partial || bias;
+      const bool masked = cls[r] == TileClass::Partial || tf.bias;
       if (masked) {
         c.mask->row_values(t.b, rq.h, rq.i, k0, k1, mrow);
         std::fill(mrow + nk, mrow + nkp, 0.0f);
       }
-      if (scale != 1.0f || softcap > 0.0f || masked) {
-        const DF d;
-        const VF vscale = hn::Set(d, scale), cap = hn::Set(d, softcap);
-        const VF inv_cap = hn::Set(d, softcap > 0.0f ? 1.0f / softcap : 0.0f);
-        for (int64_t j = 0; j < nkp; j += n) {
-          VF x = hn::Mul(hn::Load(d, sr + j), vscale);
-          if (softcap > 0.0f) x = hn::Mul(cap, hn::Tanh(d, hn::Mul(x, inv_cap)));
-          if (masked) x = hn::Add(x, hn::Load(d, mrow + j));
-          hn::Store(x, d, sr + j);
-        }
-      }
+      if (tf.needed(masked) || tf.scale2 != 1.0f) tf.finish(sr, nkp, masked ? mrow : nullptr);
       std::fill(sr + nk, sr + nkp, kNegInf);  // lanes past the keys: after softcap, which would make them finite
       const float m_new = std::max(m[r], RowMax(sr, nkp));
       const float m_use = m_new == kNegInf ? 0.0f : m_new;
-      const float alpha = m[r] == kNegInf ? 0.0f : std::exp(m[r] - m_use);
+      const float alpha = m[r] == kNegInf ? 0.0f : std::exp2(m[r] - m_use);
       const float sum = ExpRow(sr, nkp, m_use);
       l[r] = l[r] * alpha + sum;  // NaN in a score stays NaN here
       m[r] = m_new;
@@ -857,10 +876,10 @@ void flash_weights_tile(const AttentionCall& c, const FlashTiles& tiles, const T
   HWY_DYNAMIC_DISPATCH(WeightsTile)(c, tiles, t);
 }
 
-void write_lse(const AttentionCall& c, int64_t b, int64_t h, int64_t i, double m, double l) {
+void write_lse(const AttentionCall& c, int64_t b, int64_t h, int64_t i, double m2, double l) {
   if (c.lse.empty()) return;
   c.lse(b, h, i) = l == 0.0 ? -std::numeric_limits<float>::infinity()
-                            : static_cast<float>(m + std::log(l));
+                            : static_cast<float>(m2 * 0.6931471805599453 + std::log(l));
 }
 
 void flash_forward_rows(const AttentionCall& c, const FlashTiles& tiles, const RowTask& t,

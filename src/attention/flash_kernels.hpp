@@ -34,8 +34,8 @@ struct RowTask {
 
 // Unnormalised results of a task over part of the keys, merged later by
 // log-sum-exp: per query (lane of a tile, or row of a row task) its running
-// maximum m, its sum l of exp(s - m), and its outputs o, the sums of
-// exp(s - m) * dropout * v, output column x of query n at
+// maximum m of the base-2 scores s2 = s log2 e, its sum l of 2^(s2 - m), and
+// its outputs o, the sums of 2^(s2 - m) * dropout * v, output column x of query n at
 // o[x * x_stride + n * n_stride].
 struct PartialResult {
   float* m = nullptr;
@@ -50,9 +50,10 @@ int64_t flash_query_block();
 // Float lanes of one vector of that target.
 int64_t flash_lanes();
 
-// Writes row (b, h, i)'s c.lse (when wanted) from its maximum score m and sum
-// l: m + log l, -inf for an empty row (l == 0), NaN for NaN.
-void write_lse(const AttentionCall& c, int64_t b, int64_t h, int64_t i, double m, double l);
+// Writes row (b, h, i)'s c.lse (when wanted) from its maximum score m2 (in
+// base-2 units, as the kernels keep scores) and sum l of 2^(s2 - m2):
+// m2 ln 2 + log l, -inf for an empty row (l == 0), NaN for NaN.
+void write_lse(const AttentionCall& c, int64_t b, int64_t h, int64_t i, double m2, double l);
 // Name of that target ("AVX3", "AVX2", "EMU128", ...) and whether the bf16
 // micro-kernels (AVX-512 BF16) serve bfloat16 inputs on it.
 const char* flash_target_name();
