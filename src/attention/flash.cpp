@@ -57,8 +57,8 @@ struct Plan {
 
 Plan make_plan(const AttentionCall& c) {
   Plan p;
-  p.tiles = plan_tiles(c.d, c.dv, c.is_bf16 ? 2 : 4, flash_query_block(), flash_lanes());
-  p.rows = use_row_path(c.lq, c.group(), p.tiles.q_block);
+  p.tiles = plan_tiles(flash_query_block());
+  p.rows = use_row_path(c.lq, p.tiles.q_block);
   if (p.rows) {
     const int64_t rows = c.group() * c.lq;
     p.block = std::min(rows, kRowsPerTask);

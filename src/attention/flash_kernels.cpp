@@ -408,7 +408,8 @@ void ForwardTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
   float* l = frame.alloc<float>(bq);
   Operands ops(c, t, bk, frame);
   ops.pack_queries(t.q0, t.q1, qt);
-  std::fill(mt, mt + bk * bq, 0.0f);  // lanes past nq stay 0
+  // tile_values() writes lanes [0, nq) of the mask tile: the others must be 0.
+  if (nq < bq) std::fill(mt, mt + bk * bq, 0.0f);
   std::fill(ot, ot + c.dv * bq, 0.0f);
   std::fill(m, m + bq, kNegInf);
   std::fill(l, l + bq, 0.0f);
@@ -463,7 +464,7 @@ void WeightsTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
   float* row_log_l = frame.alloc<float>(bq);
   Operands ops(c, t, bk, frame);
   ops.pack_queries(t.q0, t.q1, qt);
-  std::fill(mt, mt + bk * bq, 0.0f);
+  if (nq < bq) std::fill(mt, mt + bk * bq, 0.0f);  // lanes tile_values() leaves alone
   const ScoreTransform tf(c, Operands::kScaledScores);
   const VF head = hn::Set(d, static_cast<float>(c.head_multiplier(t.b, t.h)));
   // This task's base-2 scores of key tile [k0, k1), the same in both sweeps.
@@ -841,8 +842,6 @@ void ForwardRows(const AttentionCall& c, const FlashTiles& tiles, const RowTask&
 }
 
 int64_t QueryBlock() { return QueryBlockSize(); }
-// Lanes of the target: the row path's vectors.
-int64_t LaneCount() { return static_cast<int64_t>(hn::Lanes(DF())); }
 const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace HWY_NAMESPACE
@@ -858,7 +857,6 @@ HWY_EXPORT(UsesBf16Dot);
 HWY_EXPORT(ForwardTile);
 HWY_EXPORT(WeightsTile);
 HWY_EXPORT(ForwardRows);
-HWY_EXPORT(LaneCount);
 
 int64_t flash_query_block() { return HWY_DYNAMIC_DISPATCH(QueryBlock)(); }
 
@@ -887,7 +885,6 @@ void flash_forward_rows(const AttentionCall& c, const FlashTiles& tiles, const R
   HWY_DYNAMIC_DISPATCH(ForwardRows)(c, tiles, t, partial);
 }
 
-int64_t flash_lanes() { return HWY_DYNAMIC_DISPATCH(LaneCount)(); }
 
 }  // namespace maskattn::detail
 #endif  // HWY_ONCE

@@ -47,8 +47,6 @@ struct PartialResult {
 // Queries per tile of the target that runs: the register block of the tile
 // micro-kernels (2 vectors of float lanes).
 int64_t flash_query_block();
-// Float lanes of one vector of that target.
-int64_t flash_lanes();
 
 // Writes row (b, h, i)'s c.lse (when wanted) from its maximum score m2 (in
 // base-2 units, as the kernels keep scores) and sum l of 2^(s2 - m2):

@@ -5,37 +5,38 @@
 // AVX2), because queries live in the lanes.
 //
 // Bk (keys per tile) trades three costs:
-//   - per tile, the online softmax rescales the (Dv, Bq) accumulator and the
-//     mask classifies the tile: small tiles pay these more often;
-//   - a tile the mask cuts (Partial) is computed whole: large tiles waste
-//     more along a mask's edges (the diagonal of causal, the sides of a
-//     sliding window, the boundaries of packed documents);
-//   - the tile's key and value rows (Bk x (D + Dv) elements) are read once
-//     per query block from L2, and the score tile (Bk x Bq floats) should
-//     stay in L1 (32 KiB per core here) with the query block (D x Bq).
-// Bk = 64 keeps the score tile at 8 KiB and the key/value rows of D = Dv = 128
-// fp32 at 64 KiB (L2 is 1 MiB per core), and measured best or level with 32
-// and 128 on the benchmark shapes (BENCHMARKS.md); wider heads get 32 so the
-// score and query tiles still fit L1.
+//   - per tile, the online softmax rescales the (Dv, Bq) accumulator, the
+//     mask classifies the tile, and each micro-kernel call loads and stores
+//     its accumulators: small tiles pay these more often;
+//   - a tile the mask cuts (Partial) is computed whole but for the steps of
+//     8 keys trimmed off its ends: large tiles waste a little more along a
+//     mask's edges;
+//   - the score tile (Bk x Bq floats) and the mask tile should stay close to
+//     L1 (32 KiB per core here) with the query block (D x Bq), and the key and
+//     value rows of the tile (Bk x (D + Dv) elements) in L2 (1 MiB per core).
+// Measured on the benchmark shapes (bench/bench_flash, 3 rounds each, ratio
+// of useful GFLOP/s to the same run's sgemm rate), Bk = 32 / 64 / 96 / 128:
+//   B=1 H=16 L=2048 D=64 causal     0.74  0.79  0.79  0.83
+//   B=1 H=32 L=4096 D=128 causal    0.87  0.88  0.87  0.90
+//   bf16 / fp32 throughput on both  1.52, 1.59 / 1.50, 1.60 / 1.63, 1.68 / 1.61, 1.61
+// and level within noise on L = 512 causal, the sliding window and packed
+// documents (whose skipping the trimming keeps exact). So Bk = 128 for every
+// head dim; at D = 256 the query block alone is 32 KiB, and it then lives in
+// L2 like the key and value rows.
+//
+// The row path (decoding) reads 128 keys per block: its per-block work
+// (classifying each row, one softmax step per row) is small beside 128 key
+// and value rows, and the next block is prefetched while one computes.
 #include "attention/tiles.hpp"
 
 #include <algorithm>
 
 namespace maskattn::detail {
 
-FlashTiles plan_tiles(int64_t d, int64_t dv, int64_t elem_bytes, int64_t q_block, int64_t lanes) {
-  (void)dv;
-  (void)elem_bytes;
-  (void)lanes;
-  constexpr int64_t kL1Bytes = 32 * 1024;
-  // Query block (D x Bq floats) + score tile (Bk x Bq) within L1.
-  const int64_t k_block = (d * q_block + 64 * q_block) * 4 <= kL1Bytes ? 64 : 32;
-  return {q_block, k_block, 128};
-}
+FlashTiles plan_tiles(int64_t q_block) { return {q_block, 128, 128}; }
 
-bool use_row_path(int64_t lq, int64_t group, int64_t q_block) {
+bool use_row_path(int64_t lq, int64_t q_block) {
   // A tile would fill fewer than a quarter of its lanes.
-  (void)group;
   return lq * 4 < q_block;
 }
 

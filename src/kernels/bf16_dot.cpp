@@ -7,6 +7,7 @@
 // and then warn that it may be used uninitialised (GCC bug 105593); the
 // warning is about the header, not this code.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
 #include <algorithm>
