@@ -556,14 +556,12 @@ void WeightsTile(const AttentionCall& c, const FlashTiles& tiles, const TileTask
 
 HWY_INLINE int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// Brings key and value rows [k0, k1) towards the cache, a line at a time.
+// Brings rows [k0, k1) of width elements towards the cache, a line at a time.
 template <class T>
-void prefetch_rows(const Rows<T>& k, const Rows<T>& v, int64_t k0, int64_t k1, int64_t d, int64_t dv) {
+void prefetch_rows(const Rows<T>& rows, int64_t k0, int64_t k1, int64_t width) {
   constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(T));
-  for (int64_t j = k0; j < k1; ++j) {
-    for (int64_t x = 0; x < d; x += kLine) hwy::Prefetch(k.row(j) + x);
-    for (int64_t x = 0; x < dv; x += kLine) hwy::Prefetch(v.row(j) + x);
-  }
+  for (int64_t j = k0; j < k1; ++j)
+    for (int64_t x = 0; x < width; x += kLine) hwy::Prefetch(rows.row(j) + x);
 }
 
 // Row r of a row task: query head and query.
@@ -662,11 +660,17 @@ class FloatRowOperands {
     }
   }
 
-  void prefetch(int64_t k0, int64_t k1) const {
+  void prefetch_keys(int64_t k0, int64_t k1) const {
     if (c_.is_bf16)
-      prefetch_rows(rows_of(c_.bf16.k, t_.b, t_.hk), rows_of(c_.bf16.v, t_.b, t_.hk), k0, k1, c_.d, c_.dv);
+      prefetch_rows(rows_of(c_.bf16.k, t_.b, t_.hk), k0, k1, c_.d);
     else
-      prefetch_rows(rows_of(c_.f32.k, t_.b, t_.hk), rows_of(c_.f32.v, t_.b, t_.hk), k0, k1, c_.d, c_.dv);
+      prefetch_rows(rows_of(c_.f32.k, t_.b, t_.hk), k0, k1, c_.d);
+  }
+  void prefetch_values(int64_t k0, int64_t k1) const {
+    if (c_.is_bf16)
+      prefetch_rows(rows_of(c_.bf16.v, t_.b, t_.hk), k0, k1, c_.dv);
+    else
+      prefetch_rows(rows_of(c_.f32.v, t_.b, t_.hk), k0, k1, c_.dv);
   }
 
   static constexpr bool kScaledScores = true;
@@ -708,8 +712,11 @@ class Bf16DotRowOperands {
     bf16::row_pv(pp_, ldp_, rows_, vp_, (nk + 1) / 2, c_.dv, o, ldo);
   }
 
-  void prefetch(int64_t k0, int64_t k1) const {
-    prefetch_rows(rows_of(c_.bf16.k, t_.b, t_.hk), rows_of(c_.bf16.v, t_.b, t_.hk), k0, k1, c_.d, c_.dv);
+  void prefetch_keys(int64_t k0, int64_t k1) const {
+    prefetch_rows(rows_of(c_.bf16.k, t_.b, t_.hk), k0, k1, c_.d);
+  }
+  void prefetch_values(int64_t k0, int64_t k1) const {
+    prefetch_rows(rows_of(c_.bf16.v, t_.b, t_.hk), k0, k1, c_.dv);
   }
 
   static constexpr bool kScaledScores = false;
@@ -779,9 +786,11 @@ void RowsTask(const AttentionCall& c, const FlashTiles& tiles, const RowTask& t,
       any = any || cls[r] != TileClass::Empty;
     }
     if (!any) continue;
-    // Decoding streams K and V from memory: ask for the next block's rows
-    // while this one computes.
-    if (k1 < t.k_end) ops.prefetch(k1, std::min(k1 + bk, t.k_end));
+    // Decoding streams K and V from memory: ask for the next block's key
+    // rows while this block's scores compute, its value rows while this
+    // block's values accumulate.
+    const int64_t next_end = std::min(k1 + bk, t.k_end);
+    ops.prefetch_keys(k1, next_end);
     ops.scores(k0, nk, s, ld);
     for (int64_t r = 0; r < rows; ++r) {
       float* sr = s + r * ld;
@@ -810,6 +819,7 @@ void RowsTask(const AttentionCall& c, const FlashTiles& tiles, const RowTask& t,
                       ? sr[j] * inv_keep
                       : 0.0f;
     }
+    ops.prefetch_values(k1, next_end);
     ops.accumulate(s, ld, k0, nk, o, ldo);
   }
 

@@ -26,7 +26,9 @@
 //
 // The row path (decoding) reads 128 keys per block: its per-block work
 // (classifying each row, one softmax step per row) is small beside 128 key
-// and value rows, and the next block is prefetched while one computes.
+// and value rows, and the next block's keys are prefetched while this one's
+// scores compute, its values while this one's values accumulate (256 keys
+// per block measured level with 128 on the decode benchmark).
 #include "attention/tiles.hpp"
 
 #include <algorithm>
