@@ -1,4 +1,6 @@
-// Attention forward, per backend, shape and mask. Counters:
+// Attention forward on small shapes, reference and flash side by side, per
+// mask. (bench_flash measures the large shapes against this machine's
+// limits.) Counters:
 //   GFLOP         4 * B * H * Lq * Lk * D per call (QK^T and PV, 2 FLOPs per
 //                 multiply-add), as a rate: what a mask-blind kernel does;
 //   useful_GFLOP  the same over allowed (b, h, i, j) pairs only, as a rate:
@@ -92,7 +94,7 @@ void run_attention(benchmark::State& state, const Problem& p, const MaskCase& ma
 }
 
 void register_all() {
-  for (maskattn::Backend backend : {maskattn::Backend::Reference})
+  for (maskattn::Backend backend : {maskattn::Backend::Reference, maskattn::Backend::Flash})
     for (int64_t len : {128, 512})
       for (const MaskCase& m : mask_cases()) {
         const Problem p{1, 4, len, 64};
