@@ -870,8 +870,6 @@ HWY_EXPORT(ForwardRows);
 
 int64_t flash_query_block() { return HWY_DYNAMIC_DISPATCH(QueryBlock)(); }
 
-std::vector<int64_t> flash_targets() { return hwy::SupportedAndGeneratedTargets(); }
-void force_flash_target(int64_t target) { hwy::SetSupportedTargetsForTest(target); }
 const char* flash_target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
 bool flash_uses_bf16_dot() { return HWY_DYNAMIC_DISPATCH(UsesBf16Dot)(); }
 

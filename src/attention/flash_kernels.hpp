@@ -5,7 +5,6 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 #include "attention/attention_call.hpp"
 
@@ -56,12 +55,6 @@ void write_lse(const AttentionCall& c, int64_t b, int64_t h, int64_t i, double m
 // micro-kernels (AVX-512 BF16) serve bfloat16 inputs on it.
 const char* flash_target_name();
 bool flash_uses_bf16_dot();
-
-// For tests: the SIMD targets (Highway's HWY_* bits) the kernels were
-// compiled for and this CPU runs, best first; and a way to make dispatch use
-// one of them (0: back to the best).
-std::vector<int64_t> flash_targets();
-void force_flash_target(int64_t target);
 
 // Forward of one task. With partial == nullptr the task covers all keys and
 // writes its rows of c.out and, when wanted, c.lse (empty rows as

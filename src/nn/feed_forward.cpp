@@ -2,11 +2,9 @@
 
 #include <fmt/format.h>
 
-#include <cmath>
-#include <numbers>
-
 #include "core/arena.hpp"
 #include "core/parallel_for.hpp"
+#include "kernels/activation.hpp"
 
 namespace maskattn::nn {
 
@@ -42,12 +40,10 @@ void FeedForward::forward(View<const float, 2> x, View<float, 2> y) const {
   maskattn::detail::parallel_for_ranges(n, 16, [&](int64_t begin, int64_t end) {
     float* p = h.row(begin);
     const int64_t count = (end - begin) * hidden;
-    if (gelu) {
-      for (int64_t i = 0; i < count; ++i)
-        p[i] = 0.5f * p[i] * (1.0f + std::erf(p[i] * static_cast<float>(std::numbers::sqrt2 / 2)));
-    } else {
-      for (int64_t i = 0; i < count; ++i) p[i] = p[i] > 0.0f ? p[i] : 0.0f;
-    }
+    if (gelu)
+      maskattn::detail::gelu_inplace(p, count);
+    else
+      maskattn::detail::relu_inplace(p, count);
   });
   dropout_.forward(h, h);
   linear2_.forward(h, y);

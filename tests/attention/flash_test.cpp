@@ -26,10 +26,9 @@
 #include <thread>
 #include <vector>
 
-#include "hwy/targets.h"
-
 #include "attention/attention_oracle.hpp"
 #include "attention/flash_kernels.hpp"
+#include "kernels/simd_targets.hpp"
 #include "maskattn/attention.hpp"
 #include "maskattn/bfloat16.hpp"
 #include "maskattn/mask.hpp"
@@ -212,31 +211,23 @@ class Inputs {
 
 class Flash : public ::testing::TestWithParam<int64_t> {
  protected:
-  void SetUp() override { detail::force_flash_target(GetParam()); }
-  void TearDown() override { detail::force_flash_target(0); }
+  void SetUp() override { detail::force_simd_target(GetParam()); }
+  void TearDown() override { detail::force_simd_target(0); }
 };
 
-// The name the kernels give a target (asked of them while it is forced).
-std::string hwy_target_name(int64_t target) {
-  detail::force_flash_target(target);
-  std::string name = detail::flash_target_name();
-  detail::force_flash_target(0);
-  return name;
-}
-
 std::string target_label(const ::testing::TestParamInfo<int64_t>& info) {
-  return hwy_target_name(info.param);
+  return detail::simd_target_name(info.param);
 }
 
-INSTANTIATE_TEST_SUITE_P(Targets, Flash, ::testing::ValuesIn(detail::flash_targets()),
+INSTANTIATE_TEST_SUITE_P(Targets, Flash, ::testing::ValuesIn(detail::simd_targets()),
                          target_label);
 
 TEST_P(Flash, RunsOnTheTargetAsked) {
-  const std::vector<int64_t> all = detail::flash_targets();
+  const std::vector<int64_t> all = detail::simd_targets();
   ASSERT_FALSE(all.empty());
   EXPECT_EQ(detail::flash_query_block() % 2, 0);
   // The kernels' own name of the target is the one the suite was named after.
-  EXPECT_STREQ(detail::flash_target_name(), hwy::TargetName(GetParam()));
+  EXPECT_STREQ(detail::flash_target_name(), detail::simd_target_name(GetParam()));
 }
 
 TEST_P(Flash, MatchesReferenceOnRandomMasksAndOptions) {
