@@ -325,6 +325,15 @@ struct ScoreTransform {
   }
 };
 
+// s[0, count) *= f (count a multiple of the lanes; nothing to do for f = 1).
+HWY_INLINE void ScaleTile(float* HWY_RESTRICT s, int64_t count, float f) {
+  if (f == 1.0f) return;
+  const DF d;
+  const VF vf = hn::Set(d, f);
+  for (int64_t x = 0; x < count; x += static_cast<int64_t>(hn::Lanes(d)))
+    hn::Store(hn::Mul(hn::Load(d, s + x), vf), d, s + x);
+}
+
 // The online-softmax step of one tile: st (nk, Bq) scores (times `scale`,
 // > 0, still to apply) -> probabilities 2^(s - m'), m and l updated, ot (dv,
 // Bq) rescaled by 2^(m - m'). A query whose maximum is still -inf (no
@@ -388,6 +397,18 @@ TileClass TrimTile(const BoundMask& mask, int64_t b, int64_t h, int64_t q0, int6
   return cut ? mask.classify(b, h, q0, q1, k0, k1) : TileClass::Partial;
 }
 
+// The first key of a Partial tile's masked part: keys [k0, ka) are allowed
+// for every query of [q0, q1) (in steps of kTrimStep), so they need no mask
+// values — the rows of a causal diagonal tile below the block's first query.
+int64_t FullPrefix(const BoundMask& mask, int64_t b, int64_t h, int64_t q0, int64_t q1,
+                   int64_t k0, int64_t k1) {
+  int64_t ka = k0;
+  while (ka + kTrimStep < k1 &&
+         mask.classify(b, h, q0, q1, k0, ka + kTrimStep) == TileClass::Full)
+    ka += kTrimStep;
+  return ka;
+}
+
 // What an empty row holds under c.empty_rows.
 float EmptyFill(const AttentionCall& c) {
   return c.empty_rows == EmptyRows::NaN ? std::numeric_limits<float>::quiet_NaN() : 0.0f;
@@ -423,8 +444,17 @@ void ForwardTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
     const int64_t nk = k1 - k0;
     ops.scores(qt, k0, nk, st);
     const bool masked = cls == TileClass::Partial || tf.bias;
-    if (masked) c.mask->tile_values(t.b, t.h, t.q0, t.q1, k0, k1, mt, bq);
-    if (tf.needed(masked)) tf.finish(st, nk * bq, masked ? mt : nullptr);
+    if (masked) {
+      // Mask values only where the tile is cut: rows [ka, k1).
+      const int64_t ka =
+          tf.bias ? k0 : FullPrefix(*c.mask, t.b, t.h, t.q0, t.q1, k0, k1), cut = (ka - k0) * bq;
+      c.mask->tile_values(t.b, t.h, t.q0, t.q1, ka, k1, mt + cut, bq);
+      if (cut > 0 && tf.needed(false)) tf.finish(st, cut, nullptr);
+      if (cut > 0 && !tf.needed(false)) ScaleTile(st, cut, tf.pending(false));
+      tf.finish(st + cut, (k1 - ka) * bq, mt + cut);
+    } else if (tf.needed(false)) {
+      tf.finish(st, nk * bq, nullptr);
+    }
     OnlineSoftmax(st, nk, tf.pending(masked), m, l, ot, c.dv);
     if (c.dropout_p > 0.0f) ApplyDropout(c, t.b, t.h, t.q0, nq, k0, nk, st);
     ops.accumulate(st, k0, nk, ot);
