@@ -29,12 +29,12 @@ namespace {
 
 struct Plan {
   FlashTiles tiles;
-  bool rows = false;     // the row path
-  int64_t blocks = 0;    // per (b, h) query blocks; per (b, hk) row blocks
-  int64_t block = 0;     // queries (tile) or rows (row path) per block
+  bool rows = false;   // the row path
+  int64_t blocks = 0;  // per (b, h) query blocks; per (b, hk) row blocks
+  int64_t block = 0;   // queries (tile) or rows (row path) per block
   int64_t tasks = 0;
-  int64_t splits = 1;    // key ranges per task
-  int64_t split_len = 0; // keys per range (a multiple of the key block)
+  int64_t splits = 1;     // key ranges per task
+  int64_t split_len = 0;  // keys per range (a multiple of the key block)
 
   int64_t key_block() const { return rows ? tiles.row_k_block : tiles.k_block; }
   int64_t k_begin(const AttentionCall& c, int64_t split) const {
@@ -45,13 +45,13 @@ struct Plan {
   }
   TileTask tile(const AttentionCall& c, int64_t t, int64_t split) const {
     const int64_t qb = t % blocks, bh = t / blocks, q0 = qb * block;
-    return {bh / c.hq, bh % c.hq, q0, std::min(q0 + block, c.lq), k_begin(c, split),
-            k_end(c, split)};
+    return {bh / c.hq,         bh % c.hq,      q0, std::min(q0 + block, c.lq),
+            k_begin(c, split), k_end(c, split)};
   }
   RowTask row(const AttentionCall& c, int64_t t, int64_t split) const {
     const int64_t rb = t % blocks, bh = t / blocks, r0 = rb * block;
-    return {bh / c.hkv, bh % c.hkv, r0, std::min(r0 + block, c.group() * c.lq), k_begin(c, split),
-            k_end(c, split)};
+    return {bh / c.hkv,        bh % c.hkv,     r0, std::min(r0 + block, c.group() * c.lq),
+            k_begin(c, split), k_end(c, split)};
   }
 };
 
@@ -88,9 +88,8 @@ void merge_row(const AttentionCall& c, const PartialResult* parts, int64_t split
     if (parts[s].l[n] > 0.0f) m = std::max<double>(m, parts[s].m[n]);
   }
   if (nan || m == kNegInf) {  // NaN in the input, or an empty row
-    const double fill = nan || c.empty_rows == EmptyRows::NaN
-                            ? std::numeric_limits<double>::quiet_NaN()
-                            : 0.0;
+    const double fill =
+        nan || c.empty_rows == EmptyRows::NaN ? std::numeric_limits<double>::quiet_NaN() : 0.0;
     std::fill(o, o + c.dv, static_cast<float>(fill));
     write_lse(c, b, h, i, nan ? fill : kNegInf, nan ? fill : 0.0);
     return;
@@ -144,8 +143,8 @@ void forward(const AttentionCall& c, const Plan& plan) {
     if (plan.rows) {
       const RowTask task = plan.row(c, t, 0);
       for (int64_t r = task.r0; r < task.r1; ++r)
-        merge_row(c, p, plan.splits, r - task.r0, task.b, task.hk * c.group() + r / c.lq,
-                  r % c.lq, acc);
+        merge_row(c, p, plan.splits, r - task.r0, task.b, task.hk * c.group() + r / c.lq, r % c.lq,
+                  acc);
     } else {
       const TileTask task = plan.tile(c, t, 0);
       for (int64_t i = task.q0; i < task.q1; ++i)
@@ -169,9 +168,8 @@ void attention_flash(const AttentionCall& c) {
     tiles.block = tiles.tiles.q_block;
     tiles.blocks = (c.lq + tiles.block - 1) / tiles.block;
     tiles.tasks = c.batch * c.hq * tiles.blocks;
-    parallel_for_dynamic(tiles.tasks, [&](int64_t t) {
-      flash_weights_tile(c, tiles.tiles, tiles.tile(c, t, 0));
-    });
+    parallel_for_dynamic(
+        tiles.tasks, [&](int64_t t) { flash_weights_tile(c, tiles.tiles, tiles.tile(c, t, 0)); });
   }
 }
 

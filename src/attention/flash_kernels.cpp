@@ -27,6 +27,8 @@
 // bfloat16 inputs use the AVX-512 BF16 micro-kernels of kernels/bf16_dot.hpp
 // on targets with 16 float lanes when the CPU has them; elsewhere each key
 // tile is widened to float and runs the float micro-kernels.
+#include "attention/flash_kernels.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -34,7 +36,6 @@
 #include <cstring>
 #include <limits>
 
-#include "attention/flash_kernels.hpp"
 #include "core/arena.hpp"
 #include "kernels/bf16_dot.hpp"
 
@@ -339,8 +340,9 @@ HWY_INLINE void ScaleTile(float* HWY_RESTRICT s, int64_t count, float f) {
 // Bq) rescaled by 2^(m - m'). A query whose maximum is still -inf (no
 // allowed key yet) subtracts 0 instead, so its p and its factor are exactly
 // 0, never NaN. max(s) scale = max(s scale) exactly: rounding is monotonic.
-HWY_INLINE void OnlineSoftmax(float* HWY_RESTRICT st, int64_t nk, float scale, float* HWY_RESTRICT m,
-                              float* HWY_RESTRICT l, float* HWY_RESTRICT ot, int64_t dv) {
+HWY_INLINE void OnlineSoftmax(float* HWY_RESTRICT st, int64_t nk, float scale,
+                              float* HWY_RESTRICT m, float* HWY_RESTRICT l, float* HWY_RESTRICT ot,
+                              int64_t dv) {
   const DF d;
   const size_t n = hn::Lanes(d);
   const int64_t bq = QueryBlockSize();
@@ -385,14 +387,12 @@ void ApplyDropout(const AttentionCall& c, int64_t b, int64_t h, int64_t q0, int6
 // Returns the class of what remains (Full when the cut leaves no masked key).
 constexpr int64_t kTrimStep = 8;
 
-TileClass TrimTile(const BoundMask& mask, int64_t b, int64_t h, int64_t q0, int64_t q1,
-                   int64_t& k0, int64_t& k1) {
+TileClass TrimTile(const BoundMask& mask, int64_t b, int64_t h, int64_t q0, int64_t q1, int64_t& k0,
+                   int64_t& k1) {
   bool cut = false;
-  while (k1 - k0 > kTrimStep &&
-         mask.classify(b, h, q0, q1, k1 - kTrimStep, k1) == TileClass::Empty)
+  while (k1 - k0 > kTrimStep && mask.classify(b, h, q0, q1, k1 - kTrimStep, k1) == TileClass::Empty)
     k1 -= kTrimStep, cut = true;
-  while (k1 - k0 > kTrimStep &&
-         mask.classify(b, h, q0, q1, k0, k0 + kTrimStep) == TileClass::Empty)
+  while (k1 - k0 > kTrimStep && mask.classify(b, h, q0, q1, k0, k0 + kTrimStep) == TileClass::Empty)
     k0 += kTrimStep, cut = true;
   return cut ? mask.classify(b, h, q0, q1, k0, k1) : TileClass::Partial;
 }
@@ -400,11 +400,10 @@ TileClass TrimTile(const BoundMask& mask, int64_t b, int64_t h, int64_t q0, int6
 // The first key of a Partial tile's masked part: keys [k0, ka) are allowed
 // for every query of [q0, q1) (in steps of kTrimStep), so they need no mask
 // values — the rows of a causal diagonal tile below the block's first query.
-int64_t FullPrefix(const BoundMask& mask, int64_t b, int64_t h, int64_t q0, int64_t q1,
-                   int64_t k0, int64_t k1) {
+int64_t FullPrefix(const BoundMask& mask, int64_t b, int64_t h, int64_t q0, int64_t q1, int64_t k0,
+                   int64_t k1) {
   int64_t ka = k0;
-  while (ka + kTrimStep < k1 &&
-         mask.classify(b, h, q0, q1, k0, ka + kTrimStep) == TileClass::Full)
+  while (ka + kTrimStep < k1 && mask.classify(b, h, q0, q1, k0, ka + kTrimStep) == TileClass::Full)
     ka += kTrimStep;
   return ka;
 }
@@ -446,8 +445,8 @@ void ForwardTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
     const bool masked = cls == TileClass::Partial || tf.bias;
     if (masked) {
       // Mask values only where the tile is cut: rows [ka, k1).
-      const int64_t ka =
-          tf.bias ? k0 : FullPrefix(*c.mask, t.b, t.h, t.q0, t.q1, k0, k1), cut = (ka - k0) * bq;
+      const int64_t ka = tf.bias ? k0 : FullPrefix(*c.mask, t.b, t.h, t.q0, t.q1, k0, k1),
+                    cut = (ka - k0) * bq;
       c.mask->tile_values(t.b, t.h, t.q0, t.q1, ka, k1, mt + cut, bq);
       if (cut > 0 && tf.needed(false)) tf.finish(st, cut, nullptr);
       if (cut > 0 && !tf.needed(false)) ScaleTile(st, cut, tf.pending(false));
@@ -535,7 +534,8 @@ void WeightsTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
     for (int64_t j = 0; j < nk; ++j)
       for (int64_t v = 0; v < bq; v += static_cast<int64_t>(n)) {
         float* s = st + j * bq + v;
-        const VF x = hn::Sub(hn::Sub(hn::Load(d, s), hn::Load(d, row_m + v)), hn::Load(d, row_log_l + v));
+        const VF x =
+            hn::Sub(hn::Sub(hn::Load(d, s), hn::Load(d, row_m + v)), hn::Load(d, row_log_l + v));
         const VF p = Exp2NonPositive(d, x);
         hn::Store(hn::Mul(p, head), d, s);
       }
@@ -572,7 +572,6 @@ void WeightsTile(const AttentionCall& c, const FlashTiles& tiles, const TileTask
   else
     WeightsTask<FloatOperands>(c, tiles, t);
 }
-
 
 // ---- the row path: a few queries per key/value head, keys along the lanes ----
 //
@@ -650,8 +649,10 @@ class FloatRowOperands {
       for (int64_t r = 0; r < rows_; ++r) {
         const float* qr = q_ + r * dp_;
         VF acc = hn::Zero(d);
-        for (int64_t x = 0; x < full; x += n) acc = hn::MulAdd(hn::Load(d, qr + x), hn::LoadU(d, kj + x), acc);
-        if (full < c_.d) acc = hn::MulAdd(hn::Load(d, qr + full), hn::MaskedLoad(tail, d, kj + full), acc);
+        for (int64_t x = 0; x < full; x += n)
+          acc = hn::MulAdd(hn::Load(d, qr + x), hn::LoadU(d, kj + x), acc);
+        if (full < c_.d)
+          acc = hn::MulAdd(hn::Load(d, qr + full), hn::MaskedLoad(tail, d, kj + full), acc);
         s[r * ld + j] = hn::GetLane(hn::SumOfLanes(d, acc));
       }
     }
@@ -709,9 +710,9 @@ class FloatRowOperands {
   const AttentionCall& c_;
   RowTask t_;
   int64_t rows_, dp_ = 0;
-  float* q_;              // (rows, dp) scaled queries, zero-padded
-  float* kf_ = nullptr;   // (bk, dp) widened keys
-  float* vf_ = nullptr;   // (bk, dv) widened values
+  float* q_;             // (rows, dp) scaled queries, zero-padded
+  float* kf_ = nullptr;  // (bk, dp) widened keys
+  float* vf_ = nullptr;  // (bk, dv) widened values
 };
 
 // bfloat16 rows on AVX-512 BF16.
@@ -764,7 +765,8 @@ class Bf16DotRowOperands {
 HWY_INLINE float RowMax(const float* HWY_RESTRICT x, int64_t n) {
   const DF d;
   VF m = hn::Set(d, kNegInf);
-  for (int64_t j = 0; j < n; j += static_cast<int64_t>(hn::Lanes(d))) m = hn::Max(m, hn::Load(d, x + j));
+  for (int64_t j = 0; j < n; j += static_cast<int64_t>(hn::Lanes(d)))
+    m = hn::Max(m, hn::Load(d, x + j));
   return hn::GetLane(hn::MaxOfLanes(d, m));
 }
 
@@ -784,7 +786,8 @@ HWY_INLINE float ExpRow(float* HWY_RESTRICT x, int64_t n, float sub) {
 HWY_INLINE void ScaleRow(float* HWY_RESTRICT x, int64_t n, float f) {
   const DF d;
   const VF vf = hn::Set(d, f);
-  for (int64_t j = 0; j < n; j += static_cast<int64_t>(hn::Lanes(d))) hn::Store(hn::Mul(hn::Load(d, x + j), vf), d, x + j);
+  for (int64_t j = 0; j < n; j += static_cast<int64_t>(hn::Lanes(d)))
+    hn::Store(hn::Mul(hn::Load(d, x + j), vf), d, x + j);
 }
 
 template <class Operands>
@@ -794,9 +797,9 @@ void RowsTask(const AttentionCall& c, const FlashTiles& tiles, const RowTask& t,
   const int64_t n = static_cast<int64_t>(hn::Lanes(DF()));
   const int64_t ld = RoundUp(bk, std::max<int64_t>(n, 16)), ldo = RoundUp(c.dv, n);
   Arena::Frame frame(thread_arena());
-  float* s = frame.alloc<float>(rows * ld);     // (rows, ld) scores, then probabilities
-  float* mrow = frame.alloc<float>(ld);         // one row's mask values
-  float* o = frame.alloc<float>(rows * ldo);    // (rows, ldo) outputs
+  float* s = frame.alloc<float>(rows * ld);   // (rows, ld) scores, then probabilities
+  float* mrow = frame.alloc<float>(ld);       // one row's mask values
+  float* o = frame.alloc<float>(rows * ldo);  // (rows, ldo) outputs
   float* m = frame.alloc<float>(rows);
   float* l = frame.alloc<float>(rows);
   TileClass* cls = frame.alloc<TileClass>(rows);
@@ -835,7 +838,8 @@ void RowsTask(const AttentionCall& c, const FlashTiles& tiles, const RowTask& t,
         std::fill(mrow + nk, mrow + nkp, 0.0f);
       }
       if (tf.needed(masked) || tf.scale2 != 1.0f) tf.finish(sr, nkp, masked ? mrow : nullptr);
-      std::fill(sr + nk, sr + nkp, kNegInf);  // lanes past the keys: after softcap, which would make them finite
+      std::fill(sr + nk, sr + nkp,
+                kNegInf);  // lanes past the keys: after softcap, which would make them finite
       const float m_new = std::max(m[r], RowMax(sr, nkp));
       const float m_use = m_new == kNegInf ? 0.0f : m_new;
       const float alpha = m[r] == kNegInf ? 0.0f : std::exp2(m[r] - m_use);
@@ -868,7 +872,8 @@ void RowsTask(const AttentionCall& c, const FlashTiles& tiles, const RowTask& t,
       std::fill(out, out + c.dv, EmptyFill(c));
       continue;
     }
-    const float factor = static_cast<float>(c.head_multiplier(t.b, rq.h) / static_cast<double>(l[r]));
+    const float factor =
+        static_cast<float>(c.head_multiplier(t.b, rq.h) / static_cast<double>(l[r]));
     for (int64_t x = 0; x < c.dv; ++x) out[x] = orow[x] * factor;
   }
 }
@@ -922,7 +927,6 @@ void flash_forward_rows(const AttentionCall& c, const FlashTiles& tiles, const R
                         const PartialResult* partial) {
   HWY_DYNAMIC_DISPATCH(ForwardRows)(c, tiles, t, partial);
 }
-
 
 }  // namespace maskattn::detail
 #endif  // HWY_ONCE

@@ -6,9 +6,9 @@
 // error < 1.2e-7 for every z >= 0):
 //   t = 1 / (1 + z / 2),  erfc(z) = t exp(-z^2 + P(t)),  P a degree-9 polynomial;
 //   erf(x) = sign(x) (1 - erfc(|x|)).
-#include <cstdint>
-
 #include "kernels/activation.hpp"
+
+#include <cstdint>
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/activation.cpp"
@@ -40,7 +40,8 @@ HWY_INLINE V Gelu(D d, V x) {
   const V erfc = hn::Mul(t, Exp2NonPositive(d, hn::Mul(arg, hn::Set(d, 1.44269504088896341f))));
   // x Phi(x) = x (1 + erf(x / sqrt 2)) / 2: erfc(z) / 2 below, 1 - that above 0.
   const V half_erfc = hn::Mul(erfc, hn::Set(d, 0.5f));
-  const V phi = hn::IfThenElse(hn::Lt(x, hn::Zero(d)), half_erfc, hn::Sub(hn::Set(d, 1.0f), half_erfc));
+  const V phi =
+      hn::IfThenElse(hn::Lt(x, hn::Zero(d)), half_erfc, hn::Sub(hn::Set(d, 1.0f), half_erfc));
   return hn::Mul(x, phi);
 }
 

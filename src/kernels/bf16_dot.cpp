@@ -34,15 +34,15 @@ MASKATTN_BF16_TARGET inline __m512bh as_bh(__m512i x) { return reinterpret_cast<
 // (a_i, b_i) pairs from [a0..a15 | b0..b15] (16-bit lanes): the interleave
 // that turns two rows into pairs.
 MASKATTN_BF16_TARGET inline __m512i interleave_halves(__m512i ab) {
-  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24,
-                                       8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                       23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   return _mm512_permutexvar_epi16(idx, ab);
 }
 
 // (a_i, b_i) pairs from the low 16 lanes (16-bit) of a and of b.
 MASKATTN_BF16_TARGET inline __m512i interleave_low_halves(__m512i a, __m512i b) {
-  const __m512i idx = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40,
-                                       8, 39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+  const __m512i idx = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
+                                       39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
   return _mm512_permutex2var_epi16(a, idx, b);
 }
 
@@ -56,7 +56,8 @@ MASKATTN_BF16_TARGET void scores_block(const uint32_t* qt, const uint16_t* k, in
     const __m512bh q1 = as_bh(_mm512_load_si512(qt + x2 * kQueries + 16));
 #pragma GCC unroll 12
     for (int kk = 0; kk < KB; ++kk) {
-      const __m512bh kb = as_bh(_mm512_set1_epi32(static_cast<int>(load_pair(k + kk * ks + 2 * x2))));
+      const __m512bh kb =
+          as_bh(_mm512_set1_epi32(static_cast<int>(load_pair(k + kk * ks + 2 * x2))));
       acc[kk][0] = _mm512_dpbf16_ps(acc[kk][0], q0, kb);
       acc[kk][1] = _mm512_dpbf16_ps(acc[kk][1], q1, kb);
     }
@@ -209,9 +210,12 @@ void scores(const uint32_t* qt, const uint16_t* k, int64_t k_stride, int64_t nk,
   for (; j + kBlock <= nk; j += kBlock)
     scores_block<kBlock>(qt, k + j * k_stride, k_stride, full, odd, st + j * kQueries);
   // The rest in blocks of 8, 4, 2, 1.
-  for (; j + 8 <= nk; j += 8) scores_block<8>(qt, k + j * k_stride, k_stride, full, odd, st + j * kQueries);
-  for (; j + 4 <= nk; j += 4) scores_block<4>(qt, k + j * k_stride, k_stride, full, odd, st + j * kQueries);
-  for (; j + 2 <= nk; j += 2) scores_block<2>(qt, k + j * k_stride, k_stride, full, odd, st + j * kQueries);
+  for (; j + 8 <= nk; j += 8)
+    scores_block<8>(qt, k + j * k_stride, k_stride, full, odd, st + j * kQueries);
+  for (; j + 4 <= nk; j += 4)
+    scores_block<4>(qt, k + j * k_stride, k_stride, full, odd, st + j * kQueries);
+  for (; j + 2 <= nk; j += 2)
+    scores_block<2>(qt, k + j * k_stride, k_stride, full, odd, st + j * kQueries);
   for (; j < nk; ++j) scores_block<1>(qt, k + j * k_stride, k_stride, full, odd, st + j * kQueries);
 }
 
@@ -256,7 +260,8 @@ MASKATTN_BF16_TARGET void pack_value_pairs(const uint16_t* v, int64_t v_stride, 
 void accumulate_pv(const uint32_t* pp, const uint32_t* vp, int64_t nk_pairs, int64_t dv,
                    float* ot) {
   int64_t x = 0;
-  for (; x + kBlock <= dv; x += kBlock) pv_block<kBlock>(pp, vp + x, nk_pairs, dv, ot + x * kQueries);
+  for (; x + kBlock <= dv; x += kBlock)
+    pv_block<kBlock>(pp, vp + x, nk_pairs, dv, ot + x * kQueries);
   for (; x + 8 <= dv; x += 8) pv_block<8>(pp, vp + x, nk_pairs, dv, ot + x * kQueries);
   for (; x + 4 <= dv; x += 4) pv_block<4>(pp, vp + x, nk_pairs, dv, ot + x * kQueries);
   for (; x + 2 <= dv; x += 2) pv_block<2>(pp, vp + x, nk_pairs, dv, ot + x * kQueries);
@@ -267,8 +272,10 @@ MASKATTN_BF16_TARGET void row_scores(const uint16_t* q, int64_t rows, int64_t dp
                                      const uint16_t* k, int64_t k_stride, int64_t nk, int64_t dim,
                                      float* s, int64_t ld) {
   int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) scores_rows<4>(q + r * dpad, dpad, k, k_stride, nk, dim, s + r * ld, ld);
-  for (; r + 2 <= rows; r += 2) scores_rows<2>(q + r * dpad, dpad, k, k_stride, nk, dim, s + r * ld, ld);
+  for (; r + 4 <= rows; r += 4)
+    scores_rows<4>(q + r * dpad, dpad, k, k_stride, nk, dim, s + r * ld, ld);
+  for (; r + 2 <= rows; r += 2)
+    scores_rows<2>(q + r * dpad, dpad, k, k_stride, nk, dim, s + r * ld, ld);
   for (; r < rows; ++r) scores_rows<1>(q + r * dpad, dpad, k, k_stride, nk, dim, s + r * ld, ld);
 }
 
@@ -280,8 +287,9 @@ MASKATTN_BF16_TARGET void pack_row_probabilities(const float* p, int64_t ld, int
     for (int64_t j = 0; j < nk; j += 32) {
       const int64_t n = nk - j < 32 ? nk - j : 32;
       const __mmask16 m0 = static_cast<__mmask16>(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
-      const __mmask16 m1 =
-          static_cast<__mmask16>(n >= 32 ? 0xFFFFu : n > 16 ? (1u << (n - 16)) - 1u : 0u);
+      const __mmask16 m1 = static_cast<__mmask16>(n >= 32  ? 0xFFFFu
+                                                  : n > 16 ? (1u << (n - 16)) - 1u
+                                                           : 0u);
       const __m512 lo = _mm512_maskz_loadu_ps(m0, p + r * ld + j);
       const __m512 hi = _mm512_maskz_loadu_ps(m1, p + r * ld + j + 16);
       const __m512i both = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));
@@ -303,8 +311,10 @@ MASKATTN_BF16_TARGET void row_pv(const uint32_t* pp, int64_t ldp, int64_t rows, 
       m[c] = static_cast<__mmask16>(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
     }
     int64_t r = 0;
-    for (; r + 4 <= rows; r += 4) pv_rows<4>(pp + r * ldp, ldp, vp, nk_pairs, dv, x0, m, o + r * ldo, ldo);
-    for (; r + 2 <= rows; r += 2) pv_rows<2>(pp + r * ldp, ldp, vp, nk_pairs, dv, x0, m, o + r * ldo, ldo);
+    for (; r + 4 <= rows; r += 4)
+      pv_rows<4>(pp + r * ldp, ldp, vp, nk_pairs, dv, x0, m, o + r * ldo, ldo);
+    for (; r + 2 <= rows; r += 2)
+      pv_rows<2>(pp + r * ldp, ldp, vp, nk_pairs, dv, x0, m, o + r * ldo, ldo);
     for (; r < rows; ++r) pv_rows<1>(pp + r * ldp, ldp, vp, nk_pairs, dv, x0, m, o + r * ldo, ldo);
   }
 }

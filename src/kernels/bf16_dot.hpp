@@ -40,8 +40,7 @@ void pack_value_pairs(const uint16_t* v, int64_t v_stride, int64_t nk, int64_t d
 
 // ot[x * 32 + lane] += sum_j p[j][lane] * v[j][x], x < dv, from the pairs of
 // pack_probabilities and pack_value_pairs (nk_pairs = ceil(nk / 2)).
-void accumulate_pv(const uint32_t* pp, const uint32_t* vp, int64_t nk_pairs, int64_t dv,
-                   float* ot);
+void accumulate_pv(const uint32_t* pp, const uint32_t* vp, int64_t nk_pairs, int64_t dv, float* ot);
 
 // ---- rows: a few queries (decoding), keys along the lanes --------------------
 
@@ -50,8 +49,8 @@ void accumulate_pv(const uint32_t* pp, const uint32_t* vp, int64_t nk_pairs, int
 //   dim), 64-byte aligned; key row j at k + j * k_stride (dim elements; nothing
 //   past them is read); s rows of at least nk rounded up to 16 floats, 64-byte
 //   aligned (the lanes past nk get 0).
-void row_scores(const uint16_t* q, int64_t rows, int64_t dpad, const uint16_t* k,
-                int64_t k_stride, int64_t nk, int64_t dim, float* s, int64_t ld);
+void row_scores(const uint16_t* q, int64_t rows, int64_t dpad, const uint16_t* k, int64_t k_stride,
+                int64_t nk, int64_t dim, float* s, int64_t ld);
 
 // pp[r * ldp + j2] = (bf16(p[r * ld + 2 j2]), bf16(p[r * ld + 2 j2 + 1])) for
 // j2 < ceil(nk / 2); a missing last element reads as 0.

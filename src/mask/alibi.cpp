@@ -37,8 +37,8 @@ class BoundAlibi final : public detail::BoundMaskPart {
     for (int64_t j = k0; j < k1; ++j) {
       float* r = tile + (j - k0) * ld;
       for (int64_t i = q0; i < q1; ++i)
-        r[i - q0] = detail::add_bias(r[i - q0],
-                                     -slope * static_cast<float>(std::llabs(i + offset_ - j)));
+        r[i - q0] =
+            detail::add_bias(r[i - q0], -slope * static_cast<float>(std::llabs(i + offset_ - j)));
     }
   }
 

@@ -193,9 +193,8 @@ class BackendSuite : public ::testing::TestWithParam<Backend> {
 inline std::string backend_label(const ::testing::TestParamInfo<Backend>& info) {
   return std::string(backend_name(info.param));
 }
-#define MASKATTN_INSTANTIATE_FOR_BACKENDS(suite)                                   \
-  INSTANTIATE_TEST_SUITE_P(Backends, suite,                                       \
-                           ::testing::Values(Backend::Reference, Backend::Flash), \
+#define MASKATTN_INSTANTIATE_FOR_BACKENDS(suite)                                                   \
+  INSTANTIATE_TEST_SUITE_P(Backends, suite, ::testing::Values(Backend::Reference, Backend::Flash), \
                            ::maskattn::testing_attention::backend_label)
 
 // |got - want| <= tol for every element of a (n0, n1, n2, n3) view against a

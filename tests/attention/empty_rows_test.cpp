@@ -55,8 +55,8 @@ struct Problem {
   void run(const Mask& mask, EmptyRows policy) {
     AttentionOptions opts;
     opts.empty_rows = policy;
-    attention(q.cview(), k.cview(), v.cview(), out_view(), mask, testing_attention::on_backend(opts),
-              weights_view(), lse_view());
+    attention(q.cview(), k.cview(), v.cview(), out_view(), mask,
+              testing_attention::on_backend(opts), weights_view(), lse_view());
   }
 
   bool untouched() const {

@@ -29,10 +29,10 @@
 #include "attention/attention_oracle.hpp"
 #include "attention/flash_kernels.hpp"
 #include "kernels/simd_targets.hpp"
+#include "mask/random_masks.hpp"
 #include "maskattn/attention.hpp"
 #include "maskattn/bfloat16.hpp"
 #include "maskattn/mask.hpp"
-#include "mask/random_masks.hpp"
 
 namespace maskattn {
 namespace {
@@ -114,7 +114,8 @@ struct Result {
 // bfloat16 copies of float buffers (same layout, contiguous BHLD).
 struct Bf16Copy {
   Tensor<BFloat16> t;
-  explicit Bf16Copy(const Buffer4& b) : t({b.view().size(0), b.view().size(1), b.view().size(2), b.view().size(3)}) {
+  explicit Bf16Copy(const Buffer4& b)
+      : t({b.view().size(0), b.view().size(1), b.view().size(2), b.view().size(3)}) {
     const View<float, 4> v = b.view();
     BFloat16* p = t.data();
     for (int64_t a = 0; a < v.size(0); ++a)
@@ -176,12 +177,13 @@ class Inputs {
   const Result f = in.run(c, Backend::Flash);
   const Result r = in.run(c, Backend::Reference);
   const std::string what =
-      shape_text(c.s) + " mask " + c.mask.describe() + (c.bf16 ? " bf16" : "") +
-      " scale " + (c.opts.scale ? std::to_string(*c.opts.scale) : "default") + " softcap " +
+      shape_text(c.s) + " mask " + c.mask.describe() + (c.bf16 ? " bf16" : "") + " scale " +
+      (c.opts.scale ? std::to_string(*c.opts.scale) : "default") + " softcap " +
       std::to_string(c.opts.softcap) + " dropout " + std::to_string(c.opts.dropout_p) +
       (c.opts.head_mask.empty() ? "" : " head_mask") + " layout " +
       std::to_string(static_cast<int>(c.layout));
-  const double out_tol = c.bf16 ? 4e-3 * in.v_scale() : 1e-5 * std::max(1.0, max_abs(r.out.view<4>()));
+  const double out_tol =
+      c.bf16 ? 4e-3 * in.v_scale() : 1e-5 * std::max(1.0, max_abs(r.out.view<4>()));
   auto res = same_within<4>(what + " out", f.out.view<4>(), r.out.view<4>(), out_tol);
   if (!res) return res;
   double lse_scale = 1.0;
@@ -202,9 +204,9 @@ class Inputs {
         for (int64_t i = 0; i < c.s.lq; ++i)
           for (int64_t j = 0; j < c.s.lk; ++j)
             if (!bound.allowed(b, h, i, j) && !(w(b, h, i, j) == 0.0f || std::isnan(w(b, h, i, j))))
-              return ::testing::AssertionFailure() << what << ": weight " << w(b, h, i, j)
-                                                   << " at masked (" << b << ", " << h << ", " << i
-                                                   << ", " << j << ")";
+              return ::testing::AssertionFailure()
+                     << what << ": weight " << w(b, h, i, j) << " at masked (" << b << ", " << h
+                     << ", " << i << ", " << j << ")";
   }
   return ::testing::AssertionSuccess();
 }
@@ -219,8 +221,7 @@ std::string target_label(const ::testing::TestParamInfo<int64_t>& info) {
   return detail::simd_target_name(info.param);
 }
 
-INSTANTIATE_TEST_SUITE_P(Targets, Flash, ::testing::ValuesIn(detail::simd_targets()),
-                         target_label);
+INSTANTIATE_TEST_SUITE_P(Targets, Flash, ::testing::ValuesIn(detail::simd_targets()), target_label);
 
 TEST_P(Flash, RunsOnTheTargetAsked) {
   const std::vector<int64_t> all = detail::simd_targets();
@@ -236,14 +237,20 @@ TEST_P(Flash, MatchesReferenceOnRandomMasksAndOptions) {
   for (int trial = 0; trial < 160; ++trial) {
     Case c;
     const int64_t hkv = r.uniform(1, 2), group = r.uniform(1, 3);
-    c.s = {r.uniform(1, 2), hkv * group, hkv, r.coin(0.4) ? r.uniform(1, 7) : r.uniform(1, 70), r.uniform(1, 150),
-           dims[r.uniform(0, 6)], dims[r.uniform(0, 6)]};
+    c.s = {r.uniform(1, 2),
+           hkv * group,
+           hkv,
+           r.coin(0.4) ? r.uniform(1, 7) : r.uniform(1, 70),
+           r.uniform(1, 150),
+           dims[r.uniform(0, 6)],
+           dims[r.uniform(0, 6)]};
     if (r.coin(0.3)) c.s.lk = c.s.lq;  // self-attention shapes (documents(ids) needs Lq == Lk)
     c.layout = static_cast<Layout>(r.uniform(0, 2));
     c.mask = r.coin(0.1) ? Mask() : r.mask({c.s.batch, c.s.hq, c.s.lq, c.s.lk});
     if (r.coin(0.3)) c.opts.scale = 0.05f * static_cast<float>(r.uniform(1, 20));
     if (r.coin(0.25)) c.opts.softcap = static_cast<float>(r.uniform(1, 30));
-    if (r.coin(0.25)) c.opts.dropout_p = 0.1f * static_cast<float>(r.uniform(1, 6)), c.opts.seed = 7 + trial;
+    if (r.coin(0.25))
+      c.opts.dropout_p = 0.1f * static_cast<float>(r.uniform(1, 6)), c.opts.seed = 7 + trial;
     Tensor<float> head({c.s.batch, c.s.hq});
     if (r.coin(0.25)) {
       for (float& x : head) x = 0.25f * static_cast<float>(r.uniform(0, 6));
@@ -337,7 +344,7 @@ TEST_P(Flash, Bf16InputsMatchReference) {
     Case c;
     const int64_t dims[] = {1, 7, 16, 24, 64, 80, 128};
     const int64_t hkv = r.uniform(1, 2);
-    c.s = {r.uniform(1, 2), hkv * r.uniform(1, 2), hkv, r.uniform(1, 90), r.uniform(1, 130),
+    c.s = {r.uniform(1, 2),       hkv * r.uniform(1, 2), hkv, r.uniform(1, 90), r.uniform(1, 130),
            dims[r.uniform(0, 6)], dims[r.uniform(0, 6)]};
     c.mask = r.mask({c.s.batch, c.s.hq, c.s.lq, c.s.lk});
     if (r.coin(0.3)) c.opts.softcap = 5.0f;
@@ -388,7 +395,8 @@ TEST_P(Flash, LargeLogitsAndMixedInfiniteBiases) {
 TEST_P(Flash, NaNInAQueryRowStaysInThatRow) {
   Case c;
   c.s = {1, 1, 1, 40, 50, 16, 16};
-  Buffer4 q({1, 1, 40, 16}, Layout::BHLD), k({1, 1, 50, 16}, Layout::BHLD), v({1, 1, 50, 16}, Layout::BHLD);
+  Buffer4 q({1, 1, 40, 16}, Layout::BHLD), k({1, 1, 50, 16}, Layout::BHLD),
+      v({1, 1, 50, 16}, Layout::BHLD);
   std::mt19937 rng(5);
   q.fill_normal(rng), k.fill_normal(rng), v.fill_normal(rng);
   q.view()(0, 0, 7, 3) = std::numeric_limits<float>::quiet_NaN();
@@ -433,7 +441,8 @@ TEST_P(Flash, ConcurrentCallsFromSeveralThreads) {
     threads.emplace_back([&, t] {
       for (int rep = 0; rep < 10; ++rep) {
         const Result got = in.run(c, Backend::Flash);
-        mismatches[t] += std::memcmp(got.out.data(), want.out.data(), got.out.numel() * sizeof(float)) != 0;
+        mismatches[t] +=
+            std::memcmp(got.out.data(), want.out.data(), got.out.numel() * sizeof(float)) != 0;
       }
     });
   for (auto& t : threads) t.join();

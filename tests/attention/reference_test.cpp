@@ -19,7 +19,6 @@ namespace {
 
 using testing_attention::allow_all;
 using testing_attention::BackendSuite;
-using testing_attention::on_backend;
 using testing_attention::both;
 using testing_attention::Buffer4;
 using testing_attention::close3;
@@ -29,6 +28,7 @@ using testing_attention::kInf;
 using testing_attention::Layout;
 using testing_attention::naive_attention;
 using testing_attention::NaiveOptions;
+using testing_attention::on_backend;
 using testing_attention::Rule;
 using testing_attention::Shape;
 using testing_attention::shape_text;

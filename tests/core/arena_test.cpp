@@ -1,8 +1,9 @@
 // The modules' scratch memory (src/core/arena.hpp): allocations 64-byte
 // aligned and disjoint, frames that nest and pop back to their mark, memory
 // in use that stays in place when the arena grows, and a steady workload —
-// raw frames or a module's forward pass — that stops allocating after its
-// first call (one block, the same capacity, the same addresses).
+// raw frames, a module's forward pass or flash attention — that stops
+// allocating after its first call (one block, the same capacity, the same
+// addresses).
 #include "core/arena.hpp"
 
 #include <gtest/gtest.h>
@@ -14,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "maskattn/attention.hpp"
 #include "maskattn/nn/transformer_layers.hpp"
 
 namespace maskattn {
@@ -127,6 +129,27 @@ TEST(Arena, AModulesForwardPassReusesItsThreadsArena) {
   EXPECT_GT(capacity.front(), 0);
   EXPECT_EQ(capacity, std::vector<int64_t>(5, capacity.front()));
   EXPECT_EQ(blocks, std::vector<std::size_t>(5, 1));
+}
+
+TEST(Arena, FlashAttentionReusesItsThreadsArena) {
+  // Tiles, and one query against many keys (key ranges merged from partial
+  // results that live in the calling thread's arena).
+  Tensor<float> q({1, 4, 256, 64}), k({1, 4, 256, 64}), v({1, 4, 256, 64}), out({1, 4, 256, 64});
+  Tensor<float> q1({1, 1, 1, 64}), k1({1, 1, 4096, 64}), v1({1, 1, 4096, 64}), out1({1, 1, 1, 64});
+  for (Tensor<float>* t : {&q, &k, &v, &q1, &k1, &v1})
+    for (int64_t i = 0; i < t->numel(); ++i) t->data()[i] = static_cast<float>(i % 7) * 0.1f;
+  AttentionOptions opts;
+  opts.backend = Backend::Flash;
+  std::vector<int64_t> capacity;
+  std::thread([&] {
+    for (int call = 0; call < 5; ++call) {
+      attention(q.view<4>(), k.view<4>(), v.view<4>(), out.view<4>(), causal(), opts);
+      attention(q1.view<4>(), k1.view<4>(), v1.view<4>(), out1.view<4>(), {}, opts);
+      capacity.push_back(thread_arena().capacity());
+    }
+  }).join();
+  EXPECT_GT(capacity.front(), 0);
+  EXPECT_EQ(capacity, std::vector<int64_t>(5, capacity.front()));
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // GELU and ReLU kernels on every SIMD target against std::erf in double:
 // |gelu - x Phi(x)| <= 1.5e-7 max(1, |x|) over a dense sweep of [-12, 12] and
 // random values, exact at 0, and the special values (+-inf, NaN, huge).
+#include "kernels/activation.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,7 +11,6 @@
 #include <string>
 #include <vector>
 
-#include "kernels/activation.hpp"
 #include "kernels/simd_targets.hpp"
 
 namespace maskattn {
@@ -50,8 +51,8 @@ TEST_P(Activation, GeluMatchesErfInDouble) {
 
 TEST_P(Activation, GeluSpecialValues) {
   const float inf = std::numeric_limits<float>::infinity();
-  std::vector<float> x{0.0f, -0.0f, inf, -inf, std::numeric_limits<float>::quiet_NaN(), 1e30f,
-                       -1e30f, -20.0f};
+  std::vector<float> x{0.0f,  -0.0f,  inf,   -inf, std::numeric_limits<float>::quiet_NaN(),
+                       1e30f, -1e30f, -20.0f};
   detail::gelu_inplace(x.data(), static_cast<int64_t>(x.size()));
   EXPECT_EQ(x[0], 0.0f);
   EXPECT_EQ(x[1], 0.0f);

@@ -69,8 +69,8 @@ TEST(TileValues, EqualRowValuesTransposed) {
         for (int64_t j = k0; j < k1; ++j, ++checked) {
           const float got = tile[static_cast<std::size_t>((j - k0) * ld + (i - q0))];
           ASSERT_EQ(got, row[static_cast<std::size_t>(j - k0)])
-              << m.describe() << " at (b, h, i, j) = (" << b << ", " << h << ", " << i << ", "
-              << j << ") of " << oracle::shape_text(s) << ", trial " << trial;
+              << m.describe() << " at (b, h, i, j) = (" << b << ", " << h << ", " << i << ", " << j
+              << ") of " << oracle::shape_text(s) << ", trial " << trial;
         }
       }
       // Padding between rows (ld > q1 - q0) is left alone.

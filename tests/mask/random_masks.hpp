@@ -99,7 +99,9 @@ class RandomMasks {
     const double p = density();
     if (kind == 2) {
       Tensor<float> t(shape);
-      for (float& x : t) x = coin(p) ? 0.25f * static_cast<float>(uniform(-4, 4)) : -std::numeric_limits<float>::infinity();
+      for (float& x : t)
+        x = coin(p) ? 0.25f * static_cast<float>(uniform(-4, 4))
+                    : -std::numeric_limits<float>::infinity();
       return bias(t, dims2);
     }
     Tensor<bool> t(shape);
