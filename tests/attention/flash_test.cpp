@@ -28,6 +28,7 @@
 
 #include "attention/attention_oracle.hpp"
 #include "attention/flash_kernels.hpp"
+#include "kernels/simd_target_suite.hpp"
 #include "kernels/simd_targets.hpp"
 #include "mask/random_masks.hpp"
 #include "maskattn/attention.hpp"
@@ -211,17 +212,8 @@ class Inputs {
   return ::testing::AssertionSuccess();
 }
 
-class Flash : public ::testing::TestWithParam<int64_t> {
- protected:
-  void SetUp() override { detail::force_simd_target(GetParam()); }
-  void TearDown() override { detail::force_simd_target(0); }
-};
-
-std::string target_label(const ::testing::TestParamInfo<int64_t>& info) {
-  return detail::simd_target_name(info.param);
-}
-
-INSTANTIATE_TEST_SUITE_P(Targets, Flash, ::testing::ValuesIn(detail::simd_targets()), target_label);
+class Flash : public testing_simd::TargetSuite {};
+MASKATTN_INSTANTIATE_FOR_SIMD_TARGETS(Flash);
 
 TEST_P(Flash, RunsOnTheTargetAsked) {
   const std::vector<int64_t> all = detail::simd_targets();

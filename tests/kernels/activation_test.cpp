@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/simd_target_suite.hpp"
 #include "kernels/simd_targets.hpp"
 
 namespace maskattn {
@@ -18,18 +19,8 @@ namespace {
 
 double exact_gelu(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
 
-class Activation : public ::testing::TestWithParam<int64_t> {
- protected:
-  void SetUp() override { detail::force_simd_target(GetParam()); }
-  void TearDown() override { detail::force_simd_target(0); }
-};
-
-std::string target_label(const ::testing::TestParamInfo<int64_t>& info) {
-  return detail::simd_target_name(info.param);
-}
-
-INSTANTIATE_TEST_SUITE_P(Targets, Activation, ::testing::ValuesIn(detail::simd_targets()),
-                         target_label);
+class Activation : public testing_simd::TargetSuite {};
+MASKATTN_INSTANTIATE_FOR_SIMD_TARGETS(Activation);
 
 TEST_P(Activation, GeluMatchesErfInDouble) {
   std::vector<float> x;
