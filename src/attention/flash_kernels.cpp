@@ -1,5 +1,7 @@
-// The flash backend's tile loop, compiled once per SIMD target (Highway
-// dynamic dispatch; see attention/flash_kernels.hpp for the entry points).
+// The flash backend's tile path, compiled once per SIMD target (Highway
+// dynamic dispatch; see attention/flash_kernels.hpp for the entry points;
+// the row path for decoding is attention/flash_rows.cpp, the steps both
+// share attention/flash_steps-inl.hpp).
 //
 // One task holds a block of Bq queries of one head *along the SIMD lanes*
 // (two vectors) and walks the keys in tiles of Bk (FlashAttention-2, Dao 2023,
@@ -20,9 +22,8 @@
 // and at the end out = ot * head_mask / l, lse = m + log l. A query with no
 // allowed key keeps l = 0: an empty row.
 //
-// Scores are kept in base-2 units, s log2 e (folded into the scale, the
-// softcap and the mask's values), so that every exponential is a 2^x
-// (kernels/exp-inl.hpp); m is then in those units too.
+// Scores are kept in base-2 units (flash_steps-inl.hpp), so the exponentials
+// above are 2^x in the code.
 //
 // bfloat16 inputs use the AVX-512 BF16 micro-kernels of kernels/bf16_dot.hpp
 // on targets with 16 float lanes when the CPU has them; elsewhere each key
@@ -43,34 +44,23 @@
 #define HWY_TARGET_INCLUDE "attention/flash_kernels.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 // Must come after foreach_target.h.
-#include "hwy/cache_control.h"
-#include "hwy/contrib/math/math-inl.h"
+#include "attention/flash_steps-inl.hpp"
 #include "hwy/highway.h"
-#include "kernels/exp-inl.hpp"
 
 HWY_BEFORE_NAMESPACE();
 namespace maskattn::detail {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-using DF = hn::ScalableTag<float>;
-using VF = hn::Vec<DF>;
-
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-constexpr double kLog2e = 1.4426950408889634;  // scores in base-2 units: s log2 e
-
 // Register blocks: the micro-kernels hold kBlock rows (keys, or output
 // columns) x 2 query vectors of accumulators — 24 of AVX-512's 32 registers,
 // 12 of AVX2's 16 — plus the operands.
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 constexpr int kBlock = 12;
-constexpr bool kHasBf16Dot = true;  // 16 float lanes: bf16::kQueries == Bq
 #elif HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_SSSE3
 constexpr int kBlock = 6;
-constexpr bool kHasBf16Dot = false;
 #else
 constexpr int kBlock = 4;
-constexpr bool kHasBf16Dot = false;
 #endif
 
 HWY_INLINE int64_t QueryBlockSize() { return 2 * static_cast<int64_t>(hn::Lanes(DF())); }
@@ -154,19 +144,6 @@ HWY_INLINE void Pv(const float* HWY_RESTRICT p, int64_t nk, const float* v, int6
 }
 
 // ---- the inputs of a task, per storage type ----------------------------------
-
-// Rows of one (b, head) of a 4-D input: row j at base + j * stride.
-template <class T>
-struct Rows {
-  const T* base;
-  int64_t stride;
-  const T* row(int64_t j) const { return base + j * stride; }
-};
-
-template <class T>
-Rows<T> rows_of(const View<const T, 4>& x, int64_t b, int64_t h) {
-  return {x.row(b, h, 0), x.stride(2)};
-}
 
 // The float micro-kernels' operands: for float inputs the rows themselves;
 // for bfloat16 without the BF16 dot product, each tile widened to float.
@@ -281,51 +258,6 @@ class Bf16DotOperands {
 
 // ---- per-tile steps ----------------------------------------------------------
 
-// How raw dot products become base-2 scores: s2 = scale2 * dot (scale2 =
-// scale log2 e, or 1 when the operands carry it), then the softcap in base-2
-// units (cap2 = softcap log2 e: cap2 tanh(s2 / cap2) is softcap tanh(s /
-// softcap) log2 e), then + the mask's value times log2 e.
-struct ScoreTransform {
-  float scale2 = 1.0f;
-  float cap2 = 0.0f;  // 0: no softcap
-  bool bias = false;  // the mask may carry non-zero biases
-
-  ScoreTransform(const AttentionCall& c, bool operands_scaled)
-      : scale2(operands_scaled ? 1.0f : static_cast<float>(c.scale * kLog2e)),
-        cap2(static_cast<float>(c.softcap * kLog2e)),
-        bias(c.mask->has_bias()) {}
-
-  // Whether finish() must run over a tile with (masked) or without mask
-  // values; otherwise OnlineSoftmax applies scale2 itself (when positive).
-  bool needed(bool masked) const { return masked || cap2 > 0.0f || scale2 <= 0.0f; }
-  // The scale OnlineSoftmax applies: what finish() has not.
-  float pending(bool masked) const { return needed(masked) ? 1.0f : scale2; }
-
-  // s[0, count) (count a multiple of the lanes) to base-2 scores; mt, when
-  // given, holds the mask's values (0 / bias where allowed, -inf masked). A
-  // bias is clamped to float's range after the change of units, so an
-  // allowed element never reads as masked.
-  void finish(float* HWY_RESTRICT s, int64_t count, const float* HWY_RESTRICT mt) const {
-    const DF d;
-    const size_t n = hn::Lanes(d);
-    const VF vscale = hn::Set(d, scale2), cap = hn::Set(d, cap2);
-    const VF inv_cap = hn::Set(d, cap2 > 0.0f ? 1.0f / cap2 : 0.0f), log2e = hn::Set(d, kLog2e);
-    const VF big = hn::Set(d, std::numeric_limits<float>::max()), neg_inf = hn::Set(d, kNegInf);
-    for (int64_t x = 0; x < count; x += static_cast<int64_t>(n)) {
-      VF v = hn::Mul(hn::Load(d, s + x), vscale);
-      if (cap2 > 0.0f) v = hn::Mul(cap, hn::Tanh(d, hn::Mul(v, inv_cap)));
-      if (mt != nullptr) {
-        const VF m = hn::Load(d, mt + x);
-        VF m2 = hn::Mul(m, log2e);
-        if (bias)  // Min/Max with the constant first keep a NaN
-          m2 = hn::IfThenElse(hn::Eq(m, neg_inf), m, hn::Max(hn::Neg(big), hn::Min(big, m2)));
-        v = hn::Add(v, m2);
-      }
-      hn::Store(v, d, s + x);
-    }
-  }
-};
-
 // s[0, count) *= f (count a multiple of the lanes; nothing to do for f = 1).
 HWY_INLINE void ScaleTile(float* HWY_RESTRICT s, int64_t count, float f) {
   if (f == 1.0f) return;
@@ -406,11 +338,6 @@ int64_t FullPrefix(const BoundMask& mask, int64_t b, int64_t h, int64_t q0, int6
   while (ka + kTrimStep < k1 && mask.classify(b, h, q0, q1, k0, ka + kTrimStep) == TileClass::Full)
     ka += kTrimStep;
   return ka;
-}
-
-// What an empty row holds under c.empty_rows.
-float EmptyFill(const AttentionCall& c) {
-  return c.empty_rows == EmptyRows::NaN ? std::numeric_limits<float>::quiet_NaN() : 0.0f;
 }
 
 // ---- tasks -------------------------------------------------------------------
@@ -551,13 +478,6 @@ void WeightsTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
         std::fill_n(c.weights.row(t.b, t.h, t.q0 + lane), c.lk, EmptyFill(c));
 }
 
-// bfloat16 inputs take the BF16 dot-product kernels where this target and
-// the CPU have them.
-bool UsesBf16Dot() {
-  static const bool available = kHasBf16Dot && bf16::available();
-  return available;
-}
-
 void ForwardTile(const AttentionCall& c, const FlashTiles& tiles, const TileTask& t,
                  const PartialResult* partial) {
   if (c.is_bf16 && UsesBf16Dot())
@@ -571,319 +491,6 @@ void WeightsTile(const AttentionCall& c, const FlashTiles& tiles, const TileTask
     WeightsTask<Bf16DotOperands>(c, tiles, t);
   else
     WeightsTask<FloatOperands>(c, tiles, t);
-}
-
-// ---- the row path: a few queries per key/value head, keys along the lanes ----
-//
-// Decoding asks one query (or a few) of every head. Queries in the lanes
-// would leave most lanes idle, so the row path puts the keys there instead:
-// each task takes the rows — (query head, query) pairs — that read one
-// key/value head, loads each key and value row once for all of them, and
-// keeps per row s (row_k_block keys), m, l and o (Dv):
-//   s_r = k q_r (dot products, reduced across lanes); softmax as above;
-//   o_r = o_r e^(m - m') + sum_j p_rj v_j.
-
-HWY_INLINE int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
-// Brings rows [k0, k1) of width elements towards the cache, a line at a time.
-template <class T>
-void prefetch_rows(const Rows<T>& rows, int64_t k0, int64_t k1, int64_t width) {
-  constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(T));
-  for (int64_t j = k0; j < k1; ++j)
-    for (int64_t x = 0; x < width; x += kLine) hwy::Prefetch(rows.row(j) + x);
-}
-
-// Row r of a row task: query head and query.
-struct RowQuery {
-  int64_t h, i;
-};
-HWY_INLINE RowQuery row_query(const AttentionCall& c, const RowTask& t, int64_t r) {
-  return {t.hk * c.group() + r / c.lq, r % c.lq};
-}
-
-// Float rows (float inputs, or bfloat16 widened per block).
-class FloatRowOperands {
- public:
-  FloatRowOperands(const AttentionCall& c, const RowTask& t, int64_t bk, Arena::Frame& frame)
-      : c_(c), t_(t), rows_(t.r1 - t.r0) {
-    const int64_t n = static_cast<int64_t>(hn::Lanes(DF()));
-    dp_ = RoundUp(c.d, n);
-    q_ = frame.alloc<float>(rows_ * dp_);
-    if (c.is_bf16) {
-      kf_ = frame.alloc<float>(bk * dp_);
-      vf_ = frame.alloc<float>(bk * c.dv);
-    }
-    const float scale = static_cast<float>(c.scale * kLog2e);
-    std::fill(q_, q_ + rows_ * dp_, 0.0f);
-    for (int64_t r = 0; r < rows_; ++r) {
-      const RowQuery rq = row_query(c, t, t.r0 + r);
-      for (int64_t x = 0; x < c.d; ++x)
-        q_[r * dp_ + x] = scale * (c.is_bf16 ? to_float(c.bf16.q.row(t.b, rq.h, rq.i)[x])
-                                             : c.f32.q.row(t.b, rq.h, rq.i)[x]);
-    }
-  }
-
-  // s[r * ld + j] = q_r . k_j for j < nk.
-  void scores(int64_t k0, int64_t nk, float* s, int64_t ld) {
-    const DF d;
-    const int64_t n = static_cast<int64_t>(hn::Lanes(d));
-    const float* k;
-    int64_t ks;
-    if (c_.is_bf16) {  // widened, zero-padded to dp_
-      const Rows<BFloat16> kr = rows_of(c_.bf16.k, t_.b, t_.hk);
-      for (int64_t j = 0; j < nk; ++j) {
-        float* dst = kf_ + j * dp_;
-        const BFloat16* src = kr.row(k0 + j);
-        for (int64_t x = 0; x < c_.d; ++x) dst[x] = to_float(src[x]);
-        std::fill(dst + c_.d, dst + dp_, 0.0f);
-      }
-      k = kf_, ks = dp_;
-    } else {
-      const Rows<float> kr = rows_of(c_.f32.k, t_.b, t_.hk);
-      k = kr.row(k0), ks = kr.stride;
-    }
-    const int64_t full = c_.d / n * n;
-    const auto tail = hn::FirstN(d, static_cast<size_t>(c_.d - full));
-    for (int64_t j = 0; j < nk; ++j) {
-      const float* kj = k + j * ks;
-      for (int64_t r = 0; r < rows_; ++r) {
-        const float* qr = q_ + r * dp_;
-        VF acc = hn::Zero(d);
-        for (int64_t x = 0; x < full; x += n)
-          acc = hn::MulAdd(hn::Load(d, qr + x), hn::LoadU(d, kj + x), acc);
-        if (full < c_.d)
-          acc = hn::MulAdd(hn::Load(d, qr + full), hn::MaskedLoad(tail, d, kj + full), acc);
-        s[r * ld + j] = hn::GetLane(hn::SumOfLanes(d, acc));
-      }
-    }
-  }
-
-  // o[r * ldo + x] += sum_j p[r * ld + j] v_j[x].
-  void accumulate(const float* p, int64_t ld, int64_t k0, int64_t nk, float* o, int64_t ldo) {
-    const DF d;
-    const int64_t n = static_cast<int64_t>(hn::Lanes(d));
-    const float* v;
-    int64_t vs;
-    if (c_.is_bf16) {
-      const Rows<BFloat16> vr = rows_of(c_.bf16.v, t_.b, t_.hk);
-      for (int64_t j = 0; j < nk; ++j)
-        for (int64_t x = 0; x < c_.dv; ++x) vf_[j * c_.dv + x] = to_float(vr.row(k0 + j)[x]);
-      v = vf_, vs = c_.dv;
-    } else {
-      const Rows<float> vr = rows_of(c_.f32.v, t_.b, t_.hk);
-      v = vr.row(k0), vs = vr.stride;
-    }
-    const int64_t full = c_.dv / n * n;
-    const auto tail = hn::FirstN(d, static_cast<size_t>(c_.dv - full));
-    for (int64_t r = 0; r < rows_; ++r) {
-      float* orow = o + r * ldo;  // ldo >= dv rounded up to the lanes
-      for (int64_t j = 0; j < nk; ++j) {
-        const float pj = p[r * ld + j];
-        if (pj == 0.0f) continue;  // masked or dropped: nothing to add
-        const VF pb = hn::Set(d, pj);
-        const float* vj = v + j * vs;
-        for (int64_t x = 0; x < full; x += n)
-          hn::Store(hn::MulAdd(pb, hn::LoadU(d, vj + x), hn::Load(d, orow + x)), d, orow + x);
-        if (full < c_.dv)
-          hn::Store(hn::MulAdd(pb, hn::MaskedLoad(tail, d, vj + full), hn::Load(d, orow + full)), d,
-                    orow + full);
-      }
-    }
-  }
-
-  void prefetch_keys(int64_t k0, int64_t k1) const {
-    if (c_.is_bf16)
-      prefetch_rows(rows_of(c_.bf16.k, t_.b, t_.hk), k0, k1, c_.d);
-    else
-      prefetch_rows(rows_of(c_.f32.k, t_.b, t_.hk), k0, k1, c_.d);
-  }
-  void prefetch_values(int64_t k0, int64_t k1) const {
-    if (c_.is_bf16)
-      prefetch_rows(rows_of(c_.bf16.v, t_.b, t_.hk), k0, k1, c_.dv);
-    else
-      prefetch_rows(rows_of(c_.f32.v, t_.b, t_.hk), k0, k1, c_.dv);
-  }
-
-  static constexpr bool kScaledScores = true;
-
- private:
-  const AttentionCall& c_;
-  RowTask t_;
-  int64_t rows_, dp_ = 0;
-  float* q_;             // (rows, dp) scaled queries, zero-padded
-  float* kf_ = nullptr;  // (bk, dp) widened keys
-  float* vf_ = nullptr;  // (bk, dv) widened values
-};
-
-// bfloat16 rows on AVX-512 BF16.
-class Bf16DotRowOperands {
- public:
-  Bf16DotRowOperands(const AttentionCall& c, const RowTask& t, int64_t bk, Arena::Frame& frame)
-      : c_(c), t_(t), rows_(t.r1 - t.r0), dpad_(RoundUp(c.d, 32)), ldp_(bk / 2) {
-    q_ = frame.alloc<uint16_t>(rows_ * dpad_);
-    pp_ = frame.alloc<uint32_t>(rows_ * ldp_);
-    vp_ = frame.alloc<uint32_t>(ldp_ * c.dv);
-    std::fill(q_, q_ + rows_ * dpad_, uint16_t{0});
-    for (int64_t r = 0; r < rows_; ++r) {
-      const RowQuery rq = row_query(c, t, t.r0 + r);
-      const BFloat16* q = c.bf16.q.row(t.b, rq.h, rq.i);
-      for (int64_t x = 0; x < c.d; ++x) q_[r * dpad_ + x] = q[x].bits;
-    }
-  }
-
-  void scores(int64_t k0, int64_t nk, float* s, int64_t ld) const {
-    const Rows<BFloat16> k = rows_of(c_.bf16.k, t_.b, t_.hk);
-    bf16::row_scores(q_, rows_, dpad_, &k.row(k0)->bits, k.stride, nk, c_.d, s, ld);
-  }
-
-  void accumulate(const float* p, int64_t ld, int64_t k0, int64_t nk, float* o, int64_t ldo) const {
-    const Rows<BFloat16> v = rows_of(c_.bf16.v, t_.b, t_.hk);
-    bf16::pack_row_probabilities(p, ld, rows_, nk, pp_, ldp_);
-    bf16::pack_value_pairs(&v.row(k0)->bits, v.stride, nk, c_.dv, vp_);
-    bf16::row_pv(pp_, ldp_, rows_, vp_, (nk + 1) / 2, c_.dv, o, ldo);
-  }
-
-  void prefetch_keys(int64_t k0, int64_t k1) const {
-    prefetch_rows(rows_of(c_.bf16.k, t_.b, t_.hk), k0, k1, c_.d);
-  }
-  void prefetch_values(int64_t k0, int64_t k1) const {
-    prefetch_rows(rows_of(c_.bf16.v, t_.b, t_.hk), k0, k1, c_.dv);
-  }
-
-  static constexpr bool kScaledScores = false;
-
- private:
-  const AttentionCall& c_;
-  RowTask t_;
-  int64_t rows_, dpad_, ldp_;
-  uint16_t* q_;   // (rows, dpad) query bits, zero-padded
-  uint32_t* pp_;  // (rows, bk / 2) probability pairs
-  uint32_t* vp_;  // (bk / 2, dv) value pairs
-};
-
-// max over x[0, n) (n a multiple of the lanes).
-HWY_INLINE float RowMax(const float* HWY_RESTRICT x, int64_t n) {
-  const DF d;
-  VF m = hn::Set(d, kNegInf);
-  for (int64_t j = 0; j < n; j += static_cast<int64_t>(hn::Lanes(d)))
-    m = hn::Max(m, hn::Load(d, x + j));
-  return hn::GetLane(hn::MaxOfLanes(d, m));
-}
-
-// x = 2^(x - sub) in place; returns the sum.
-HWY_INLINE float ExpRow(float* HWY_RESTRICT x, int64_t n, float sub) {
-  const DF d;
-  const VF vs = hn::Set(d, sub);
-  VF sum = hn::Zero(d);
-  for (int64_t j = 0; j < n; j += static_cast<int64_t>(hn::Lanes(d))) {
-    const VF p = Exp2NonPositive(d, hn::Sub(hn::Load(d, x + j), vs));
-    hn::Store(p, d, x + j);
-    sum = hn::Add(sum, p);
-  }
-  return hn::GetLane(hn::SumOfLanes(d, sum));
-}
-
-HWY_INLINE void ScaleRow(float* HWY_RESTRICT x, int64_t n, float f) {
-  const DF d;
-  const VF vf = hn::Set(d, f);
-  for (int64_t j = 0; j < n; j += static_cast<int64_t>(hn::Lanes(d)))
-    hn::Store(hn::Mul(hn::Load(d, x + j), vf), d, x + j);
-}
-
-template <class Operands>
-void RowsTask(const AttentionCall& c, const FlashTiles& tiles, const RowTask& t,
-              const PartialResult* partial) {
-  const int64_t rows = t.r1 - t.r0, bk = tiles.row_k_block;
-  const int64_t n = static_cast<int64_t>(hn::Lanes(DF()));
-  const int64_t ld = RoundUp(bk, std::max<int64_t>(n, 16)), ldo = RoundUp(c.dv, n);
-  Arena::Frame frame(thread_arena());
-  float* s = frame.alloc<float>(rows * ld);   // (rows, ld) scores, then probabilities
-  float* mrow = frame.alloc<float>(ld);       // one row's mask values
-  float* o = frame.alloc<float>(rows * ldo);  // (rows, ldo) outputs
-  float* m = frame.alloc<float>(rows);
-  float* l = frame.alloc<float>(rows);
-  TileClass* cls = frame.alloc<TileClass>(rows);
-  Operands ops(c, t, bk, frame);
-  std::fill(o, o + rows * ldo, 0.0f);
-  std::fill(m, m + rows, kNegInf);
-  std::fill(l, l + rows, 0.0f);
-  const ScoreTransform tf(c, Operands::kScaledScores);
-  const float inv_keep = static_cast<float>(1.0 / (1.0 - static_cast<double>(c.dropout_p)));
-
-  for (int64_t k0 = t.k_begin; k0 < t.k_end; k0 += bk) {
-    const int64_t k1 = std::min(k0 + bk, t.k_end), nk = k1 - k0, nkp = RoundUp(nk, n);
-    bool any = false;
-    for (int64_t r = 0; r < rows; ++r) {
-      const RowQuery rq = row_query(c, t, t.r0 + r);
-      cls[r] = c.mask->classify(t.b, rq.h, rq.i, rq.i + 1, k0, k1);
-      any = any || cls[r] != TileClass::Empty;
-    }
-    if (!any) continue;
-    // Decoding streams K and V from memory: ask for the next block's key
-    // rows while this block's scores compute, its value rows while this
-    // block's values accumulate.
-    const int64_t next_end = std::min(k1 + bk, t.k_end);
-    ops.prefetch_keys(k1, next_end);
-    ops.scores(k0, nk, s, ld);
-    for (int64_t r = 0; r < rows; ++r) {
-      float* sr = s + r * ld;
-      if (cls[r] == TileClass::Empty) {
-        std::fill(sr, sr + nkp, 0.0f);  // p = 0: adds nothing
-        continue;
-      }
-      const RowQuery rq = row_query(c, t, t.r0 + r);
-      const bool masked = cls[r] == TileClass::Partial || tf.bias;
-      if (masked) {
-        c.mask->row_values(t.b, rq.h, rq.i, k0, k1, mrow);
-        std::fill(mrow + nk, mrow + nkp, 0.0f);
-      }
-      if (tf.needed(masked) || tf.scale2 != 1.0f) tf.finish(sr, nkp, masked ? mrow : nullptr);
-      std::fill(sr + nk, sr + nkp,
-                kNegInf);  // lanes past the keys: after softcap, which would make them finite
-      const float m_new = std::max(m[r], RowMax(sr, nkp));
-      const float m_use = m_new == kNegInf ? 0.0f : m_new;
-      const float alpha = m[r] == kNegInf ? 0.0f : std::exp2(m[r] - m_use);
-      const float sum = ExpRow(sr, nkp, m_use);
-      l[r] = l[r] * alpha + sum;  // NaN in a score stays NaN here
-      m[r] = m_new;
-      if (alpha != 1.0f) ScaleRow(o + r * ldo, ldo, alpha);
-      if (c.dropout_p > 0.0f)
-        for (int64_t j = 0; j < nk; ++j)
-          sr[j] = dropout_keep(c.seed, c.dropout_p, c.mask->shape(), t.b, rq.h, rq.i, k0 + j)
-                      ? sr[j] * inv_keep
-                      : 0.0f;
-    }
-    ops.prefetch_values(k1, next_end);
-    ops.accumulate(s, ld, k0, nk, o, ldo);
-  }
-
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* orow = o + r * ldo;
-    if (partial != nullptr) {  // (x_stride, n_stride) = (1, Dv)
-      partial->m[r] = m[r];
-      partial->l[r] = l[r];
-      std::copy(orow, orow + c.dv, partial->o + r * c.dv);
-      continue;
-    }
-    const RowQuery rq = row_query(c, t, t.r0 + r);
-    float* out = c.out.row(t.b, rq.h, rq.i);
-    write_lse(c, t.b, rq.h, rq.i, m[r], l[r]);
-    if (l[r] == 0.0f) {
-      std::fill(out, out + c.dv, EmptyFill(c));
-      continue;
-    }
-    const float factor =
-        static_cast<float>(c.head_multiplier(t.b, rq.h) / static_cast<double>(l[r]));
-    for (int64_t x = 0; x < c.dv; ++x) out[x] = orow[x] * factor;
-  }
-}
-
-void ForwardRows(const AttentionCall& c, const FlashTiles& tiles, const RowTask& t,
-                 const PartialResult* partial) {
-  if (c.is_bf16 && UsesBf16Dot())
-    RowsTask<Bf16DotRowOperands>(c, tiles, t, partial);
-  else
-    RowsTask<FloatRowOperands>(c, tiles, t, partial);
 }
 
 int64_t QueryBlock() { return QueryBlockSize(); }
@@ -901,7 +508,6 @@ HWY_EXPORT(TargetName);
 HWY_EXPORT(UsesBf16Dot);
 HWY_EXPORT(ForwardTile);
 HWY_EXPORT(WeightsTile);
-HWY_EXPORT(ForwardRows);
 
 int64_t flash_query_block() { return HWY_DYNAMIC_DISPATCH(QueryBlock)(); }
 
@@ -921,11 +527,6 @@ void write_lse(const AttentionCall& c, int64_t b, int64_t h, int64_t i, double m
   if (c.lse.empty()) return;
   c.lse(b, h, i) = l == 0.0 ? -std::numeric_limits<float>::infinity()
                             : static_cast<float>(m2 * 0.6931471805599453 + std::log(l));
-}
-
-void flash_forward_rows(const AttentionCall& c, const FlashTiles& tiles, const RowTask& t,
-                        const PartialResult* partial) {
-  HWY_DYNAMIC_DISPATCH(ForwardRows)(c, tiles, t, partial);
 }
 
 }  // namespace maskattn::detail
