@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "maskattn/attention.hpp"
@@ -41,6 +42,10 @@ struct AttentionCall {
   EmptyRows empty_rows = EmptyRows::Zero;
 
   int64_t group() const noexcept { return hq / hkv; }  // query heads per key/value head
+  // What an empty row's outputs and weights hold: 0, or NaN under EmptyRows::NaN.
+  float empty_fill() const noexcept {
+    return empty_rows == EmptyRows::NaN ? std::numeric_limits<float>::quiet_NaN() : 0.0f;
+  }
   double head_multiplier(int64_t b, int64_t h) const noexcept {
     return head_mask.empty() ? 1.0 : head_mask[static_cast<std::size_t>(b * hq + h)];
   }

@@ -1,7 +1,8 @@
 // The flash backend's driver: plans the tiles and the tasks, runs them on the
 // thread pool, merges key-split partial results, and runs the second pass
-// that writes the attention weights from the saved log-sum-exp. The tile
-// loops themselves are per-target SIMD code (attention/flash_kernels.cpp).
+// that writes the attention weights (flash_weights_tile). The loops
+// themselves are per-target SIMD code (attention/flash_kernels.cpp,
+// attention/flash_rows.cpp).
 //
 // Two kinds of task (flash_kernels.hpp): tiles of Bq queries of one head
 // (queries in the SIMD lanes), or, when a call has only a few queries
@@ -55,10 +56,12 @@ struct Plan {
   }
 };
 
-Plan make_plan(const AttentionCall& c) {
+// The forward's plan, or (for_weights) the weights pass's: tiles of Bq
+// queries per head over all keys, whichever path the forward took.
+Plan make_plan(const AttentionCall& c, bool for_weights) {
   Plan p;
   p.tiles = plan_tiles(flash_query_block());
-  p.rows = use_row_path(c.lq, p.tiles.q_block);
+  p.rows = !for_weights && use_row_path(c.lq, p.tiles.q_block);
   if (p.rows) {
     const int64_t rows = c.group() * c.lq;
     p.block = std::min(rows, kRowsPerTask);
@@ -69,7 +72,7 @@ Plan make_plan(const AttentionCall& c) {
     p.blocks = (c.lq + p.block - 1) / p.block;
     p.tasks = c.batch * c.hq * p.blocks;
   }
-  p.splits = plan_key_splits(p.tasks, c.lk, p.key_block(), max_threads());
+  p.splits = for_weights ? 1 : plan_key_splits(p.tasks, c.lk, p.key_block(), max_threads());
   const int64_t blocks_of_keys = (c.lk + p.key_block() - 1) / p.key_block();
   p.split_len = (blocks_of_keys + p.splits - 1) / p.splits * p.key_block();
   return p;
@@ -88,9 +91,8 @@ void merge_row(const AttentionCall& c, const PartialResult* parts, int64_t split
     if (parts[s].l[n] > 0.0f) m = std::max<double>(m, parts[s].m[n]);
   }
   if (nan || m == kNegInf) {  // NaN in the input, or an empty row
-    const double fill =
-        nan || c.empty_rows == EmptyRows::NaN ? std::numeric_limits<double>::quiet_NaN() : 0.0;
-    std::fill(o, o + c.dv, static_cast<float>(fill));
+    const float fill = nan ? std::numeric_limits<float>::quiet_NaN() : c.empty_fill();
+    std::fill(o, o + c.dv, fill);
     write_lse(c, b, h, i, nan ? fill : kNegInf, nan ? fill : 0.0);
     return;
   }
@@ -142,9 +144,10 @@ void forward(const AttentionCall& c, const Plan& plan) {
     const PartialResult* p = &parts[static_cast<std::size_t>(t * plan.splits)];
     if (plan.rows) {
       const RowTask task = plan.row(c, t, 0);
-      for (int64_t r = task.r0; r < task.r1; ++r)
-        merge_row(c, p, plan.splits, r - task.r0, task.b, task.hk * c.group() + r / c.lq, r % c.lq,
-                  acc);
+      for (int64_t r = task.r0; r < task.r1; ++r) {
+        const RowQuery rq = row_query(c, task, r);
+        merge_row(c, p, plan.splits, r - task.r0, task.b, rq.h, rq.i, acc);
+      }
     } else {
       const TileTask task = plan.tile(c, t, 0);
       for (int64_t i = task.q0; i < task.q1; ++i)
@@ -157,19 +160,12 @@ void forward(const AttentionCall& c, const Plan& plan) {
 
 void attention_flash(const AttentionCall& c) {
   if (c.batch * c.hq * c.lq == 0) return;  // no rows to write
-  const Plan plan = make_plan(c);
-
-  forward(c, plan);
-
+  forward(c, make_plan(c, false));
   if (!c.weights.empty()) {
-    // Tiles of Bq queries per head, whichever path ran the forward.
-    Plan tiles = plan;
-    tiles.rows = false;
-    tiles.block = tiles.tiles.q_block;
-    tiles.blocks = (c.lq + tiles.block - 1) / tiles.block;
-    tiles.tasks = c.batch * c.hq * tiles.blocks;
-    parallel_for_dynamic(
-        tiles.tasks, [&](int64_t t) { flash_weights_tile(c, tiles.tiles, tiles.tile(c, t, 0)); });
+    const Plan weights = make_plan(c, true);
+    parallel_for_dynamic(weights.tasks, [&](int64_t t) {
+      flash_weights_tile(c, weights.tiles, weights.tile(c, t, 0));
+    });
   }
 }
 

@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <numbers>
 
 #include "core/arena.hpp"
 #include "kernels/bf16_dot.hpp"
@@ -179,7 +180,7 @@ class FloatOperands {
       Scores(qt, c_.d, k.row(k0), k.stride, nk, st);
       return;
     }
-    widen(rows_of(c_.bf16.k, b_, hk_), k0, nk, c_.d, kf_);
+    WidenRows(rows_of(c_.bf16.k, b_, hk_), k0, nk, c_.d, kf_, c_.d);
     Scores(qt, c_.d, kf_, c_.d, nk, st);
   }
 
@@ -189,20 +190,13 @@ class FloatOperands {
       Pv(p, nk, v.row(k0), v.stride, c_.dv, ot);
       return;
     }
-    widen(rows_of(c_.bf16.v, b_, hk_), k0, nk, c_.dv, vf_);
+    WidenRows(rows_of(c_.bf16.v, b_, hk_), k0, nk, c_.dv, vf_, c_.dv);
     Pv(p, nk, vf_, c_.dv, c_.dv, ot);
   }
 
   static constexpr bool kScaledScores = true;  // scale log2 e already in qt
 
  private:
-  static void widen(const Rows<BFloat16>& r, int64_t k0, int64_t nk, int64_t width, float* out) {
-    for (int64_t j = 0; j < nk; ++j) {
-      const BFloat16* src = r.row(k0 + j);
-      for (int64_t x = 0; x < width; ++x) out[j * width + x] = to_float(src[x]);
-    }
-  }
-
   const AttentionCall& c_;
   int64_t b_, h_, hk_;
   float* kf_ = nullptr;  // (Bk, D) widened key tile
@@ -257,15 +251,6 @@ class Bf16DotOperands {
 };
 
 // ---- per-tile steps ----------------------------------------------------------
-
-// s[0, count) *= f (count a multiple of the lanes; nothing to do for f = 1).
-HWY_INLINE void ScaleTile(float* HWY_RESTRICT s, int64_t count, float f) {
-  if (f == 1.0f) return;
-  const DF d;
-  const VF vf = hn::Set(d, f);
-  for (int64_t x = 0; x < count; x += static_cast<int64_t>(hn::Lanes(d)))
-    hn::Store(hn::Mul(hn::Load(d, s + x), vf), d, s + x);
-}
 
 // The online-softmax step of one tile: st (nk, Bq) scores (times `scale`,
 // > 0, still to apply) -> probabilities 2^(s - m'), m and l updated, ot (dv,
@@ -375,10 +360,9 @@ void ForwardTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
       const int64_t ka = tf.bias ? k0 : FullPrefix(*c.mask, t.b, t.h, t.q0, t.q1, k0, k1),
                     cut = (ka - k0) * bq;
       c.mask->tile_values(t.b, t.h, t.q0, t.q1, ka, k1, mt + cut, bq);
-      if (cut > 0 && tf.needed(false)) tf.finish(st, cut, nullptr);
-      if (cut > 0 && !tf.needed(false)) ScaleTile(st, cut, tf.pending(false));
+      tf.finish(st, cut, nullptr);
       tf.finish(st + cut, (k1 - ka) * bq, mt + cut);
-    } else if (tf.needed(false)) {
+    } else if (tf.needed()) {
       tf.finish(st, nk * bq, nullptr);
     }
     OnlineSoftmax(st, nk, tf.pending(masked), m, l, ot, c.dv);
@@ -392,19 +376,8 @@ void ForwardTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
     std::copy(ot, ot + c.dv * bq, partial->o);
     return;
   }
-  const double head = c.head_multiplier(t.b, t.h);
-  for (int64_t lane = 0; lane < nq; ++lane) {
-    const int64_t i = t.q0 + lane;
-    float* o = c.out.row(t.b, t.h, i);
-    const float sum = l[lane];
-    write_lse(c, t.b, t.h, i, m[lane], sum);
-    if (sum == 0.0f) {  // no allowed key: an empty row
-      std::fill(o, o + c.dv, EmptyFill(c));
-      continue;
-    }
-    const float factor = static_cast<float>(head / static_cast<double>(sum));
-    for (int64_t x = 0; x < c.dv; ++x) o[x] = ot[x * bq + lane] * factor;
-  }
+  for (int64_t lane = 0; lane < nq; ++lane)
+    WriteOutputRow(c, t.b, t.h, t.q0 + lane, m[lane], l[lane], ot + lane, bq);
 }
 
 template <class Operands>
@@ -475,7 +448,7 @@ void WeightsTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
   if (c.empty_rows == EmptyRows::NaN)
     for (int64_t lane = 0; lane < nq; ++lane)
       if (row_m[lane] == std::numeric_limits<float>::infinity())
-        std::fill_n(c.weights.row(t.b, t.h, t.q0 + lane), c.lk, EmptyFill(c));
+        std::fill_n(c.weights.row(t.b, t.h, t.q0 + lane), c.lk, c.empty_fill());
 }
 
 void ForwardTile(const AttentionCall& c, const FlashTiles& tiles, const TileTask& t,
@@ -505,14 +478,12 @@ namespace maskattn::detail {
 
 HWY_EXPORT(QueryBlock);
 HWY_EXPORT(TargetName);
-HWY_EXPORT(UsesBf16Dot);
 HWY_EXPORT(ForwardTile);
 HWY_EXPORT(WeightsTile);
 
 int64_t flash_query_block() { return HWY_DYNAMIC_DISPATCH(QueryBlock)(); }
 
 const char* flash_target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
-bool flash_uses_bf16_dot() { return HWY_DYNAMIC_DISPATCH(UsesBf16Dot)(); }
 
 void flash_forward_tile(const AttentionCall& c, const FlashTiles& tiles, const TileTask& t,
                         const PartialResult* partial) {
@@ -526,7 +497,7 @@ void flash_weights_tile(const AttentionCall& c, const FlashTiles& tiles, const T
 void write_lse(const AttentionCall& c, int64_t b, int64_t h, int64_t i, double m2, double l) {
   if (c.lse.empty()) return;
   c.lse(b, h, i) = l == 0.0 ? -std::numeric_limits<float>::infinity()
-                            : static_cast<float>(m2 * 0.6931471805599453 + std::log(l));
+                            : static_cast<float>(m2 * std::numbers::ln2 + std::log(l));
 }
 
 }  // namespace maskattn::detail

@@ -31,6 +31,14 @@ struct RowTask {
   int64_t b = 0, hk = 0, r0 = 0, r1 = 0, k_begin = 0, k_end = 0;
 };
 
+// Row r of a row task: its query head and query.
+struct RowQuery {
+  int64_t h, i;
+};
+inline RowQuery row_query(const AttentionCall& c, const RowTask& t, int64_t r) {
+  return {t.hk * c.group() + r / c.lq, r % c.lq};
+}
+
 // Unnormalised results of a task over part of the keys, merged later by
 // log-sum-exp: per query (lane of a tile, or row of a row task) its running
 // maximum m of the base-2 scores s2 = s log2 e, its sum l of 2^(s2 - m), and
@@ -51,10 +59,8 @@ int64_t flash_query_block();
 // base-2 units, as the kernels keep scores) and sum l of 2^(s2 - m2):
 // m2 ln 2 + log l, -inf for an empty row (l == 0), NaN for NaN.
 void write_lse(const AttentionCall& c, int64_t b, int64_t h, int64_t i, double m2, double l);
-// Name of that target ("AVX3", "AVX2", "EMU128", ...) and whether the bf16
-// micro-kernels (AVX-512 BF16) serve bfloat16 inputs on it.
+// Name of that target ("AVX3", "AVX2", "SCALAR", ...).
 const char* flash_target_name();
-bool flash_uses_bf16_dot();
 
 // Forward of one task. With partial == nullptr the task covers all keys and
 // writes its rows of c.out and, when wanted, c.lse (empty rows as

@@ -41,14 +41,6 @@ void prefetch_rows(const Rows<T>& rows, int64_t k0, int64_t k1, int64_t width) {
     for (int64_t x = 0; x < width; x += kLine) hwy::Prefetch(rows.row(j) + x);
 }
 
-// Row r of a row task: query head and query.
-struct RowQuery {
-  int64_t h, i;
-};
-HWY_INLINE RowQuery row_query(const AttentionCall& c, const RowTask& t, int64_t r) {
-  return {t.hk * c.group() + r / c.lq, r % c.lq};
-}
-
 // Float rows (float inputs, or bfloat16 widened per block).
 class FloatRowOperands {
  public:
@@ -78,13 +70,7 @@ class FloatRowOperands {
     const float* k;
     int64_t ks;
     if (c_.is_bf16) {  // widened, zero-padded to dp_
-      const Rows<BFloat16> kr = rows_of(c_.bf16.k, t_.b, t_.hk);
-      for (int64_t j = 0; j < nk; ++j) {
-        float* dst = kf_ + j * dp_;
-        const BFloat16* src = kr.row(k0 + j);
-        for (int64_t x = 0; x < c_.d; ++x) dst[x] = to_float(src[x]);
-        std::fill(dst + c_.d, dst + dp_, 0.0f);
-      }
+      WidenRows(rows_of(c_.bf16.k, t_.b, t_.hk), k0, nk, c_.d, kf_, dp_);
       k = kf_, ks = dp_;
     } else {
       const Rows<float> kr = rows_of(c_.f32.k, t_.b, t_.hk);
@@ -113,9 +99,7 @@ class FloatRowOperands {
     const float* v;
     int64_t vs;
     if (c_.is_bf16) {
-      const Rows<BFloat16> vr = rows_of(c_.bf16.v, t_.b, t_.hk);
-      for (int64_t j = 0; j < nk; ++j)
-        for (int64_t x = 0; x < c_.dv; ++x) vf_[j * c_.dv + x] = to_float(vr.row(k0 + j)[x]);
+      WidenRows(rows_of(c_.bf16.v, t_.b, t_.hk), k0, nk, c_.dv, vf_, c_.dv);
       v = vf_, vs = c_.dv;
     } else {
       const Rows<float> vr = rows_of(c_.f32.v, t_.b, t_.hk);
@@ -285,9 +269,9 @@ void RowsTask(const AttentionCall& c, const FlashTiles& tiles, const RowTask& t,
         c.mask->row_values(t.b, rq.h, rq.i, k0, k1, mrow);
         std::fill(mrow + nk, mrow + nkp, 0.0f);
       }
-      if (tf.needed(masked) || tf.scale2 != 1.0f) tf.finish(sr, nkp, masked ? mrow : nullptr);
-      std::fill(sr + nk, sr + nkp,
-                kNegInf);  // lanes past the keys: after softcap, which would make them finite
+      tf.finish(sr, nkp, masked ? mrow : nullptr);
+      // Lanes past the keys: after the softcap, which would make them finite.
+      std::fill(sr + nk, sr + nkp, kNegInf);
       const float m_new = std::max(m[r], RowMax(sr, nkp));
       const float m_use = m_new == kNegInf ? 0.0f : m_new;
       const float alpha = m[r] == kNegInf ? 0.0f : std::exp2(m[r] - m_use);
@@ -314,15 +298,7 @@ void RowsTask(const AttentionCall& c, const FlashTiles& tiles, const RowTask& t,
       continue;
     }
     const RowQuery rq = row_query(c, t, t.r0 + r);
-    float* out = c.out.row(t.b, rq.h, rq.i);
-    write_lse(c, t.b, rq.h, rq.i, m[r], l[r]);
-    if (l[r] == 0.0f) {
-      std::fill(out, out + c.dv, EmptyFill(c));
-      continue;
-    }
-    const float factor =
-        static_cast<float>(c.head_multiplier(t.b, rq.h) / static_cast<double>(l[r]));
-    for (int64_t x = 0; x < c.dv; ++x) out[x] = orow[x] * factor;
+    WriteOutputRow(c, t.b, rq.h, rq.i, m[r], l[r], orow, 1);
   }
 }
 

@@ -15,10 +15,12 @@
 #define MASKATTN_ATTENTION_FLASH_STEPS_INL_H_
 #endif
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 
 #include "attention/attention_call.hpp"
+#include "attention/flash_kernels.hpp"
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
 #include "kernels/bf16_dot.hpp"
@@ -70,17 +72,20 @@ struct ScoreTransform {
         cap2(static_cast<float>(c.softcap * kLog2e)),
         bias(c.mask->has_bias()) {}
 
-  // Whether finish() must run over a tile with (masked) or without mask
-  // values; otherwise OnlineSoftmax applies scale2 itself (when positive).
-  bool needed(bool masked) const { return masked || cap2 > 0.0f || scale2 <= 0.0f; }
-  // The scale OnlineSoftmax applies: what finish() has not.
-  float pending(bool masked) const { return needed(masked) ? 1.0f : scale2; }
+  // Whether finish() must run over a tile without mask values (a softcap, or
+  // a scale OnlineSoftmax cannot apply: it folds only a positive one into the
+  // maximum), and the scale left for OnlineSoftmax after finish() did or did
+  // not run (masked: it did).
+  bool needed() const { return cap2 > 0.0f || scale2 <= 0.0f; }
+  float pending(bool masked) const { return masked || needed() ? 1.0f : scale2; }
 
   // s[0, count) (count a multiple of the lanes) to base-2 scores; mt, when
   // given, holds the mask's values (0 / bias where allowed, -inf masked). A
   // bias is clamped to float's range after the change of units, so an
-  // allowed element never reads as masked.
+  // allowed element never reads as masked. Nothing to do without a mask, a
+  // scale or a softcap.
   void finish(float* HWY_RESTRICT s, int64_t count, const float* HWY_RESTRICT mt) const {
+    if (mt == nullptr && scale2 == 1.0f && cap2 == 0.0f) return;
     const DF d;
     const size_t n = hn::Lanes(d);
     const VF vscale = hn::Set(d, scale2), cap = hn::Set(d, cap2);
@@ -101,9 +106,32 @@ struct ScoreTransform {
   }
 };
 
-// What an empty row holds under c.empty_rows.
-HWY_INLINE float EmptyFill(const AttentionCall& c) {
-  return c.empty_rows == EmptyRows::NaN ? std::numeric_limits<float>::quiet_NaN() : 0.0f;
+// Row (b, h, i) of c.out and c.lse from its base-2 maximum m, its sum l and
+// its unnormalised outputs o[x * x_stride]: o head_mask / l, or an empty row's
+// fill when l == 0 (no allowed key). The tile and the row path's last step.
+HWY_INLINE void WriteOutputRow(const AttentionCall& c, int64_t b, int64_t h, int64_t i, float m,
+                               float l, const float* o, int64_t x_stride) {
+  write_lse(c, b, h, i, m, l);
+  float* out = c.out.row(b, h, i);
+  if (l == 0.0f) {
+    std::fill(out, out + c.dv, c.empty_fill());
+    return;
+  }
+  const float factor = static_cast<float>(c.head_multiplier(b, h) / static_cast<double>(l));
+  for (int64_t x = 0; x < c.dv; ++x) out[x] = o[x * x_stride] * factor;
+}
+
+// Rows [k0, k0 + nk) of a bfloat16 input widened to float, `width` elements
+// each, into out (row stride ld >= width; the columns past width are 0): the
+// float kernels' operands when the BF16 dot product is not there.
+HWY_INLINE void WidenRows(const Rows<BFloat16>& r, int64_t k0, int64_t nk, int64_t width,
+                          float* out, int64_t ld) {
+  for (int64_t j = 0; j < nk; ++j) {
+    const BFloat16* src = r.row(k0 + j);
+    float* dst = out + j * ld;
+    for (int64_t x = 0; x < width; ++x) dst[x] = to_float(src[x]);
+    std::fill(dst + width, dst + ld, 0.0f);
+  }
 }
 
 // bfloat16 inputs take the BF16 dot-product kernels where this target and

@@ -30,8 +30,7 @@ struct RowScratch {
 
 // Writes the result of an empty row (no allowed key) under c.empty_rows.
 void write_empty_row(const AttentionCall& c, int64_t b, int64_t h, int64_t i) {
-  const float fill =
-      c.empty_rows == EmptyRows::NaN ? std::numeric_limits<float>::quiet_NaN() : 0.0f;
+  const float fill = c.empty_fill();
   const int64_t lk = c.lk, dv = c.dv;
   float* o = c.out.row(b, h, i);
   for (int64_t d = 0; d < dv; ++d) o[d] = fill;
