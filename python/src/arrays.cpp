@@ -230,13 +230,9 @@ ArrayArg read_array(nb::handle obj, std::string_view name, std::string_view want
   return view_array(std::move(in), *dtype, name, obj);
 }
 
-std::string float32_expected(int rank, std::string_view dims) {
-  return fmt::format("a float32 array of rank {} {}", rank, dims);
-}
-
 template <int N>
 View<const float, N> float32_view(const ArrayArg& a, std::string_view name, std::string_view dims) {
-  const std::string want = float32_expected(N, dims);
+  const std::string want = fmt::format("a float32 array of rank {} {}", N, dims);
   if (a.view.empty()) throw Error(name, want, "None");
   if (a.view.dtype != DType::Float32 || a.view.rank() != N)
     throw Error(name, want, a.view.describe());

@@ -38,9 +38,6 @@ ArrayArg read_array(nb::handle obj, std::string_view name, std::string_view want
 // "numpy.ndarray", "torch.Tensor", "list".
 std::string python_type_name(nb::handle obj);
 
-// "a float32 array of rank 4 (B, H, L, D)": what float32_view() expects.
-std::string float32_expected(int rank, std::string_view dims);
-
 // A float32 view of rank N; Error naming `name` and `dims` ("(B, H, Lq, D)")
 // for another dtype or rank.
 template <int N>
