@@ -427,11 +427,12 @@ class Transformer(Module):
 
 class BertModel(Module):
     """transformers' BertModel (inference) under its parameter names; calling it
-    returns last_hidden_state."""
+    returns last_hidden_state (and every layer's attention weights on request)."""
 
     @staticmethod
     def from_pretrained(folder: str | os.PathLike[str]) -> BertModel:
         """Loads config.json and model.safetensors from a Hugging Face model folder."""
+    @overload
     def __call__(
         self,
         input_ids: ArrayLike,
@@ -440,8 +441,23 @@ class BertModel(Module):
         position_ids: ArrayLike | None = None,
         *,
         mask: Mask | None = None,
-    ) -> npt.NDArray[np.float32]:
-        """input_ids (B, L) -> last_hidden_state (B, L, hidden_size)."""
+        output_attentions: Literal[False] = False,
+    ) -> npt.NDArray[np.float32]: ...
+    @overload
+    def __call__(
+        self,
+        input_ids: ArrayLike,
+        attention_mask: ArrayLike | None = None,
+        token_type_ids: ArrayLike | None = None,
+        position_ids: ArrayLike | None = None,
+        *,
+        mask: Mask | None = None,
+        output_attentions: bool = False,
+    ) -> npt.NDArray[np.float32] | tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """input_ids (B, L) -> last_hidden_state (B, L, hidden_size); with
+        output_attentions=True, (last_hidden_state, attentions): attentions
+        (num_hidden_layers, B, heads, L, L), every layer's attention probabilities
+        as transformers gives them with output_attentions=True (eager attention)."""
     def pool(self, last_hidden_state: ArrayLike) -> npt.NDArray[np.float32]:
         """pooler_output (B, hidden_size) = tanh(pooler.dense(last_hidden_state[:, 0]))."""
     @property

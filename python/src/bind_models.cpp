@@ -43,7 +43,8 @@ Tensor<int64_t> read_ids(nb::handle obj, const char* name) {
 }
 
 nb::object bert_call(const BertModel& model, nb::handle input_ids, nb::handle attention_mask,
-                     nb::handle token_type_ids, nb::handle position_ids, nb::handle mask) {
+                     nb::handle token_type_ids, nb::handle position_ids, nb::handle mask,
+                     bool output_attentions) {
   const Tensor<int64_t> ids = read_ids(input_ids, "input_ids");
   Tensor<int64_t> types, positions;
   nn::BertInputs in;
@@ -67,12 +68,20 @@ nb::object bert_call(const BertModel& model, nb::handle input_ids, nb::handle at
       throw Error("mask", "a maskattn.Mask or None", python_type_name(mask));
     in.mask &= m;
   }
-  Tensor<float> out({ids.size(0), ids.size(1), model.config().hidden_size});
+  const nn::BertConfig& c = model.config();
+  const int64_t b = ids.size(0), l = ids.size(1);
+  Tensor<float> out({b, l, c.hidden_size});
+  // (num_hidden_layers, B, heads, L, L), only when asked: L x L per head and layer.
+  Tensor<float> attentions =
+      output_attentions ? Tensor<float>({c.num_hidden_layers, b, c.num_attention_heads, l, l})
+                        : Tensor<float>();
   {
     nb::gil_scoped_release release;
-    model.forward(ids.view<2>(), out.view<3>(), in);
+    model.forward(ids.view<2>(), out.view<3>(), in,
+                  output_attentions ? attentions.view<5>() : View<float, 5>());
   }
-  return to_numpy(std::move(out));
+  if (!output_attentions) return to_numpy(std::move(out));
+  return nb::make_tuple(to_numpy(std::move(out)), to_numpy(std::move(attentions)));
 }
 
 void bind_bert(nb::module_& m) {
@@ -88,12 +97,16 @@ void bind_bert(nb::module_& m) {
           "with or without the 'bert.' prefix; the pooler when the file has it). Eval mode.")
       .def("__call__", &bert_call, "input_ids"_a, "attention_mask"_a = nb::none(),
            "token_type_ids"_a = nb::none(), "position_ids"_a = nb::none(), nb::kw_only(),
-           "mask"_a = nb::none(),
+           "mask"_a = nb::none(), "output_attentions"_a = false,
            "input_ids (B, L) -> last_hidden_state (B, L, hidden_size), float32.\n"
            "attention_mask: Hugging Face's (B, L) 1 = token, 0 = padding (or its 4-D form);\n"
            "token_type_ids, position_ids: (B, L) (default 0 and 0..L-1); mask: any\n"
            "maskattn.Mask over (B, heads, L, L), combined with attention_mask (e.g.\n"
-           "documents(ids) for packed sequences, with per-document position_ids).")
+           "documents(ids) for packed sequences, with per-document position_ids).\n"
+           "output_attentions=True returns (last_hidden_state, attentions), attentions\n"
+           "float32 (num_hidden_layers, B, heads, L, L): every layer's attention\n"
+           "probabilities, as transformers' output_attentions=True (eager attention);\n"
+           "0 at masked keys, a row with no allowed key all 0.")
       .def(
           "pool",
           [](const BertModel& model, nb::handle hidden) {

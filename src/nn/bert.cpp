@@ -127,13 +127,17 @@ void BertLayer::for_each_child(const ChildFn& fn) {
   fn("output.LayerNorm", output_norm_);
 }
 
-void BertLayer::forward(View<const float, 3> x, View<float, 3> y, const Mask& mask) const {
+void BertLayer::forward(View<const float, 3> x, View<float, 3> y, const Mask& mask,
+                        View<float, 4> weights) const {
   const int64_t b = x.size(0), l = x.size(1), e = x.size(2), d = e / heads_;
   if (e != query_.in_features())
     throw Error("BertLayer: x", fmt::format("(B, L, {})", query_.in_features()),
                 shape_string(x.shape()));
   if (y.shape() != x.shape())
     throw Error("BertLayer: y", shape_string(x.shape()), shape_string(y.shape()));
+  const std::array<int64_t, 4> weights_shape{b, heads_, l, l};
+  if (!weights.empty() && weights.shape() != weights_shape)
+    throw Error("BertLayer: weights", shape_string(weights_shape), shape_string(weights.shape()));
   Arena::Frame frame(thread_arena());
   const View<const float, 2> x_rows = detail::as_rows(x, frame);
   const int64_t n = b * l;
@@ -148,7 +152,7 @@ void BertLayer::forward(View<const float, 3> x, View<float, 3> y, const Mask& ma
   attention(detail::heads<const float>(qkv, 3 * e, 0, seq, heads_, d),
             detail::heads<const float>(qkv, 3 * e, e, seq, heads_, d),
             detail::heads<const float>(qkv, 3 * e, 2 * e, seq, heads_, d),
-            detail::heads(context, e, 0, seq, heads_, d), mask);
+            detail::heads(context, e, 0, seq, heads_, d), mask, {}, weights);
 
   // a = LayerNorm(x + dense(context)); y = LayerNorm(a + ff(a)).
   const View<float, 2> a(frame.alloc<float>(n * e), {n, e});
@@ -237,8 +241,8 @@ void BertModel::embed(View<const int64_t, 2> ids, const BertInputs& in, View<flo
   embeddings_norm_.forward(rows, rows);
 }
 
-void BertModel::forward(View<const int64_t, 2> input_ids, View<float, 3> out,
-                        const BertInputs& in) const {
+void BertModel::forward(View<const int64_t, 2> input_ids, View<float, 3> out, const BertInputs& in,
+                        View<float, 5> attentions) const {
   const int64_t b = input_ids.size(0), l = input_ids.size(1), e = config_.hidden_size;
   const std::array<int64_t, 2> shape{b, l};
   check_ids(input_ids, "input_ids", config_.vocab_size, "vocab_size", shape);
@@ -258,16 +262,27 @@ void BertModel::forward(View<const int64_t, 2> input_ids, View<float, 3> out,
   const std::array<int64_t, 3> out_shape{b, l, e};
   if (out.shape() != out_shape)
     throw Error("last_hidden_state", shape_string(out_shape), shape_string(out.shape()));
+  const int64_t heads = config_.num_attention_heads;
+  const std::array<int64_t, 5> attentions_shape{config_.num_hidden_layers, b, heads, l, l};
+  if (!attentions.empty() && attentions.shape() != attentions_shape)
+    throw Error("attentions", shape_string(attentions_shape), shape_string(attentions.shape()));
   // Bind once here so that a mask that does not fit is an Error naming it.
-  (void)in.mask.bind({b, config_.num_attention_heads, l, l});
+  (void)in.mask.bind({b, heads, l, l});
   if (b * l == 0) return;
 
   Arena::Frame frame(thread_arena());
   const int64_t n = b * l;
   View<float, 3> x(frame.alloc<float>(n * e), out_shape), t(frame.alloc<float>(n * e), out_shape);
   embed(input_ids, in, View<float, 2>(x.data(), {n, e}));
-  for (const BertLayer& layer : layers_) {
-    layer.forward(x, t, in.mask);
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    // attentions[i]: (B, heads, L, L) with attentions' strides.
+    View<float, 4> weights;
+    if (!attentions.empty()) {
+      const auto& st = attentions.strides();
+      weights = View<float, 4>(attentions.data() + static_cast<int64_t>(i) * st[0],
+                               {b, heads, l, l}, {st[1], st[2], st[3], st[4]});
+    }
+    layers_[i].forward(x, t, in.mask, weights);
     std::swap(x, t);
   }
   detail::copy_rows(View<const float, 2>(x.data(), {n, e}), out);

@@ -176,6 +176,104 @@ TEST_F(Bert, BadInputsAreErrorsNamingTheArgument) {
       throws_error_naming([&] { model_->pool(out.view<3>(), pooled.view<2>()); }, "pooler_output"));
 }
 
+// Every layer's attention weights on the padded batch (lengths 7, 5, 2): each
+// row a distribution over its sequence's real keys, padded query rows
+// included (a key-padding mask blocks keys only, as transformers' 4-D mask
+// does), exactly 0 at padded keys. The buffer starts as NaN, so an element no
+// layer writes fails. transformers' own numbers: python/tests/test_bert_attentions.py.
+TEST_F(Bert, AttentionsOfAPaddedBatchAreDistributionsOverTheRealKeys) {
+  const auto ids = view_of<int64_t, 2>(golden_, "padded.input_ids");
+  const int64_t b = ids.size(0), l = ids.size(1), layers = 2, heads = 4;
+  const int64_t lengths[] = {7, 5, 2};
+  nn::BertInputs hf, by_lengths;
+  hf.mask = from_hf_attention_mask(golden_.view("padded.attention_mask"));
+  hf.token_type_ids = view_of<int64_t, 2>(golden_, "padded.token_type_ids");
+  by_lengths.mask = key_lengths(std::vector<int64_t>(std::begin(lengths), std::end(lengths)));
+  by_lengths.token_type_ids = hf.token_type_ids;
+
+  for (const nn::BertInputs* in : {&hf, &by_lengths}) {
+    SCOPED_TRACE(in == &hf ? "from_hf_attention_mask" : "key_lengths");
+    Tensor<float> attentions({layers, b, heads, l, l});
+    std::fill(attentions.data(), attentions.data() + attentions.numel(), NAN);
+    Tensor<float> hidden({b, l, 16});
+    model_->forward(ids, hidden.view<3>(), *in, attentions.view<5>());
+    const View<float, 5> w = attentions.view<5>();
+    double worst_sum = 0.0;
+    for (int64_t n = 0; n < layers; ++n)
+      for (int64_t r = 0; r < b; ++r)
+        for (int64_t h = 0; h < heads; ++h)
+          for (int64_t i = 0; i < l; ++i) {
+            double sum = 0.0;
+            for (int64_t j = 0; j < l; ++j) {
+              const float p = w(n, r, h, i, j);
+              if (j < lengths[r]) {
+                ASSERT_TRUE(p > 0.0f && p <= 1.0f)
+                    << fmt::format("attentions[{}, {}, {}, {}, {}] = {}", n, r, h, i, j, p);
+                sum += p;
+              } else {
+                ASSERT_EQ(p, 0.0f) << "padded key " << j << " of row " << r;
+              }
+            }
+            worst_sum = std::max(worst_sum, std::abs(sum - 1.0));
+          }
+    EXPECT_LE(worst_sum, 1e-6);
+    // The two layers' weights differ (each writes its own slice).
+    double layer_diff = 0.0;
+    for (int64_t k = 0; k < b * heads * l * l; ++k)
+      layer_diff = std::max(layer_diff, std::abs(double{attentions.data()[k]} -
+                                                 attentions.data()[b * heads * l * l + k]));
+    EXPECT_GT(layer_diff, 1e-3);
+    std::printf("%s: largest |row sum - 1| %.3g\n",
+                in == &hf ? "from_hf_attention_mask" : "key_lengths", worst_sum);
+  }
+}
+
+// Asking for the weights changes nothing else, bit for bit; any strides work.
+TEST_F(Bert, AttentionsLeaveTheHiddenStateBitIdenticalAndTakeAnyStrides) {
+  const auto ids = view_of<int64_t, 2>(golden_, "padded.input_ids");
+  const int64_t b = ids.size(0), l = ids.size(1), layers = 2, heads = 4;
+  nn::BertInputs in;
+  in.mask = from_hf_attention_mask(golden_.view("padded.attention_mask"));
+  in.token_type_ids = view_of<int64_t, 2>(golden_, "padded.token_type_ids");
+  Tensor<float> plain({b, l, 16}), with({b, l, 16}), attentions({layers, b, heads, l, l});
+  model_->forward(ids, plain.view<3>(), in);
+  model_->forward(ids, with.view<3>(), in, attentions.view<5>());
+  EXPECT_TRUE(std::equal(plain.begin(), plain.end(), with.begin()));
+
+  // (B, layers, heads, L, L) memory viewed as (layers, B, heads, L, L).
+  Tensor<float> other_order({b, layers, heads, l, l});
+  Tensor<float> again({b, l, 16});
+  model_->forward(ids, again.view<3>(), in, other_order.view<5>().transposed(0, 1));
+  EXPECT_TRUE(std::equal(plain.begin(), plain.end(), again.begin()));
+  const View<float, 5> strided = other_order.view<5>().transposed(0, 1);
+  const View<float, 5> contiguous = attentions.view<5>();
+  for (int64_t n = 0; n < layers; ++n)
+    for (int64_t r = 0; r < b; ++r)
+      for (int64_t h = 0; h < heads; ++h)
+        for (int64_t i = 0; i < l; ++i)
+          for (int64_t j = 0; j < l; ++j)
+            ASSERT_EQ(strided(n, r, h, i, j), contiguous(n, r, h, i, j))
+                << fmt::format("attentions[{}, {}, {}, {}, {}]", n, r, h, i, j);
+}
+
+TEST_F(Bert, AttentionsOfTheWrongShapeAreAnErrorNamingThem) {
+  Tensor<int64_t> ids({2, 3});
+  Tensor<float> out({2, 3, 16});
+  for (const std::array<int64_t, 5>& shape :
+       {std::array<int64_t, 5>{1, 2, 4, 3, 3}, std::array<int64_t, 5>{2, 2, 4, 3, 4},
+        std::array<int64_t, 5>{2, 1, 4, 3, 3}}) {
+    Tensor<float> attentions(std::vector<int64_t>(shape.begin(), shape.end()));
+    EXPECT_TRUE(throws_error_naming(
+        [&] { model_->forward(ids.view<2>(), out.view<3>(), {}, attentions.view<5>()); },
+        "attentions: expected (2, 2, 4, 3, 3), got " + shape_string(shape)));
+  }
+  // BertLayer checks its weights too.
+  const nn::BertLayer layer(model_->config());
+  Tensor<float> x({2, 3, 16}), y({2, 3, 16}), weights({2, 4, 3, 2});
+  EXPECT_TRUE(throws_error_naming(
+      [&] { layer.forward(x.view<3>(), y.view<3>(), {}, weights.view<4>()); }, "weights"));
+}
+
 TEST(BertConfig, ReadsHuggingFaceFieldsAndRejectsWhatIsNotImplemented) {
   const std::string base = R"({"vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1,
     "num_attention_heads": 2, "intermediate_size": 16, "max_position_embeddings": 32)";

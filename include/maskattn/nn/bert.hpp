@@ -18,6 +18,10 @@
 // attention_mask through from_hf_attention_mask() for a padded batch, or
 // documents() with per-document position_ids for packed sequences (several
 // sentences in one row, no padding). Inference only: dropout is not applied.
+//
+// Each layer's attention weights (the probabilities after softmax, what
+// transformers returns with output_attentions=True and eager attention) are
+// written on request; a call that does not ask for them computes nothing extra.
 #pragma once
 
 #include <cstdint>
@@ -76,8 +80,12 @@ class BertLayer : public Module {
   explicit BertLayer(const BertConfig& config);
 
   // x (B, L, hidden) -> y (B, L, hidden) with `mask` over (B, heads, L, L).
-  // y must not overlap x.
-  void forward(View<const float, 3> x, View<float, 3> y, const Mask& mask) const;
+  // y must not overlap x. weights (B, heads, L, L), any strides on its first
+  // three dimensions: the attention probabilities p[b, h, i, j] of query i
+  // over key j (0 where the mask blocks; a row with no allowed key is all 0);
+  // an empty view (the default) means not wanted.
+  void forward(View<const float, 3> x, View<float, 3> y, const Mask& mask,
+               View<float, 4> weights = {}) const;
 
  protected:
   void for_each_child(const ChildFn& fn) override;
@@ -106,9 +114,17 @@ class BertModel : public Module {
 
   // input_ids (B, L) in [0, vocab_size), L <= max_position_embeddings unless
   // position_ids are given -> last_hidden_state (B, L, hidden_size), any
-  // strides. Error naming the argument for a bad shape or id.
+  // strides. attentions (num_hidden_layers, B, heads, L, L), any strides on
+  // its first four dimensions, when given (an empty view, the default, means
+  // not wanted): attentions[i] = layer i's attention probabilities, as
+  // transformers' output_attentions=True gives them (eager attention). A key
+  // the mask blocks gets exactly 0; padded query rows of a key-padding mask
+  // (from_hf_attention_mask, key_lengths) are not blocked, so they hold a
+  // softmax over the real keys, as in transformers; a row with no allowed key
+  // is all 0 (transformers: uniform). Error naming the argument for a bad
+  // shape or id.
   void forward(View<const int64_t, 2> input_ids, View<float, 3> last_hidden_state,
-               const BertInputs& inputs = {}) const;
+               const BertInputs& inputs = {}, View<float, 5> attentions = {}) const;
 
   // pooler_output (B, hidden) = tanh(pooler.dense(last_hidden_state[:, 0])).
   // Error when the model has no pooler.
