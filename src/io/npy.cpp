@@ -5,6 +5,9 @@
 #include <bit>
 #include <cstring>
 #include <fstream>
+#include <limits>
+#include <string>
+#include <vector>
 
 namespace maskattn {
 namespace {
@@ -87,6 +90,145 @@ void save_npy(const std::string& path, const AnyView& array) {
   write_npy(out, array);
   out.close();
   if (!out) throw Error(path, "a file that can be written", "a write error");
+}
+
+}  // namespace maskattn
+
+namespace maskattn {
+namespace {
+
+// The value of `key` in the header dict: the text between "'key':" and the
+// next top-level ',' or '}' (tuples nest one level).
+std::string header_field(const std::string& header, std::string_view key, std::string_view name) {
+  const std::string quoted = fmt::format("'{}'", key);
+  std::size_t at = header.find(quoted);
+  if (at == std::string::npos)
+    throw Error(name, fmt::format("a .npy header with '{}'", key), header);
+  at = header.find(':', at + quoted.size());
+  if (at == std::string::npos) throw Error(name, "a .npy header dict", header);
+  std::size_t end = at + 1;
+  int depth = 0;
+  for (; end < header.size(); ++end) {
+    const char c = header[end];
+    if (c == '(') ++depth;
+    if (c == ')') --depth;
+    if (depth == 0 && (c == ',' || c == '}')) break;
+  }
+  std::string v = header.substr(at + 1, end - at - 1);
+  const auto first = v.find_first_not_of(' '), last = v.find_last_not_of(' ');
+  return first == std::string::npos ? std::string() : v.substr(first, last - first + 1);
+}
+
+DType dtype_of_descr(const std::string& descr, std::string_view name) {
+  if (descr == "'|b1'") return DType::Bool;
+  if (descr == "'|u1'") return DType::UInt8;
+  if (descr == "'<i4'") return DType::Int32;
+  if (descr == "'<i8'") return DType::Int64;
+  if (descr == "'<f4'") return DType::Float32;
+  if (descr == "'<f8'") return DType::Float64;
+  throw Error(name, "dtype bool, uint8, int32, int64, float32 or float64, little-endian",
+              fmt::format("descr {}", descr));
+}
+
+// "(2, 3)", "(5,)", "()" -> sizes.
+std::vector<int64_t> parse_shape(const std::string& text, std::string_view name) {
+  if (text.size() < 2 || text.front() != '(' || text.back() != ')')
+    throw Error(name, "a shape tuple in the .npy header", text);
+  std::vector<int64_t> shape;
+  std::size_t i = 1;
+  while (i + 1 < text.size()) {
+    while (i + 1 < text.size() && (text[i] == ' ' || text[i] == ',')) ++i;
+    if (i + 1 >= text.size()) break;
+    int64_t v = 0;
+    bool digits = false;
+    while (i + 1 < text.size() && text[i] >= '0' && text[i] <= '9') {
+      if (v > (std::numeric_limits<int64_t>::max() - 9) / 10)
+        throw Error(name, "sizes that fit in int64", text);
+      v = v * 10 + (text[i] - '0');
+      digits = true;
+      ++i;
+    }
+    if (!digits) throw Error(name, "a shape tuple of non-negative integers", text);
+    shape.push_back(v);
+  }
+  return shape;
+}
+
+}  // namespace
+
+AnyView NpyArray::view() const {
+  return AnyView(data_.get(), dtype_, shape_, AnyView::contiguous_strides(shape_));
+}
+
+NpyArray read_npy(std::istream& in, std::string_view name) {
+  char magic[8];
+  if (!in.read(magic, 8) || std::memcmp(magic, "\x93NUMPY", 6) != 0)
+    throw Error(name, "a .npy file (magic \\x93NUMPY)", "other bytes");
+  const int major = static_cast<unsigned char>(magic[6]);
+  if (major < 1 || major > 3)
+    throw Error(name, ".npy format version 1, 2 or 3", fmt::format("version {}", major));
+  // Version 1: a 2-byte header length; 2 and 3: 4 bytes (3: UTF-8 header).
+  unsigned char len_bytes[4] = {0, 0, 0, 0};
+  const int len_size = major == 1 ? 2 : 4;
+  if (!in.read(reinterpret_cast<char*>(len_bytes), len_size))
+    throw Error(name, "a .npy header", "a file that ends inside it");
+  uint64_t header_len = 0;
+  for (int k = len_size; k-- > 0;) header_len = (header_len << 8) | len_bytes[k];
+  if (header_len > (uint64_t{1} << 20))
+    throw Error(name, "a .npy header of at most 1 MiB", fmt::format("{} bytes", header_len));
+  std::string header(header_len, '\0');
+  if (!in.read(header.data(), static_cast<std::streamsize>(header_len)))
+    throw Error(name, "a .npy header", "a file that ends inside it");
+  const auto first = header.find_first_not_of(' ');
+  if (first == std::string::npos || header[first] != '{')
+    throw Error(name, "a .npy header dict", header);
+
+  NpyArray a;
+  a.dtype_ = dtype_of_descr(header_field(header, "descr", name), name);
+  const std::string order = header_field(header, "fortran_order", name);
+  if (order != "False" && order != "True") throw Error(name, "fortran_order True or False", order);
+  a.shape_ = parse_shape(header_field(header, "shape", name), name);
+  const int64_t n = checked_numel(a.shape_, name);
+  const auto size = static_cast<int64_t>(element_size(a.dtype_));
+  const int64_t bytes = checked_mul(n, size, name);
+  a.data_ = detail::aligned_uninitialized(bytes);
+  auto* data = reinterpret_cast<char*>(a.data_.get());
+  if (!in.read(data, static_cast<std::streamsize>(bytes)))
+    throw Error(name, fmt::format("{} bytes of data for shape {}", bytes, shape_string(a.shape_)),
+                fmt::format("{} bytes", in.gcount()));
+  if (in.peek() != std::char_traits<char>::eof())
+    throw Error(name, fmt::format("{} bytes of data for shape {}", bytes, shape_string(a.shape_)),
+                "more bytes after them");
+  if (a.dtype_ == DType::Bool)
+    for (int64_t i = 0; i < n; ++i)
+      if (static_cast<unsigned char>(data[i]) > 1)
+        throw Error(name, "bool elements 0 or 1",
+                    fmt::format("{} at element {}", static_cast<int>(data[i]), i));
+  if (order == "True" && a.shape_.size() > 1) {
+    // Fortran order: element (i0, .., ik) at sum i_d * prod(shape[:d]); copy to C order.
+    std::vector<int64_t> f_strides(a.shape_.size());
+    int64_t s = 1;
+    for (std::size_t d = 0; d < a.shape_.size(); ++d) {
+      f_strides[d] = s;
+      s *= a.shape_[d];
+    }
+    auto c_data = detail::aligned_uninitialized(bytes);
+    auto* out = reinterpret_cast<char*>(c_data.get());
+    for_each_index(a.shape_, [&](std::span<const int64_t> index) {
+      int64_t offset = 0;
+      for (std::size_t d = 0; d < index.size(); ++d) offset += index[d] * f_strides[d];
+      std::memcpy(out, data + offset * size, static_cast<std::size_t>(size));
+      out += size;
+    });
+    a.data_ = std::move(c_data);
+  }
+  return a;
+}
+
+NpyArray load_npy(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path, "a .npy file that can be read", "one that cannot be opened");
+  return read_npy(in, path);
 }
 
 }  // namespace maskattn

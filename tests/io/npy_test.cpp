@@ -85,3 +85,109 @@ TEST(Npy, UnwritablePathIsAnErrorNamingIt) {
 
 }  // namespace
 }  // namespace maskattn
+
+// ---- reading ----------------------------------------------------------------------
+
+namespace maskattn {
+namespace {
+
+using testing_errors::throws_error_naming;
+
+NpyArray npy_back(const std::string& bytes) {
+  std::istringstream in(bytes);
+  return read_npy(in, "test.npy");
+}
+
+// A .npy byte string with a hand-written header (as numpy.save writes it:
+// version 1.0, padded to 64 bytes) and raw data.
+std::string npy_bytes(const std::string& dict, const std::string& data, int version = 1) {
+  std::string header = dict;
+  const std::size_t fixed = version == 1 ? 10 : 12;
+  header.append((64 - (fixed + header.size() + 1) % 64) % 64, ' ');
+  header.push_back('\n');
+  std::string out = std::string("\x93NUMPY", 6) + static_cast<char>(version) + '\0';
+  const std::size_t n = header.size();
+  out += static_cast<char>(n & 0xff);
+  out += static_cast<char>((n >> 8) & 0xff);
+  if (version != 1) out += std::string(2, '\0');
+  return out + header + data;
+}
+
+TEST(NpyRead, EveryDtypeRoundTripsThroughWriteNpy) {
+  Tensor<float> f({2, 3});
+  for (int64_t i = 0; i < 6; ++i) f.data()[i] = -1.5f * static_cast<float>(i);
+  const NpyArray a = npy_back(npy_of(f));
+  EXPECT_EQ(a.dtype(), DType::Float32);
+  EXPECT_EQ(a.shape(), (std::vector<int64_t>{2, 3}));
+  for (int64_t i = 0; i < 6; ++i)
+    EXPECT_EQ(static_cast<const float*>(a.view().data)[i], f.data()[i]);
+
+  Tensor<bool> b({3});
+  b.data()[1] = true;
+  const NpyArray ab = npy_back(npy_of(b));
+  EXPECT_EQ(ab.dtype(), DType::Bool);
+  EXPECT_EQ(ab.view().at_int(std::vector<int64_t>{0}), 0);
+  EXPECT_EQ(ab.view().at_int(std::vector<int64_t>{1}), 1);
+
+  Tensor<int64_t> i64({1, 2, 2});
+  i64.data()[3] = int64_t{1} << 60;
+  EXPECT_EQ(npy_back(npy_of(i64)).view().at_int(std::vector<int64_t>{0, 1, 1}), int64_t{1} << 60);
+  for (DType t : {DType::UInt8, DType::Int32, DType::Float64}) {
+    const AnyView v(f.data(), t, {1}, {1});  // one element, whatever it reads as
+    EXPECT_EQ(npy_back(npy_of(v)).dtype(), t);
+  }
+}
+
+TEST(NpyRead, ScalarsEmptyArraysFortranOrderAndVersionTwo) {
+  EXPECT_TRUE(npy_back(npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (), }",
+                                 std::string(8, '\0')))
+                  .shape()
+                  .empty());
+  EXPECT_EQ(npy_back(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 3), }", ""))
+                .shape(),
+            (std::vector<int64_t>{0, 3}));
+  // Fortran order (2, 3): memory holds columns; read back in C order.
+  const int32_t col_major[6] = {0, 3, 1, 4, 2, 5};  // element (i, j) = 3 i + j
+  const NpyArray f =
+      npy_back(npy_bytes("{'descr': '<i4', 'fortran_order': True, 'shape': (2, 3), }",
+                         std::string(reinterpret_cast<const char*>(col_major), sizeof col_major)));
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(static_cast<const int32_t*>(f.view().data)[i], i);
+  const NpyArray v2 =
+      npy_back(npy_bytes("{'descr': '|u1', 'fortran_order': False, 'shape': (2,), }",
+                         std::string("\x07\x09", 2), /*version=*/2));
+  EXPECT_EQ(v2.view().at_int(std::vector<int64_t>{1}), 9);
+}
+
+TEST(NpyRead, MalformedFilesAreErrorsNamingThem) {
+  const std::string ok_dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }";
+  const std::string data(8, '\0');
+  const auto bad = [](const std::string& bytes) { return [bytes] { (void)npy_back(bytes); }; };
+  EXPECT_TRUE(throws_error_naming(bad("not a npy file"), "test.npy"));
+  EXPECT_TRUE(throws_error_naming(bad(npy_bytes(ok_dict, data).substr(0, 12)), "test.npy"));
+  EXPECT_TRUE(throws_error_naming(bad(npy_bytes(ok_dict, data.substr(0, 5))), "8 bytes of data"));
+  EXPECT_TRUE(throws_error_naming(bad(npy_bytes(ok_dict, data + "x")), "more bytes"));
+  EXPECT_TRUE(throws_error_naming(
+      bad(npy_bytes("{'descr': '<f2', 'fortran_order': False, 'shape': (2,), }", data)), "<f2"));
+  EXPECT_TRUE(throws_error_naming(
+      bad(npy_bytes("{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }", data)), ">f4"));
+  EXPECT_TRUE(throws_error_naming(
+      bad(npy_bytes("{'descr': '|O', 'fortran_order': False, 'shape': (2,), }", data)), "|O"));
+  EXPECT_TRUE(throws_error_naming(
+      bad(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2, x), }", data)),
+      "shape tuple"));
+  EXPECT_TRUE(throws_error_naming(
+      bad(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 99999999999, "
+                    "99999999999), }",
+                    data)),
+      "test.npy"));
+  EXPECT_TRUE(throws_error_naming(
+      bad(npy_bytes("{'descr': '|b1', 'fortran_order': False, 'shape': (2,), }", "\x01\x02")),
+      "bool elements 0 or 1"));
+  EXPECT_TRUE(throws_error_naming(bad(npy_bytes("{'descr': '<f4', 'shape': (2,), }", data)),
+                                  "fortran_order"));
+  EXPECT_TRUE(
+      throws_error_naming([] { (void)load_npy("/nonexistent/x.npy"); }, "/nonexistent/x.npy"));
+}
+
+}  // namespace
+}  // namespace maskattn
