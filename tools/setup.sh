@@ -41,12 +41,17 @@ done
 # The compiler and build tools, then the libraries the README justifies.
 # (ocl-icd-opencl-dev: Debian builds oneDNN with its OpenCL GPU runtime, so
 # oneDNN's CMake package wants OpenCL's; OpenBLAS is the GEMM benchmark's
-# yardstick only.)
+# yardstick only; FreeType and the DejaVu fonts make the pictures' bitmap font
+# at build time, libpng writes the pictures.)
 apt_packages=(
   build-essential cmake ninja-build pkg-config
   libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev libicu-dev libhwy-dev libopenblas-dev
+  libpng-dev libfreetype-dev fonts-dejavu-core
 )
+# The tests open the HTML pictures in headless Chromium, driven by Selenium
+# through Debian's chromedriver (never a browser download).
+if ((with_tests)); then apt_packages+=(chromium chromium-driver); fi
 # The python3 on PATH makes .venv: it needs venv/ensurepip and the headers to
 # build the extension. Debian's own python3 gets them from apt; another
 # python3 (pyenv, a distribution's) must bring its own.
