@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <initializer_list>
 #include <limits>
 #include <memory>
@@ -18,9 +19,12 @@
 
 #include "embed.hpp"
 #include "maskattn/attention.hpp"
+#include "maskattn/io/png.hpp"
 #include "maskattn/mask.hpp"
 #include "maskattn/models/sentence_encoder.hpp"
 #include "maskattn/positional.hpp"
+#include "maskattn/viz/html.hpp"
+#include "maskattn/viz/pictures.hpp"
 #include "print.hpp"
 
 namespace maskattn::cli {
@@ -38,6 +42,45 @@ void say(std::initializer_list<std::string_view> lines) {
   }
 }
 
+// The folder the demo's pictures go into, and what it has written there.
+class Pictures {
+ public:
+  explicit Pictures(std::filesystem::path folder) : folder_(std::move(folder)) {
+    std::error_code ec;
+    std::filesystem::create_directories(folder_, ec);
+    if (ec || !std::filesystem::is_directory(folder_))
+      throw Error("--out-dir", "a folder that can be created", folder_.string());
+  }
+  void png(const std::string& name, const viz::Image& image) {
+    save_png((folder_ / name).string(), image);
+    written(name);
+  }
+  void html(const std::string& name, const std::string& page) {
+    const std::string path = (folder_ / name).string();
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << page;
+    out.close();
+    if (!out) throw Error(path, "a file that can be written", "a write error");
+    written(name);
+  }
+  void summary() const {
+    fmt::print("\nPictures of these steps, in {}/:\n", folder_.string());
+    for (const std::string& f : files_) fmt::print("  {}\n", f);
+    fmt::print(
+        "Open the .png files in any image viewer and the .html pages in a browser (hover a\n"
+        "cell for its value; the selectors pick layer, sentence and head). `maskattn viz\n"
+        "--help` draws your own masks and models.\n");
+  }
+
+ private:
+  void written(const std::string& name) {
+    files_.push_back(name);
+    say({fmt::format("picture: {}", (folder_ / name).string())});
+  }
+  std::filesystem::path folder_;
+  std::vector<std::string> files_;
+};
+
 // Runs attention(x, x, x) under `mask` and returns {weights (B, 1, L, L), out (B, 1, L, D)}.
 struct AttentionResult {
   Tensor<float> weights;
@@ -51,7 +94,7 @@ AttentionResult self_attention(const Tensor<float>& x, const Mask& mask) {
   return r;
 }
 
-void step_look_ahead(Glyphs g) {
+void step_look_ahead(Glyphs g, Pictures& pics) {
   heading(1, "Look-ahead mask: subsequent_mask(8)");
   say({"A decoder predicts token i from tokens 0..i only: query i may attend key j",
        "when j <= i, so the mask is true on and below the diagonal."});
@@ -59,9 +102,10 @@ void step_look_ahead(Glyphs g) {
   const Tensor<bool> m = subsequent_mask(8);  // (1, 8, 8)
   print_grid(View<const bool, 2>(m.data(), {8, 8}), g);
   say({"", "In maskattn this pattern is causal(): computed from i and j, never stored."});
+  pics.png("look_ahead_mask.png", viz::mask_picture(causal(), {1, 1, 8, 8}));
 }
 
-void step_padding(Glyphs g, const std::vector<int64_t>& lengths) {
+void step_padding(Glyphs g, Pictures& pics, const std::vector<int64_t>& lengths) {
   const int64_t batch = static_cast<int64_t>(lengths.size()), len = 8;
   heading(2, "Padding mask: three sentences of lengths 5, 3 and 8, padded to 8 tokens");
   say({"Hugging Face's attention_mask has one row per sentence: 1 = real token, 0 = padding."});
@@ -91,9 +135,10 @@ void step_padding(Glyphs g, const std::vector<int64_t>& lengths) {
   fmt::print("\n");
   say({"from_hf_attention_mask(attention_mask) reads the 1/0 matrix above and gives",
        fmt::format("the same mask: {}.", same ? "yes" : "NO")});
+  pics.png("padding_mask.png", viz::mask_picture(key_lengths(lengths), {batch, 1, len, len}));
 }
 
-void step_combined(Glyphs g, const std::vector<int64_t>& lengths) {
+void step_combined(Glyphs g, Pictures& pics, const std::vector<int64_t>& lengths) {
   heading(3, "Padding + look-ahead: causal() & key_lengths({5, 3, 8}), sentence b=0");
   say({"`&` allows a pair only if both masks allow it: keys j <= i and j < 5.",
        "Rows 5..7 are padding queries; add query_lengths(...) to make them empty rows."});
@@ -101,15 +146,22 @@ void step_combined(Glyphs g, const std::vector<int64_t>& lengths) {
   const Mask m = causal() & key_lengths(lengths);
   const Tensor<float> t = m.materialize(static_cast<int64_t>(lengths.size()), 1, 8, 8);
   print_allowed(slice(t, 0, 0), g);
+  pics.png("padding_and_look_ahead_mask.png",
+           viz::mask_picture(m, {static_cast<int64_t>(lengths.size()), 1, 8, 8}));
 }
 
-void step_positional() {
+void step_positional(Pictures& pics) {
   heading(4, "Sinusoidal positional encoding: sinusoidal_encoding(8, 4)");
   say({"PE(pos, 2i) = sin(pos / 10000^(2i/d)),  PE(pos, 2i+1) = cos(pos / 10000^(2i/d)).",
        "With d = 4, columns 0 and 1 turn at 1 radian per position, columns 2 and 3 at 0.01."});
   fmt::print("\n");
   const Tensor<float> pe = sinusoidal_encoding(8, 4);  // (8, 4)
   print_matrix(pe.view<2>(), 4, {"pos", "col"});
+  say({"", "The pictures show the encoding of 100 positions in 64 dimensions: fast waves in",
+       "the first columns, slower and slower ones to the right."});
+  const Tensor<float> big = sinusoidal_encoding(100, 64);
+  pics.png("positional_encoding.png", viz::encoding_picture(big.view<2>()));
+  pics.html("positional_encoding.html", viz::encoding_html(big.view<2>()));
 }
 
 // x: (B=2, H=1, L=4, D=2). Sentence 1 has 3 tokens and one padding position (zeros).
@@ -121,7 +173,7 @@ Tensor<float> tiny_batch() {
   return x;
 }
 
-void step_attention(const Tensor<float>& x) {
+void step_attention(Pictures& pics, const Tensor<float>& x) {
   heading(5, "Masked attention of a tiny batch (B=2, H=1, L=4, D=2)");
   say({"q = k = v = x (no projections, to keep it small); sentence 1 has 3 tokens + padding.",
        "mask = causal() & key_lengths({4, 3})",
@@ -141,9 +193,12 @@ void step_attention(const Tensor<float>& x) {
     fmt::print("\n  output\n");
     print_matrix(slice(r.out, b, 0), 4, {"i", "d"});
   }
+  fmt::print("\n");
+  say({"In the picture the cells the mask forbids are hatched: no weight lands there."});
+  pics.png("attention_tiny_batch.png", viz::attention_picture(r.weights.view<4>(), mask));
 }
 
-void step_pitfall(Glyphs g, const Tensor<float>& x) {
+void step_pitfall(Glyphs g, Pictures& pics, const Tensor<float>& x) {
   constexpr int64_t kLen = 4;
   heading(6, "Pitfall: the inverted look-ahead mask");
   say({"Seen in the wild:", "    mask = torch.triu(torch.ones(L, L), diagonal=1) == 0",
@@ -160,6 +215,10 @@ void step_pitfall(Glyphs g, const Tensor<float>& x) {
   fmt::print("\n  what each query may attend, block(mask):\n");
   print_allowed(slice(wrong.materialize(1, 1, kLen, kLen), 0, 0), g);
   say({"", "Each query sees only the future, and the last row (i=3) sees nothing at all."});
+  viz::MaskPictureOptions inverted_title;
+  inverted_title.title = "the inverted look-ahead mask: block(triu(ones, 1) == 0)";
+  pics.png("inverted_look_ahead_mask.png",
+           viz::mask_picture(wrong, {1, 1, kLen, kLen}, inverted_title));
 
   // Textbook softmax of the last row, all scores -inf: exp gives 0 everywhere.
   const float neg_inf = -std::numeric_limits<float>::infinity();
@@ -216,7 +275,7 @@ double max_abs_diff(const Tensor<float>& a, const Tensor<float>& b) {
   return d;
 }
 
-void step_sentence_embeddings(Glyphs g, const std::string& model) {
+void step_sentence_embeddings(Glyphs g, Pictures& pics, const std::string& model) {
   heading(7, "A real model: all-MiniLM-L6-v2 sentence embeddings, padded and packed");
   std::filesystem::path folder;
   std::optional<models::SentenceEncoder> enc;
@@ -271,6 +330,19 @@ void step_sentence_embeddings(Glyphs g, const std::string& model) {
       slice(documents(View<const int64_t, 1>(doc_ids.data(), {len})).materialize(1, 1, len, len), 0,
             0),
       g);
+  // The model's own attention on that packed row: every layer and head.
+  const models::SentenceAttention attn = enc->attention(
+      std::vector<std::string>(sentences.begin(), sentences.begin() + 3), /*pack=*/true);
+  const std::vector<View<const float, 4>> layers = attn.layers();
+  viz::AttentionPictureOptions ao;
+  ao.query_labels = ao.key_labels = attn.row_tokens[0];
+  ao.title = "all-MiniLM-L6-v2 attention on the packed row: " + attn.mask.describe();
+  pics.html("minilm_attention.html", viz::attention_html(layers, attn.mask, ao));
+  ao.layers = {0, static_cast<int64_t>(layers.size()) - 1};
+  ao.heads = {0, 1, 2, 3};
+  pics.png("minilm_attention.png", viz::attention_picture(layers, attn.mask, ao));
+  say({"", "Its attention weights never cross from one sentence to another (the hatched cells):",
+       "the pictures show layers 0 and 5, the page every layer and head."});
   Tensor<float> alone({n, dim});
   for (int64_t i = 0; i < n; ++i) {
     models::EncodeOptions one;
@@ -313,20 +385,22 @@ void step_sentence_embeddings(Glyphs g, const std::string& model) {
        "`maskattn embed` runs the same model on your sentences (see --help)."});
 }
 
-void run_demo(bool ascii, const std::string& model) {
+void run_demo(bool ascii, const std::string& model, const std::string& out_dir) {
   const Glyphs g = ascii ? kDigitGlyphs : kBlockGlyphs;
   fmt::print("maskattn demo: masks in attention, step by step\n");
   fmt::print("In mask pictures {} = may attend, {} = masked; rows are queries i, columns keys j.\n",
              g.yes, g.no);
   const std::vector<int64_t> lengths{5, 3, 8};
   const Tensor<float> x = tiny_batch();
-  step_look_ahead(g);
-  step_padding(g, lengths);
-  step_combined(g, lengths);
-  step_positional();
-  step_attention(x);
-  step_pitfall(g, x);
-  step_sentence_embeddings(g, model);
+  Pictures pics(out_dir);
+  step_look_ahead(g, pics);
+  step_padding(g, pics, lengths);
+  step_combined(g, pics, lengths);
+  step_positional(pics);
+  step_attention(pics, x);
+  step_pitfall(g, pics, x);
+  step_sentence_embeddings(g, pics, model);
+  pics.summary();
 }
 
 }  // namespace
@@ -340,7 +414,10 @@ void add_demo_command(CLI::App& app) {
   auto model = std::make_shared<std::string>();
   demo->add_option("-m,--model", *model,
                    "Model folder of the sentence-embedding step [default: as `embed`]");
-  demo->callback([ascii, model] { run_demo(*ascii, *model); });
+  auto out_dir = std::make_shared<std::string>("maskattn-demo");
+  demo->add_option("--out-dir", *out_dir,
+                   "Folder for the pictures of the steps (created) [maskattn-demo]");
+  demo->callback([ascii, model, out_dir] { run_demo(*ascii, *model, *out_dir); });
 }
 
 }  // namespace maskattn::cli

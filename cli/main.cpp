@@ -8,6 +8,7 @@
 #include "demo.hpp"
 #include "embed.hpp"
 #include "maskattn/version.hpp"
+#include "viz.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -19,9 +20,11 @@ int main(int argc, char** argv) {
   app.require_subcommand(0, 1);
   app.footer(
       "Start with `maskattn demo`: masks and attention, step by step, then a real model.\n"
-      "`maskattn embed \"a sentence\" \"another\" --similarity`: sentence embeddings.");
+      "`maskattn embed \"a sentence\" \"another\" --similarity`: sentence embeddings.\n"
+      "`maskattn viz mask --causal --lengths 5,3,8`: pictures (also `viz pe`, `viz attention`).");
   maskattn::cli::add_demo_command(app);
   maskattn::cli::add_embed_command(app);
+  maskattn::cli::add_viz_command(app);
   try {
     CLI11_PARSE(app, argc, argv);
     // Nothing to do without a subcommand: say what there is.

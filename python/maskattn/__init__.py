@@ -11,6 +11,8 @@ the argument.
     >>> import numpy as np, maskattn as ma
     >>> q = k = v = np.random.randn(2, 4, 5, 8).astype(np.float32)
     >>> out = ma.attention(q, k, v, ma.causal() & ma.key_lengths([5, 3]))
+
+Pictures of masks, encodings and attention weights: ``maskattn.viz``.
 """
 
 from ._maskattn import (
@@ -56,6 +58,7 @@ from ._maskattn import (
     sliding_window,
     subsequent_mask,
 )
+from . import viz
 
 __all__ = [
     "BertModel",

@@ -25,6 +25,7 @@ void bind_io(nb::module_& m);         // save_safetensors(), load_safetensors(),
 void bind_nn(nb::module_& m);         // the modules: Linear ... MultiheadAttention, Transformer
 void bind_text(nb::module_& m);       // WordPieceTokenizer
 void bind_models(nb::module_& m);     // BertModel, SentenceEncoder
+void bind_viz(nb::module_& m);        // the submodule viz: pictures as PNG bytes and HTML
 
 // Runs f(). The C++ API gathers options in a struct and its errors name them
 // "<prefix><name>" ("opts.scale"); in Python they are keyword arguments, so an

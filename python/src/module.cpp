@@ -16,6 +16,7 @@ NB_MODULE(_maskattn, m) {
   using maskattn::python::bind_models;
   using maskattn::python::bind_nn;
   using maskattn::python::bind_text;
+  using maskattn::python::bind_viz;
 
   m.doc() = "maskattn: Transformer attention with masks (C++ core).";
   m.attr("__version__") = maskattn::kVersion;
@@ -37,4 +38,5 @@ NB_MODULE(_maskattn, m) {
   bind_nn(m);
   bind_text(m);
   bind_models(m);
+  bind_viz(m);
 }

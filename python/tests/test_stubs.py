@@ -304,3 +304,53 @@ def test_stub_functions_and_classes_have_docstrings(stub):
         if not any(ast.get_docstring(d) for d in members[name]):
             missing.append(f"Mask.{name}")
     assert not missing, missing
+
+
+# ---- maskattn.viz (viz.py, described by viz.pyi) ----------------------------
+
+VIZ_STUB_PATH = pathlib.Path(maskattn.__file__).parent / "viz.pyi"
+
+
+@pytest.fixture(scope="module")
+def viz_stub() -> ast.Module:
+    assert VIZ_STUB_PATH.is_file(), f"no stub next to maskattn/viz.py: {VIZ_STUB_PATH}"
+    return ast.parse(VIZ_STUB_PATH.read_text(encoding="utf-8"), filename=str(VIZ_STUB_PATH))
+
+
+def python_params(fn) -> list[Param]:
+    """The parameters of a plain Python function, as params_of gives them."""
+    import inspect
+
+    kinds = {
+        inspect.Parameter.POSITIONAL_ONLY: "positional_only",
+        inspect.Parameter.POSITIONAL_OR_KEYWORD: "positional",
+        inspect.Parameter.KEYWORD_ONLY: "keyword_only",
+    }
+    out = []
+    for p in inspect.signature(fn).parameters.values():
+        has_default = p.default is not inspect.Parameter.empty
+        out.append(Param(p.name, kinds[p.kind], has_default, p.default if has_default else None))
+    return out
+
+
+def test_viz_stub_declares_exactly_the_public_names(viz_stub):
+    assert set(stub_functions(viz_stub.body)) == set(maskattn.viz.__all__)
+    for name in maskattn.viz.__all__:
+        fn = getattr(maskattn.viz, name)
+        if hasattr(fn, "__nb_signature__"):
+            assert fn is getattr(ext.viz, name), name
+
+
+@pytest.mark.parametrize("name", sorted(maskattn.viz.__all__))
+def test_viz_function_parameters_and_docstrings_match_the_runtime(viz_stub, name):
+    (d,) = stub_functions(viz_stub.body)[name]
+    fn = getattr(maskattn.viz, name)
+    if hasattr(fn, "__nb_signature__"):
+        (runtime,) = runtime_overloads(fn)
+        doc = fn.__nb_signature__[0][1]
+    else:
+        runtime = python_params(fn)
+        doc = fn.__doc__
+    assert comparable(stub_params(d)) == comparable(runtime), f"viz.{name}"
+    assert doc and doc.strip(), f"viz.{name} has no docstring"
+    assert ast.get_docstring(d), f"viz.{name} has no docstring in the stub"

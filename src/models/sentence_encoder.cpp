@@ -233,67 +233,117 @@ Tensor<float> SentenceEncoder::encode_ids(const std::vector<std::vector<int64_t>
       batch.push_back(&ids[k]);
       outs.push_back(out.data() + static_cast<int64_t>(k) * dimension());
     }
-    if (options.pack)
-      run_packed(batch, outs);
-    else
-      run_padded(batch, outs);
+    run_batch(batch, outs, options.pack);
     if (options.progress) options.progress(end, n);
   }
   return out;
 }
 
-void SentenceEncoder::run_padded(const std::vector<const std::vector<int64_t> *> &batch,
-                                 std::vector<float *> &outs) const {
-  const auto b = static_cast<int64_t>(batch.size());
-  const int64_t e = model_.config().hidden_size;
-  int64_t longest = 0;
-  std::vector<int64_t> lengths;
-  for (const auto *s : batch) {
-    lengths.push_back(static_cast<int64_t>(s->size()));
-    longest = std::max(longest, lengths.back());
-  }
-  Arena::Frame frame(thread_arena());
-  const View<int64_t, 2> input_ids(frame.alloc<int64_t>(b * longest), {b, longest});
-  for (int64_t r = 0; r < b; ++r)
-    for (int64_t l = 0; l < longest; ++l)
-      input_ids(r, l) = l < lengths[static_cast<std::size_t>(r)]
-                            ? (*batch[static_cast<std::size_t>(r)])[static_cast<std::size_t>(l)]
-                            : tokenizer_.pad_id();
-  const View<float, 3> hidden(frame.alloc<float>(b * longest * e), {b, longest, e});
+namespace {
+
+// One forward pass's inputs for sentences of token ids: padded, (B, longest)
+// with pad_id past each sentence and key_lengths() hiding it; or packed, one
+// row of every sentence in turn, documents() keeping each to itself and
+// position ids restarting at 0 for each.
+struct Batch {
+  Tensor<int64_t> input_ids, positions, documents;
   nn::BertInputs inputs;
-  inputs.mask = key_lengths(lengths);  // the padding mask
-  model_.forward(input_ids, hidden, inputs);
-  for (int64_t r = 0; r < b; ++r)
-    pool(hidden.row(r, 0), lengths[static_cast<std::size_t>(r)], outs[static_cast<std::size_t>(r)]);
+  std::vector<int64_t> lengths;
+  std::vector<int64_t> starts;  // where each sentence begins in its row
+};
+
+Batch make_batch(const std::vector<const std::vector<int64_t> *> &sentences, bool pack,
+                 int64_t pad_id) {
+  Batch b;
+  int64_t longest = 0, total = 0;
+  for (const auto *s : sentences) {
+    b.lengths.push_back(static_cast<int64_t>(s->size()));
+    b.starts.push_back(pack ? total : 0);
+    longest = std::max(longest, b.lengths.back());
+    total += b.lengths.back();
+  }
+  const auto n = static_cast<int64_t>(sentences.size());
+  const int64_t rows = pack ? 1 : n, len = pack ? total : longest;
+  b.input_ids = Tensor<int64_t>({rows, len});
+  b.positions = Tensor<int64_t>({rows, len});
+  b.documents = Tensor<int64_t>({len});
+  std::fill(b.input_ids.begin(), b.input_ids.end(), pad_id);
+  for (int64_t s = 0; s < n; ++s) {
+    const int64_t row = pack ? 0 : s, start = b.starts[static_cast<std::size_t>(s)];
+    const auto &ids = *sentences[static_cast<std::size_t>(s)];
+    for (std::size_t t = 0; t < ids.size(); ++t) {
+      const int64_t col = start + static_cast<int64_t>(t);
+      b.input_ids.data()[row * len + col] = ids[t];
+      b.positions.data()[row * len + col] = static_cast<int64_t>(t);
+      if (pack) b.documents.data()[col] = s;
+    }
+  }
+  if (pack) {
+    b.inputs.mask = documents(b.documents.view<1>());
+    b.inputs.position_ids = b.positions.view<2>();
+  } else {
+    b.inputs.mask = key_lengths(b.lengths);  // the padding mask
+  }
+  return b;
 }
 
-void SentenceEncoder::run_packed(const std::vector<const std::vector<int64_t> *> &batch,
-                                 std::vector<float *> &outs) const {
-  const int64_t e = model_.config().hidden_size;
-  int64_t total = 0;
-  for (const auto *s : batch) total += static_cast<int64_t>(s->size());
+}  // namespace
+
+void SentenceEncoder::run_batch(const std::vector<const std::vector<int64_t> *> &batch,
+                                std::vector<float *> &outs, bool pack) const {
+  const Batch b = make_batch(batch, pack, tokenizer_.pad_id());
+  const int64_t e = model_.config().hidden_size, rows = b.input_ids.size(0),
+                len = b.input_ids.size(1);
   Arena::Frame frame(thread_arena());
-  const View<int64_t, 2> input_ids(frame.alloc<int64_t>(total), {1, total});
-  const View<int64_t, 2> positions(frame.alloc<int64_t>(total), {1, total});
-  const View<int64_t, 1> documents(frame.alloc<int64_t>(total), {total});
-  int64_t t = 0;
-  for (std::size_t doc = 0; doc < batch.size(); ++doc)
-    for (std::size_t l = 0; l < batch[doc]->size(); ++l, ++t) {
-      input_ids(0, t) = (*batch[doc])[l];
-      positions(0, t) = static_cast<int64_t>(l);  // each sentence starts at position 0
-      documents(t) = static_cast<int64_t>(doc);
-    }
-  const View<float, 3> hidden(frame.alloc<float>(total * e), {1, total, e});
-  nn::BertInputs inputs;
-  inputs.mask = maskattn::documents(View<const int64_t, 1>(documents));
-  inputs.position_ids = positions;
-  model_.forward(input_ids, hidden, inputs);
-  t = 0;
-  for (std::size_t doc = 0; doc < batch.size(); ++doc) {
-    const auto len = static_cast<int64_t>(batch[doc]->size());
-    pool(hidden.row(0, t), len, outs[doc]);
-    t += len;
+  const View<float, 3> hidden(frame.alloc<float>(rows * len * e), {rows, len, e});
+  model_.forward(b.input_ids.view<2>(), hidden, b.inputs);
+  for (std::size_t s = 0; s < batch.size(); ++s) {
+    const int64_t row = pack ? 0 : static_cast<int64_t>(s);
+    pool(hidden.row(row, b.starts[s]), b.lengths[s], outs[s]);
   }
+}
+
+SentenceAttention SentenceEncoder::attention(const std::vector<std::string> &sentences,
+                                             bool pack) const {
+  if (sentences.empty()) throw Error("sentences", "at least one sentence", "none");
+  std::vector<std::vector<int64_t>> ids(sentences.size());
+  for (std::size_t i = 0; i < sentences.size(); ++i) {
+    try {
+      ids[i] = tokenize(sentences[i]);
+    } catch (const Error &e) {
+      throw Error(fmt::format("sentences[{}]", i), e.expected(), e.actual());
+    }
+  }
+  std::vector<const std::vector<int64_t> *> batch;
+  for (const auto &s : ids) batch.push_back(&s);
+  const Batch b = make_batch(batch, pack, tokenizer_.pad_id());
+  const nn::BertConfig &c = model_.config();
+  const int64_t rows = b.input_ids.size(0), len = b.input_ids.size(1);
+  SentenceAttention a;
+  a.weights = Tensor<float>({c.num_hidden_layers, rows, c.num_attention_heads, len, len});
+  Tensor<float> hidden({rows, len, c.hidden_size});
+  model_.forward(b.input_ids.view<2>(), hidden.view<3>(), b.inputs, a.weights.view<5>());
+  a.mask = b.inputs.mask;
+  a.row_tokens.resize(static_cast<std::size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t t = 0; t < len; ++t)
+      a.row_tokens[static_cast<std::size_t>(r)].push_back(
+          tokenizer_.id_to_token(b.input_ids.data()[r * len + t]));
+  for (std::size_t s = 0; s < ids.size(); ++s) {
+    const auto &row = a.row_tokens[pack ? 0 : s];
+    const auto first = row.begin() + b.starts[s];
+    a.tokens.emplace_back(first, first + b.lengths[s]);
+  }
+  return a;
+}
+
+std::vector<View<const float, 4>> SentenceAttention::layers() const {
+  std::vector<View<const float, 4>> v;
+  const std::array<int64_t, 4> shape{weights.size(1), weights.size(2), weights.size(3),
+                                     weights.size(4)};
+  const int64_t stride = shape[0] * shape[1] * shape[2] * shape[3];
+  for (int64_t l = 0; l < weights.size(0); ++l) v.emplace_back(weights.data() + l * stride, shape);
+  return v;
 }
 
 void SentenceEncoder::pool(const float *hidden, int64_t len, float *out) const {

@@ -46,6 +46,22 @@ struct EncodeOptions {
   std::function<void(int64_t done, int64_t total)> progress;
 };
 
+// The attention weights of every layer of a SentenceEncoder's model on a
+// batch of sentences (see SentenceEncoder::attention).
+struct SentenceAttention {
+  // (layers, rows, heads, L, L): rows = the sentences (padded to the longest),
+  // or 1 (packed: every sentence in one row, L = their total length).
+  Tensor<float> weights;
+  Mask mask;  // what the model ran with: key_lengths(...) or documents(...)
+  // Each sentence's WordPiece tokens ([CLS] ... [SEP]).
+  std::vector<std::vector<std::string>> tokens;
+  // Each row's token at each position (padding: the tokenizer's pad token).
+  std::vector<std::vector<std::string>> row_tokens;
+
+  // One (rows, heads, L, L) view per layer, for viz::attention_picture.
+  std::vector<View<const float, 4>> layers() const;
+};
+
 class SentenceEncoder {
  public:
   // Reads a model folder (see above). Error naming the file for anything
@@ -66,6 +82,12 @@ class SentenceEncoder {
   Tensor<float> encode_ids(const std::vector<std::vector<int64_t>>& ids,
                            const EncodeOptions& options = {}) const;
 
+  // The attention weights of every layer and head on `sentences` run as one
+  // batch, padded or packed (pack), as encode() runs them; what `maskattn viz
+  // attention --text ...` draws. Error naming the sentence that is not UTF-8,
+  // or "sentences" when there is none.
+  SentenceAttention attention(const std::vector<std::string>& sentences, bool pack = false) const;
+
   // A sentence's token ids as encode() feeds them to the model.
   std::vector<int64_t> tokenize(std::string_view sentence) const;
 
@@ -80,10 +102,9 @@ class SentenceEncoder {
   // Pools rows [begin, begin + len) of `hidden` (row-major, hidden_size wide)
   // into out (dimension()).
   void pool(const float* hidden, int64_t len, float* out) const;
-  void run_padded(const std::vector<const std::vector<int64_t>*>& batch,
-                  std::vector<float*>& outs) const;
-  void run_packed(const std::vector<const std::vector<int64_t>*>& batch,
-                  std::vector<float*>& outs) const;
+  // One forward pass over `batch` (padded or packed), pooled into outs.
+  void run_batch(const std::vector<const std::vector<int64_t>*>& batch, std::vector<float*>& outs,
+                 bool pack) const;
 
   text::WordPieceTokenizer tokenizer_;
   nn::BertModel model_;

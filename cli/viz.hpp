@@ -1,0 +1,20 @@
+// `maskattn viz mask | pe | attention`: pictures of masks, positional
+// encodings and attention weights as PNG or self-contained HTML files.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "maskattn/viz/pictures.hpp"
+
+namespace maskattn::cli {
+
+// Registers the `viz` subcommand and its three subcommands on app.
+void add_viz_command(CLI::App& app);
+
+// Writes `image` to `path` and says so on stdout: "wrote mask.png (640 x 402)".
+void write_png_file(const std::string& path, const viz::Image& image);
+// Writes `html` to `path` and says so: "wrote attention.html (212 KiB)".
+void write_html_file(const std::string& path, const std::string& html);
+
+}  // namespace maskattn::cli
