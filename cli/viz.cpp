@@ -187,11 +187,7 @@ Tensor<float> read_qk(const std::string& path, std::string_view flag) {
   const AnyView v = a.view();
   if (v.rank() != 4 || !v.is_float())
     throw Error(flag, "a float32 or float64 .npy array (B, H, L, D)", v.describe());
-  Tensor<float> t(v.shape);
-  int64_t n = 0;
-  for_each_index(v.shape,
-                 [&](std::span<const int64_t> i) { t.data()[n++] = static_cast<float>(v.at(i)); });
-  return t;
+  return to_float32(v);
 }
 
 // Weights of attention(q, k, v = 0, mask) over every layer: one here.

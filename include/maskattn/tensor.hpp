@@ -287,4 +287,9 @@ struct AnyView {
   static std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape);
 };
 
+// A contiguous float32 copy of any view (bool, integer and float64 elements
+// converted; float64 beyond float32's range becomes +-inf), in row-major
+// order. Error naming "array" when it is absent.
+Tensor<float> to_float32(const AnyView& v);
+
 }  // namespace maskattn

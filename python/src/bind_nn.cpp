@@ -274,10 +274,8 @@ View<const float, 2> token_rows(const ArrayArg& a, const char* name, int64_t wid
   const int64_t rows = v.numel() / width;
   if (v.is_contiguous())
     return View<const float, 2>(static_cast<const float*>(v.data), {rows, width});
-  copy = Tensor<float>({rows, width});
-  float* o = copy.data();
-  for_each_index(v.shape, [&](std::span<const int64_t> i) { *o++ = static_cast<float>(v.at(i)); });
-  return copy.view<2>();
+  copy = to_float32(v);
+  return View<const float, 2>(copy.data(), {rows, width});
 }
 
 // Output shaped like `in` with the last dimension `width`.

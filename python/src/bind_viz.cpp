@@ -47,12 +47,7 @@ Tensor<float> float_tensor(nb::handle obj, std::string_view name, std::string_vi
   const ArrayArg a = read_array(obj, name, fmt::format("a float array of rank {} {}", N, dims));
   if (a.view.rank() != N || a.view.dtype == DType::Bool)
     throw Error(name, fmt::format("a float array of rank {} {}", N, dims), a.view.describe());
-  Tensor<float> t(a.view.shape);
-  int64_t n = 0;
-  for_each_index(a.view.shape, [&](std::span<const int64_t> i) {
-    t.data()[n++] = static_cast<float>(a.view.at(i));
-  });
-  return t;
+  return to_float32(a.view);
 }
 
 // ---- the arguments each picture takes, as the C++ options ----------------------

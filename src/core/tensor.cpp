@@ -139,4 +139,24 @@ std::string AnyView::describe() const {
   return fmt::format("{} {}", dtype_name(dtype), shape_string(shape));
 }
 
+Tensor<float> to_float32(const AnyView& v) {
+  if (v.empty() && v.numel() != 0) throw Error("array", "an array with data", "an absent view");
+  Tensor<float> t(v.shape);
+  if (v.dtype == DType::Float32 && v.is_contiguous()) {
+    const auto* p = static_cast<const float*>(v.data);
+    std::copy(p, p + t.numel(), t.data());
+    return t;
+  }
+  // A finite double beyond float's range would be undefined behaviour to
+  // convert: it becomes +-inf, as numpy's astype(float32) gives.
+  constexpr double kMax = std::numeric_limits<float>::max();
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  float* o = t.data();
+  for_each_index(v.shape, [&](std::span<const int64_t> i) {
+    const double x = v.at(i);
+    *o++ = x > kMax ? kInf : x < -kMax ? -kInf : static_cast<float>(x);
+  });
+  return t;
+}
+
 }  // namespace maskattn

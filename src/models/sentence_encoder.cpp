@@ -197,8 +197,8 @@ std::vector<int64_t> SentenceEncoder::tokenize(std::string_view sentence) const 
   return tokenizer_.encode(sentence, max_seq_length_);
 }
 
-Tensor<float> SentenceEncoder::encode(const std::vector<std::string> &sentences,
-                                      const EncodeOptions &options) const {
+std::vector<std::vector<int64_t>> SentenceEncoder::tokenize_all(
+    const std::vector<std::string> &sentences) const {
   std::vector<std::vector<int64_t>> ids(sentences.size());
   for (std::size_t i = 0; i < sentences.size(); ++i) {
     try {
@@ -207,6 +207,12 @@ Tensor<float> SentenceEncoder::encode(const std::vector<std::string> &sentences,
       throw Error(fmt::format("sentences[{}]", i), e.expected(), e.actual());
     }
   }
+  return ids;
+}
+
+Tensor<float> SentenceEncoder::encode(const std::vector<std::string> &sentences,
+                                      const EncodeOptions &options) const {
+  const std::vector<std::vector<int64_t>> ids = tokenize_all(sentences);
   return encode_ids(ids, options);
 }
 
@@ -306,14 +312,7 @@ void SentenceEncoder::run_batch(const std::vector<const std::vector<int64_t> *> 
 SentenceAttention SentenceEncoder::attention(const std::vector<std::string> &sentences,
                                              bool pack) const {
   if (sentences.empty()) throw Error("sentences", "at least one sentence", "none");
-  std::vector<std::vector<int64_t>> ids(sentences.size());
-  for (std::size_t i = 0; i < sentences.size(); ++i) {
-    try {
-      ids[i] = tokenize(sentences[i]);
-    } catch (const Error &e) {
-      throw Error(fmt::format("sentences[{}]", i), e.expected(), e.actual());
-    }
-  }
+  const std::vector<std::vector<int64_t>> ids = tokenize_all(sentences);
   std::vector<const std::vector<int64_t> *> batch;
   for (const auto &s : ids) batch.push_back(&s);
   const Batch b = make_batch(batch, pack, tokenizer_.pad_id());

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <string>
 
+#include "text/unicode.hpp"
+
 namespace maskattn::viz::detail {
 
 void Canvas::blend(int64_t x, int64_t y, Rgb c, float alpha) {
@@ -124,22 +126,7 @@ std::string fit_text(const Font& font, std::string_view utf8, int max_width) {
     const int a = font.glyph(code).advance;
     if (w + a + ellipsis > max_width) break;
     w += a;
-    // Re-encode the code point as UTF-8.
-    if (code < 0x80) {
-      out += static_cast<char>(code);
-    } else if (code < 0x800) {
-      out += static_cast<char>(0xC0 | (code >> 6));
-      out += static_cast<char>(0x80 | (code & 0x3F));
-    } else if (code < 0x10000) {
-      out += static_cast<char>(0xE0 | (code >> 12));
-      out += static_cast<char>(0x80 | ((code >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (code & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (code >> 18));
-      out += static_cast<char>(0x80 | ((code >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((code >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (code & 0x3F));
-    }
+    text::append_utf8(code, out);
   }
   return out + "\u2026";
 }

@@ -173,3 +173,28 @@ TEST(AnyView, IsContiguous) {
 
 }  // namespace
 }  // namespace maskattn
+
+namespace maskattn {
+namespace {
+
+TEST(ToFloat32, ConvertsAnyDtypeAndLayoutToContiguousFloat) {
+  Tensor<int64_t> i({2, 3});
+  for (int64_t k = 0; k < 6; ++k) i.data()[k] = k - 2;
+  // The transpose (3, 2) of the int64 matrix.
+  const Tensor<float> t = to_float32(AnyView(i.data(), DType::Int64, {3, 2}, {1, 3}));
+  EXPECT_EQ(t.shape(), (std::vector<int64_t>{3, 2}));
+  EXPECT_EQ(std::vector<float>(t.begin(), t.end()), (std::vector<float>{-2, 1, -1, 2, 0, 3}));
+  Tensor<double> d({2});
+  d.data()[0] = 0.5;
+  d.data()[1] = -1e300;
+  const Tensor<float> f = to_float32(d);
+  EXPECT_EQ(f.data()[0], 0.5f);
+  EXPECT_EQ(f.data()[1], -std::numeric_limits<float>::infinity());
+  Tensor<float> same({4});
+  same.data()[3] = 7.0f;
+  EXPECT_EQ(to_float32(same).data()[3], 7.0f);
+  EXPECT_THROW((void)to_float32(AnyView(nullptr, DType::Float32, {2}, {1})), Error);
+}
+
+}  // namespace
+}  // namespace maskattn

@@ -102,6 +102,8 @@ class SentenceEncoder {
   // Pools rows [begin, begin + len) of `hidden` (row-major, hidden_size wide)
   // into out (dimension()).
   void pool(const float* hidden, int64_t len, float* out) const;
+  // tokenize() of each sentence; Error naming sentences[i] for one that is not UTF-8.
+  std::vector<std::vector<int64_t>> tokenize_all(const std::vector<std::string>& sentences) const;
   // One forward pass over `batch` (padded or packed), pooled into outs.
   void run_batch(const std::vector<const std::vector<int64_t>*>& batch, std::vector<float*>& outs,
                  bool pack) const;
