@@ -41,9 +41,10 @@ void add_output_flags(CLI::App* cmd, Output& o, const std::string& default_name)
 }
 
 // Writes the picture in the format --format or the extension of -o says.
+// `choose` says how to draw fewer panels when a PNG would have too many.
 void write_output(const Output& o, const std::string& default_name,
-                  const std::function<viz::Image()>& png,
-                  const std::function<std::string()>& html) {
+                  const std::function<viz::Image()>& png, const std::function<std::string()>& html,
+                  std::string_view choose = "") {
   std::string format = o.format;
   const std::string ext = fs::path(o.path).extension().string();
   if (format.empty()) {
@@ -56,10 +57,17 @@ void write_output(const Output& o, const std::string& default_name,
   }
   if (format != "png" && format != "html") throw Error("--format", "png or html", format);
   const std::string path = o.path.empty() ? default_name + "." + format : o.path;
-  if (format == "png")
+  if (format == "html") return write_html_file(path, html());
+  try {
     write_png_file(path, png());
-  else
-    write_html_file(path, html());
+  } catch (const Error& e) {
+    if (e.argument() != "panels") throw;
+    throw Error("panels",
+                fmt::format("at most {} panels in one PNG ({}write .html, which shows one at "
+                            "a time)",
+                            viz::kMaxPanels, choose),
+                e.actual());
+  }
 }
 
 std::vector<std::string> words(const std::string& text) {
@@ -124,7 +132,7 @@ void run_mask(const MaskCommand& c) {
   c.tokens.named([&] {
     write_output(
         c.out, "mask", [&] { return viz::mask_picture(m.mask, m.shape, o); },
-        [&] { return viz::mask_html(m.mask, m.shape, o); });
+        [&] { return viz::mask_html(m.mask, m.shape, o); }, "a smaller --batch, or ");
   });
 }
 
@@ -156,6 +164,8 @@ void run_pe(const PeCommand& c) {
 }
 
 // ---- viz attention ---------------------------------------------------------------
+
+constexpr std::string_view kChoosePanels = "choose some with --layer, --batch-index, --head; or ";
 
 struct AttentionCommand {
   // A model's attention: sentences through a BERT model folder.
@@ -222,7 +232,7 @@ void run_attention_call(const AttentionCommand& c) {
   c.tokens.named([&] {
     write_output(
         c.out, "attention", [&] { return viz::attention_picture(w.view<4>(), m.mask, o); },
-        [&] { return viz::attention_html(w.view<4>(), m.mask, o); });
+        [&] { return viz::attention_html(w.view<4>(), m.mask, o); }, kChoosePanels);
   });
 }
 
@@ -258,7 +268,7 @@ void run_attention_model(const AttentionCommand& c) {
   const std::vector<View<const float, 4>> layers = a.layers();
   write_output(
       c.out, "attention", [&] { return viz::attention_picture(layers, a.mask, o); },
-      [&] { return viz::attention_html(layers, a.mask, o); });
+      [&] { return viz::attention_html(layers, a.mask, o); }, kChoosePanels);
 }
 
 void run_attention(const AttentionCommand& c) {

@@ -48,24 +48,28 @@ def test_mask_from_flags_default_file_name(tmp_path):
     assert png == ma.viz.mask_png(ma.causal() & ma.key_lengths([5, 3, 8]), 3, 1, 8, 8)
 
 
+# Masks are made inside the test (a Mask held by pytest's parameters until the
+# interpreter exits is reported by nanobind as a leak).
 @pytest.mark.parametrize(
-    ("flags", "mask", "shape"),
+    ("flags", "make_mask", "shape"),
     [
-        (["--window", "2,1", "--q-len", "6"], ma.sliding_window(2, 1), (1, 1, 6, 6)),
-        (["--prefix", "3", "--k-len", "7"], ma.prefix_lm(3), (1, 1, 7, 7)),
-        (["--documents", "0,0,1,1,1"], ma.documents(np.array([0, 0, 1, 1, 1])), (1, 1, 5, 5)),
-        (["--documents", "0,0,1;0,1,1"], ma.documents(np.array([[0, 0, 1], [0, 1, 1]])),
-         (2, 1, 3, 3)),
+        (["--window", "2,1", "--q-len", "6"], lambda: ma.sliding_window(2, 1), (1, 1, 6, 6)),
+        (["--prefix", "3", "--k-len", "7"], lambda: ma.prefix_lm(3), (1, 1, 7, 7)),
+        (["--documents", "0,0,1,1,1"], lambda: ma.documents(np.array([0, 0, 1, 1, 1])),
+         (1, 1, 5, 5)),
+        (["--documents", "0,0,1;0,1,1"],
+         lambda: ma.documents(np.array([[0, 0, 1], [0, 1, 1]])), (2, 1, 3, 3)),
         (["--causal", "bottom-right", "--q-len", "3", "--k-len", "9"],
-         ma.causal("bottom_right"), (1, 1, 3, 9)),
+         lambda: ma.causal("bottom_right"), (1, 1, 3, 9)),
         (["--query-lengths", "2,4", "--causal", "--batch", "2", "--heads", "3"],
-         ma.causal() & ma.query_lengths([2, 4]), (2, 3, 4, 4)),
+         lambda: ma.causal() & ma.query_lengths([2, 4]), (2, 3, 4, 4)),
     ],
 )
-def test_mask_flags_match_the_library(tmp_path, flags, mask, shape):
+def test_mask_flags_match_the_library(tmp_path, flags, make_mask, shape):
     ok("mask", *flags, "-o", "m.png", cwd=tmp_path)
     diagonal = "bottom_right" if "bottom-right" in flags else "top_left"
-    assert (tmp_path / "m.png").read_bytes() == ma.viz.mask_png(mask, *shape, diagonal=diagonal)
+    assert (tmp_path / "m.png").read_bytes() == ma.viz.mask_png(make_mask(), *shape,
+                                                               diagonal=diagonal)
 
 
 def test_torch_mha_masks_from_npy_files(tmp_path):
@@ -157,6 +161,14 @@ def test_attention_of_one_call_from_q_and_k(tmp_path):
     assert (tmp_path / "a.png").read_bytes() == want
 
 
+def test_too_many_panels_for_a_png_say_how_to_choose(tmp_path):
+    err = fails("attention", "--model", str(TINY_MODEL), *(["--text", "a b"] * 70), "-o", "a.png",
+                cwd=tmp_path)
+    assert "--batch-index" in err and ".html" in err
+    ok("attention", "--model", str(TINY_MODEL), *(["--text", "a b"] * 70), "-o", "a.html",
+       cwd=tmp_path)
+
+
 def test_attention_of_a_model_on_sentences(tmp_path):
     out = ok("attention", "--model", str(TINY_MODEL), "--text", "the cat sat", "--text",
              "a dog", "--layer", "1", "--batch-index", "1", "-o", "m.png", cwd=tmp_path)
@@ -184,6 +196,7 @@ def test_attention_of_a_model_on_sentences(tmp_path):
         (["attention", "--text", "hi", "--q", "q.npy", "--k", "q.npy"], "either --text"),
         (["attention", "--text", "hi", "--tokens", "a"], "--tokens"),
         (["pe", "--dim", "7"], "dim"),
+        (["mask", "--batch", "300", "--causal", "--q-len", "2"], "a smaller --batch"),
         (["pe", "--layout", "halves"], "--layout"),
     ],
 )
