@@ -9,7 +9,6 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <initializer_list>
 #include <limits>
 #include <memory>
@@ -26,6 +25,7 @@
 #include "maskattn/viz/html.hpp"
 #include "maskattn/viz/pictures.hpp"
 #include "print.hpp"
+#include "viz.hpp"
 
 namespace maskattn::cli {
 namespace {
@@ -56,11 +56,7 @@ class Pictures {
     written(name);
   }
   void html(const std::string& name, const std::string& page) {
-    const std::string path = (folder_ / name).string();
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out << page;
-    out.close();
-    if (!out) throw Error(path, "a file that can be written", "a write error");
+    save_html((folder_ / name).string(), page);
     written(name);
   }
   void summary() const {

@@ -297,12 +297,16 @@ void write_png_file(const std::string& path, const viz::Image& image) {
   fmt::print("wrote {} ({} x {} pixels)\n", path, image.width(), image.height());
 }
 
-void write_html_file(const std::string& path, const std::string& html) {
+void save_html(const std::string& path, const std::string& html) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) throw Error(path, "a file that can be written", "one that cannot be opened");
   out << html;
   out.close();
   if (!out) throw Error(path, "a file that can be written", "a write error");
+}
+
+void write_html_file(const std::string& path, const std::string& html) {
+  save_html(path, html);
   fmt::print("wrote {} ({:.0f} KiB; open it in a browser)\n", path,
              static_cast<double>(html.size()) / 1024.0);
 }

@@ -40,14 +40,29 @@ nb::object compute(F f, const A& args) {
   return to_python(std::move(out));
 }
 
-// A float array of rank N as a float32 tensor (float64 and integer arrays
-// converted); Error naming `name` and `dims` for another rank.
+// A float array of rank N read as float32: in place when it is float32 (the
+// array kept alive), else converted (float64, integers) into `copy`. Error
+// naming `name` and `dims` for another rank or a bool array.
 template <int N>
-Tensor<float> float_tensor(nb::handle obj, std::string_view name, std::string_view dims) {
-  const ArrayArg a = read_array(obj, name, fmt::format("a float array of rank {} {}", N, dims));
-  if (a.view.rank() != N || a.view.dtype == DType::Bool)
-    throw Error(name, fmt::format("a float array of rank {} {}", N, dims), a.view.describe());
-  return to_float32(a.view);
+struct FloatArg {
+  ArrayArg array;
+  Tensor<float> copy;
+  View<const float, N> view;
+};
+
+template <int N>
+FloatArg<N> read_floats(nb::handle obj, std::string_view name, std::string_view dims) {
+  const std::string want = fmt::format("a float array of rank {} {}", N, dims);
+  FloatArg<N> a{read_array(obj, name, want), {}, {}};
+  if (a.array.view.rank() != N || a.array.view.dtype == DType::Bool)
+    throw Error(name, want, a.array.view.describe());
+  if (a.array.view.dtype == DType::Float32) {
+    a.view = float32_view<N>(a.array, name, dims);
+  } else {
+    a.copy = to_float32(a.array.view);
+    a.view = a.copy.template view<N>();
+  }
+  return a;
 }
 
 // ---- the arguments each picture takes, as the C++ options ----------------------
@@ -73,19 +88,19 @@ MaskArgs mask_args(const Mask* mask, int64_t batch, int64_t heads, int64_t q_len
 }
 
 struct EncodingArgs {
-  Tensor<float> pe;
+  FloatArg<2> pe;
   viz::EncodingPictureOptions options;
 };
 
 EncodingArgs encoding_args(nb::handle pe, Indices dims, std::string title) {
-  EncodingArgs a{float_tensor<2>(pe, "pe", "(length, dim)"), {}};
+  EncodingArgs a{read_floats<2>(pe, "pe", "(length, dim)"), {}};
   a.options.dims = dims.value_or(std::vector<int64_t>{});
   a.options.title = std::move(title);
   return a;
 }
 
 struct AttentionArgs {
-  std::vector<Tensor<float>> layers;
+  std::vector<FloatArg<4>> layers;
   std::vector<View<const float, 4>> views;
   Mask mask;
   viz::AttentionPictureOptions options;
@@ -99,13 +114,13 @@ AttentionArgs attention_args(nb::handle weights, const Mask* mask, Labels query_
   if (nb::isinstance<nb::list>(weights) || nb::isinstance<nb::tuple>(weights)) {
     std::size_t l = 0;
     for (nb::handle w : weights)
-      a.layers.push_back(float_tensor<4>(w, fmt::format("weights[{}]", l++), "(B, H, Lq, Lk)"));
+      a.layers.push_back(read_floats<4>(w, fmt::format("weights[{}]", l++), "(B, H, Lq, Lk)"));
     if (a.layers.empty())
       throw Error("weights", "an array (B, H, Lq, Lk) or a list of them", "an empty list");
   } else {
-    a.layers.push_back(float_tensor<4>(weights, "weights", "(B, H, Lq, Lk)"));
+    a.layers.push_back(read_floats<4>(weights, "weights", "(B, H, Lq, Lk)"));
   }
-  for (const Tensor<float>& t : a.layers) a.views.push_back(t.view<4>());
+  for (const FloatArg<4>& w : a.layers) a.views.push_back(w.view);
   if (mask != nullptr) a.mask = *mask;
   viz::AttentionPictureOptions& o = a.options;
   o.query_labels = query_labels.value_or(std::vector<std::string>{});
@@ -132,7 +147,7 @@ decltype(auto) with_weights_names(F&& f) {
 }
 
 struct HeatmapArgs {
-  Tensor<float> values;
+  FloatArg<2> values;
   Tensor<bool> masked;
   viz::HeatmapOptions options;
 };
@@ -141,7 +156,7 @@ HeatmapArgs heatmap_args(nb::handle values, std::string title, std::string row_a
                          std::string col_axis, std::string value_name, Labels row_labels,
                          Labels col_labels, const std::string& colormap, std::optional<float> vmin,
                          std::optional<float> vmax, nb::handle masked) {
-  HeatmapArgs a{float_tensor<2>(values, "values", "(rows, cols)"), {}, {}};
+  HeatmapArgs a{read_floats<2>(values, "values", "(rows, cols)"), {}, {}};
   viz::HeatmapOptions& o = a.options;
   o.title = std::move(title);
   o.row_axis = std::move(row_axis);
@@ -257,23 +272,23 @@ std::vector<uint8_t> mask_png(const MaskArgs& a) {
   return encode_png(viz::mask_picture(a.mask, a.shape, a.options));
 }
 std::vector<uint8_t> encoding_png(const EncodingArgs& a) {
-  return encode_png(viz::encoding_picture(a.pe.view<2>(), a.options));
+  return encode_png(viz::encoding_picture(a.pe.view, a.options));
 }
 std::vector<uint8_t> attention_png(const AttentionArgs& a) {
   return encode_png(viz::attention_picture(a.views, a.mask, a.options));
 }
 std::vector<uint8_t> heatmap_png(const HeatmapArgs& a) {
-  return encode_png(viz::heatmap_picture(a.values.view<2>(), a.options));
+  return encode_png(viz::heatmap_picture(a.values.view, a.options));
 }
 std::string mask_html(const MaskArgs& a) { return viz::mask_html(a.mask, a.shape, a.options); }
 std::string encoding_html(const EncodingArgs& a) {
-  return viz::encoding_html(a.pe.view<2>(), a.options);
+  return viz::encoding_html(a.pe.view, a.options);
 }
 std::string attention_html(const AttentionArgs& a) {
   return viz::attention_html(a.views, a.mask, a.options);
 }
 std::string heatmap_html(const HeatmapArgs& a) {
-  return viz::heatmap_html(a.values.view<2>(), a.options);
+  return viz::heatmap_html(a.values.view, a.options);
 }
 
 }  // namespace

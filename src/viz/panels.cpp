@@ -26,13 +26,29 @@ void check_cells(int64_t panels, int64_t rows, int64_t cols, std::string_view wh
                 fmt::format("{} panels of {} x {}", panels, rows, cols));
 }
 
-// "0", "1", ... n-1.
-std::vector<std::string> index_labels(int64_t n) {
+// An index list: `given` (each in [0, n), Error naming what[k]) or 0..n-1.
+std::vector<int64_t> selection(const std::vector<int64_t>& given, int64_t n,
+                               std::string_view what) {
+  if (given.empty()) {
+    std::vector<int64_t> all(static_cast<std::size_t>(n));
+    std::iota(all.begin(), all.end(), int64_t{0});
+    return all;
+  }
+  for (std::size_t k = 0; k < given.size(); ++k)
+    if (given[k] < 0 || given[k] >= n)
+      throw Error(fmt::format("{}[{}]", what, k), fmt::format("an index in [0, {})", n),
+                  std::to_string(given[k]));
+  return given;
+}
+
+std::vector<std::string> labels_of(const std::vector<int64_t>& indices) {
   std::vector<std::string> v;
-  v.reserve(static_cast<std::size_t>(n));
-  for (int64_t i = 0; i < n; ++i) v.push_back(std::to_string(i));
+  for (int64_t i : indices) v.push_back(std::to_string(i));
   return v;
 }
+
+// "0", "1", ... "n-1".
+std::vector<std::string> index_labels(int64_t n) { return labels_of(selection({}, n, "")); }
 
 // The given labels (one per index) or the indices; Error naming `what` for a
 // wrong count.
@@ -71,27 +87,6 @@ void set_scale(PanelStack& s, std::optional<float> vmin, std::optional<float> vm
   if (!(s.vmin < s.vmax))
     throw Error(vmin ? vmin_name : vmax_name, "vmin < vmax",
                 fmt::format("vmin = {}, vmax = {}", s.vmin, s.vmax));
-}
-
-// An index list: `given` (each in [0, n), Error naming what[k]) or 0..n-1.
-std::vector<int64_t> selection(const std::vector<int64_t>& given, int64_t n,
-                               std::string_view what) {
-  if (given.empty()) {
-    std::vector<int64_t> all(static_cast<std::size_t>(n));
-    std::iota(all.begin(), all.end(), int64_t{0});
-    return all;
-  }
-  for (std::size_t k = 0; k < given.size(); ++k)
-    if (given[k] < 0 || given[k] >= n)
-      throw Error(fmt::format("{}[{}]", what, k), fmt::format("an index in [0, {})", n),
-                  std::to_string(given[k]));
-  return given;
-}
-
-std::vector<std::string> labels_of(const std::vector<int64_t>& indices) {
-  std::vector<std::string> v;
-  for (int64_t i : indices) v.push_back(std::to_string(i));
-  return v;
 }
 
 }  // namespace
@@ -287,6 +282,8 @@ PanelStack attention_stack(std::span<const View<const float, 4>> layers, const M
   const auto columns = static_cast<int64_t>(hs.size()) + (mean ? 1 : 0);
   check_cells(checked_mul(static_cast<int64_t>(ls.size() * bs.size()), columns, "weights"), rows,
               cols, "weights");
+  if (o.vmax && !(std::isfinite(*o.vmax) && *o.vmax > 0.0f))
+    throw Error("vmax", "a finite number > 0", fmt::format("{}", *o.vmax));
   const BoundMask bound = mask.bind({nb, nh, rows, cols});
 
   PanelStack s;
@@ -307,35 +304,47 @@ PanelStack attention_stack(std::span<const View<const float, 4>> layers, const M
     if (mean) s.selectors.back().labels.push_back("mean");
   }
 
+  // The forbidden cells of each (batch element, head) drawn, and of all the
+  // heads drawn (the mean panel's): the same for every layer, so found once.
+  const auto nbs = static_cast<int64_t>(bs.size()), nhs = static_cast<int64_t>(hs.size());
+  std::vector<uint8_t> forbidden(static_cast<std::size_t>(nbs * nhs * cells));
+  std::vector<uint8_t> all_forbidden(static_cast<std::size_t>(nbs * cells), 1);
   std::vector<float> row(static_cast<std::size_t>(cols));
-  std::vector<uint8_t> all_masked(static_cast<std::size_t>(cells));
-  std::vector<double> sum(static_cast<std::size_t>(cells));
-  for (int64_t l : ls)
-    for (int64_t b : bs) {
-      std::fill(all_masked.begin(), all_masked.end(), uint8_t{1});
-      std::fill(sum.begin(), sum.end(), 0.0);
-      for (int64_t h : hs) {
-        const View<const float, 4>& w = layers[static_cast<std::size_t>(l)];
-        for (int64_t i = 0; i < rows; ++i) {
-          bound.row_values(b, h, i, 0, cols, row.data());
-          for (int64_t j = 0; j < cols; ++j) {
-            const float x = w(b, h, i, j);
-            const uint8_t m = row[static_cast<std::size_t>(j)] == kNegInf ? 1 : 0;
-            s.values.push_back(x);
-            s.masked.push_back(m);
-            sum[static_cast<std::size_t>(i * cols + j)] += x;
-            all_masked[static_cast<std::size_t>(i * cols + j)] &= m;
-          }
+  for (int64_t kb = 0; kb < nbs; ++kb)
+    for (int64_t kh = 0; kh < nhs; ++kh)
+      for (int64_t i = 0; i < rows; ++i) {
+        bound.row_values(bs[static_cast<std::size_t>(kb)], hs[static_cast<std::size_t>(kh)], i, 0,
+                         cols, row.data());
+        for (int64_t j = 0; j < cols; ++j) {
+          const uint8_t m = row[static_cast<std::size_t>(j)] == kNegInf ? 1 : 0;
+          forbidden[static_cast<std::size_t>((kb * nhs + kh) * cells + i * cols + j)] = m;
+          all_forbidden[static_cast<std::size_t>(kb * cells + i * cols + j)] &= m;
         }
       }
+
+  std::vector<double> sum(static_cast<std::size_t>(cells));
+  for (int64_t l : ls) {
+    const View<const float, 4>& w = layers[static_cast<std::size_t>(l)];
+    for (int64_t kb = 0; kb < nbs; ++kb) {
+      const int64_t b = bs[static_cast<std::size_t>(kb)];
+      std::fill(sum.begin(), sum.end(), 0.0);
+      for (int64_t kh = 0; kh < nhs; ++kh) {
+        const int64_t h = hs[static_cast<std::size_t>(kh)];
+        for (int64_t i = 0; i < rows; ++i)
+          for (int64_t j = 0; j < cols; ++j) {
+            s.values.push_back(w(b, h, i, j));
+            sum[static_cast<std::size_t>(i * cols + j)] += w(b, h, i, j);
+          }
+        const auto first = forbidden.begin() + (kb * nhs + kh) * cells;
+        s.masked.insert(s.masked.end(), first, first + cells);
+      }
       if (mean) {
-        for (double x : sum)
-          s.values.push_back(static_cast<float>(x / static_cast<double>(hs.size())));
-        s.masked.insert(s.masked.end(), all_masked.begin(), all_masked.end());
+        for (double x : sum) s.values.push_back(static_cast<float>(x / static_cast<double>(nhs)));
+        const auto first = all_forbidden.begin() + kb * cells;
+        s.masked.insert(s.masked.end(), first, first + cells);
       }
     }
-  if (o.vmax && !(std::isfinite(*o.vmax) && *o.vmax > 0.0f))
-    throw Error("vmax", "a finite number > 0", fmt::format("{}", *o.vmax));
+  }
   // Default: the largest weight drawn; all zero (every row empty): 1.
   float hi = 0.0f;
   for (float x : s.values)

@@ -12,13 +12,14 @@
 namespace maskattn::viz::detail {
 namespace {
 
-constexpr int64_t kMargin = 16;      // around the picture
-constexpr int64_t kGap = 24;         // between panels
-constexpr int64_t kTick = 4;         // tick mark length
-constexpr int kMaxTokenWidth = 110;  // longest token tick label, pixels
-constexpr int64_t kMaxCell = 32;     // largest cell side, pixels
-constexpr int64_t kTokenCell = 16;   // cell side that fits a token label
-constexpr int64_t kBarWidth = 16;    // the colour bar
+constexpr int64_t kMargin = 16;       // around the picture
+constexpr int64_t kGap = 24;          // between panels
+constexpr int64_t kTick = 4;          // tick mark length
+constexpr int kMaxTokenWidth = 110;   // longest token tick label, pixels
+constexpr int64_t kMaxCell = 32;      // largest cell side, pixels
+constexpr int64_t kTokenCell = 16;    // cell side that fits a token label
+constexpr int64_t kBarWidth = 16;     // the colour bar
+constexpr int64_t kHatchSpacing = 5;  // pixels between hatch lines
 constexpr Rgb kText{34, 34, 34};
 constexpr Rgb kAxis{110, 110, 110};
 constexpr Rgb kGrid{255, 255, 255};  // cell separators of mask panels
@@ -111,7 +112,7 @@ void draw_cells(Canvas& c, const PanelStack& s, int64_t p, int64_t x0, int64_t y
         if (mask_style)
           c.fill_rect(x, y, g.cell, g.cell, masked ? kMaskedColor : kAllowedColor);
         else if (masked)
-          c.hatch_rect(x, y, g.cell, g.cell, kMaskedColor, kHatchColor, 5);
+          c.hatch_rect(x, y, g.cell, g.cell, kMaskedColor, kHatchColor, kHatchSpacing);
         else
           c.fill_rect(x, y, g.cell, g.cell, value_color(s, v[k]));
       }
@@ -137,22 +138,20 @@ void draw_cells(Canvas& c, const PanelStack& s, int64_t p, int64_t x0, int64_t y
               ++count;
             }
           }
-        const int64_t cells = (i1 - i0) * (j1 - j0);
-        Rgb color;
+        const int64_t cells = (i1 - i0) * (j1 - j0), x = x0 + px, y = y0 + py;
         if (mask_style) {
-          const double allowed = 1.0 - static_cast<double>(masked) / static_cast<double>(cells);
-          const auto mix = [allowed](uint8_t lo, uint8_t hi) {
-            return static_cast<uint8_t>(std::lround(lo + (hi - lo) * allowed));
-          };
-          color = {mix(kMaskedColor.r, kAllowedColor.r), mix(kMaskedColor.g, kAllowedColor.g),
-                   mix(kMaskedColor.b, kAllowedColor.b)};
+          // The two colours mixed by the share of allowed cells.
+          c.fill_rect(x, y, 1, 1, kMaskedColor);
+          c.blend(x, y, kAllowedColor,
+                  1.0f - static_cast<float>(masked) / static_cast<float>(cells));
         } else if (masked == cells) {
-          color = ((x0 + px) - (y0 + py)) % 5 == 0 ? kHatchColor : kMaskedColor;
+          c.hatch_rect(x, y, 1, 1, kMaskedColor, kHatchColor, kHatchSpacing);
         } else {
-          color = count > 0 ? value_color(s, static_cast<float>(sum / static_cast<double>(count)))
-                            : kNanColor;
+          c.fill_rect(x, y, 1, 1,
+                      count > 0
+                          ? value_color(s, static_cast<float>(sum / static_cast<double>(count)))
+                          : kNanColor);
         }
-        c.fill_rect(x0 + px, y0 + py, 1, 1, color);
       }
     }
   }
@@ -242,30 +241,43 @@ void draw_colorbar(Canvas& c, const PanelStack& s, int64_t x, int64_t y, int64_t
          VAlign::Top, true);
 }
 
-// Mask legend at (x, y): the two colours and the diagonal. Returns its height.
-int64_t draw_legend(Canvas* c, const PanelStack& s, int64_t x, int64_t y) {
-  const Font& f = label_font();
-  const int64_t box = 12, line = f.line_height();
-  std::string diagonal = "diagonal: key j = query i";
-  if (s.diagonal_offset && *s.diagonal_offset != 0)
-    diagonal +=
-        fmt::format(" {} {}", *s.diagonal_offset > 0 ? "+" : "-", std::abs(*s.diagonal_offset));
-  const std::array<std::pair<Rgb, std::string>, 3> entries{
-      {{kAllowedColor, "may attend"}, {kMaskedColor, "masked"}, {kDiagonalColor, diagonal}}};
-  const std::size_t n = s.diagonal_offset ? 3 : 2;
-  if (c != nullptr) {
-    for (std::size_t e = 0; e < n; ++e) {
-      const auto& [color, text] = entries[e];
-      if (e == 2)
-        c->outline_rect(x, y + (line - box) / 2, box, box, color, 2);
-      else
-        c->fill_rect(x, y + (line - box) / 2, box, box, color);
-      c->outline_rect(x, y + (line - box) / 2, box, box, e == 2 ? color : kAxis);
-      x += box + 5;
-      x += c->text(f, text, x, y, kText, HAlign::Left, VAlign::Top) + 18;
-    }
+// The mask legend's entries: the two colours, and the diagonal when drawn.
+std::vector<std::pair<Rgb, std::string>> legend_entries(const PanelStack& s) {
+  std::vector<std::pair<Rgb, std::string>> e{{kAllowedColor, "may attend"},
+                                             {kMaskedColor, "masked"}};
+  if (s.diagonal_offset) {
+    std::string diagonal = "diagonal: key j = query i";
+    if (*s.diagonal_offset != 0)
+      diagonal +=
+          fmt::format(" {} {}", *s.diagonal_offset > 0 ? "+" : "-", std::abs(*s.diagonal_offset));
+    e.emplace_back(kDiagonalColor, diagonal);
   }
-  return line;
+  return e;
+}
+
+constexpr int64_t kSwatch = 12;  // a legend entry: swatch, 5 px, text, 18 px
+
+int64_t legend_width(const PanelStack& s) {
+  int64_t w = 0;
+  for (const auto& [color, text] : legend_entries(s))
+    w += kSwatch + 5 + label_font().text_width(text) + 18;
+  return w;
+}
+
+// The mask legend, one line at (x, y).
+void draw_legend(Canvas& c, const PanelStack& s, int64_t x, int64_t y) {
+  const Font& f = label_font();
+  const int64_t sy = y + (f.line_height() - kSwatch) / 2;
+  for (const auto& [color, text] : legend_entries(s)) {
+    const bool diagonal = color == kDiagonalColor;
+    if (diagonal)
+      c.outline_rect(x, sy, kSwatch, kSwatch, color, 2);
+    else
+      c.fill_rect(x, sy, kSwatch, kSwatch, color);
+    c.outline_rect(x, sy, kSwatch, kSwatch, diagonal ? color : kAxis);
+    x += kSwatch + 5;
+    x += c.text(f, text, x, y, kText, HAlign::Left, VAlign::Top) + 18;
+  }
 }
 
 // The curves of `stack.curves` against the rows: a title line, a legend line,
@@ -374,20 +386,14 @@ Image render_stack(const PanelStack& s, Layout* layout) {
   const int64_t grid_h = grid_rows * g.box_h() + (grid_rows - 1) * kGap;
   const bool bar = s.style == PanelStyle::Heatmap;
   const int64_t bar_w = bar ? 12 + colorbar_width(s) : 0;
-  const int64_t below = s.style == PanelStyle::Mask ? 12 + draw_legend(nullptr, s, 0, 0) : 0;
+  const bool legend = s.style == PanelStyle::Mask;
+  const int64_t below = legend ? 12 + label_font().line_height() : 0;
   const int64_t curves_w = std::max<int64_t>(g.heat_w, 360);
   const int64_t curves_h = s.curves.empty() ? 0 : curves_box_height();
-  int64_t width = std::max({grid_w + bar_w, g.left + curves_w + 10,
-                            static_cast<int64_t>(tf.text_width(s.title))}) +
-                  2 * kMargin;
-  if (s.style == PanelStyle::Mask) {
-    // The legend's width.
-    const Font& f = label_font();
-    int64_t lw = 0;
-    for (const char* t : {"may attend", "masked", "diagonal: key j = query i + 0000"})
-      lw += 12 + 5 + f.text_width(t) + 18;
-    width = std::max(width, lw + 2 * kMargin);
-  }
+  const int64_t width = std::max({grid_w + bar_w, g.left + curves_w + 10,
+                                  static_cast<int64_t>(tf.text_width(s.title)),
+                                  legend ? g.left + legend_width(s) : 0}) +
+                        2 * kMargin;
   const int64_t height = kMargin + title_h + grid_h + below + curves_h + kMargin;
   Image image(width, height);
   Canvas c(image);
@@ -405,7 +411,7 @@ Image render_stack(const PanelStack& s, Layout* layout) {
     draw_colorbar(c, s, b.x, b.y, b.h);
     if (layout != nullptr) layout->colorbar = b;
   }
-  if (s.style == PanelStyle::Mask) draw_legend(&c, s, gx + g.left, gy + grid_h + 12);
+  if (legend) draw_legend(c, s, gx + g.left, gy + grid_h + 12);
   if (!s.curves.empty()) draw_curves(c, s, gx, gy + grid_h + below, g.left, curves_w);
   return image;
 }

@@ -121,9 +121,17 @@ TEST(MaskPicture, HeadsThatDifferGetTheirOwnPanels) {
   EXPECT_EQ(s.selectors[0].name, "head");
   EXPECT_EQ(s.selectors[0].labels, (std::vector<std::string>{"0,2", "1"}));
   EXPECT_EQ(s.masked, (std::vector<uint8_t>{0, 1, 0, 0, 0, 0, 0, 0}));
-  // Consecutive heads read as a range.
+  // Heads that all agree need no selector.
   const PanelStack all = detail::mask_stack(causal(), {1, 12, 3, 3}, {});
   EXPECT_TRUE(all.selectors.empty());
+  // Consecutive heads read as a range: heads 0..2 pad at 3 keys, head 3 at 1.
+  Tensor<bool> pad({1, 4, 1, 4});
+  for (int h = 0; h < 4; ++h)
+    for (int j = 0; j < 4; ++j) pad.data()[h * 4 + j] = j < (h < 3 ? 3 : 1);
+  const PanelStack ranged = detail::mask_stack(keep(pad), {1, 4, 2, 4}, {});
+  ASSERT_EQ(ranged.selectors.size(), 1u);
+  EXPECT_EQ(ranged.selectors[0].labels, (std::vector<std::string>{"0..2", "3"}));
+  EXPECT_EQ(ranged.panel_title(0), "head 0..2");
 }
 
 TEST(MaskPicture, BottomRightDiagonalForDecoding) {
