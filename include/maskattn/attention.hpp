@@ -68,6 +68,21 @@ void attention(View<const BFloat16, 4> q, View<const BFloat16, 4> k, View<const 
                View<float, 4> out, const Mask& mask = {}, const AttentionOptions& opts = {},
                View<float, 4> weights = {}, View<float, 3> lse = {});
 
+// Gradients of the float32 attention(). Takes the forward call's q, k, v,
+// mask and opts (the same scale, softcap, dropout_p and seed, head_mask and
+// empty_rows: the dropout is replayed from the seed), its out and lse, and
+// dout, the gradient of the loss with respect to out; writes dq (like q), dk
+// and dv (like k and v: a key/value head's gradient is summed over the query
+// heads that read it). The probabilities are recomputed from lse, so memory
+// is O(L), not O(L^2). A row with no allowed key (lse -inf) contributes
+// nothing. dq, dk and dv are overwritten; they must not overlap each other
+// or the inputs. opts.backend chooses the path as for attention().
+void attention_backward(View<const float, 4> q, View<const float, 4> k, View<const float, 4> v,
+                        View<const float, 4> out, View<const float, 3> lse,
+                        View<const float, 4> dout, View<float, 4> dq, View<float, 4> dk,
+                        View<float, 4> dv, const Mask& mask = {},
+                        const AttentionOptions& opts = {});
+
 // The dropout decision of attention(): true if element (b, h, i, j) is kept.
 // Counter-based (a hash of seed and position), so every backend and thread
 // count draws the same stream.
