@@ -1,6 +1,7 @@
-// attention(): every argument checked once, here, then one backend runs.
-// Also dropout_keep() (the one dropout stream every backend draws) and
-// backend_name().
+// attention() and attention_backward(): every argument checked once, here
+// (the two share the checks of q, k, v, the options and the mask), then one
+// backend runs. Also dropout_keep() (the one dropout stream every backend
+// draws) and backend_name().
 #include "maskattn/attention.hpp"
 
 #include <fmt/format.h>
@@ -36,7 +37,8 @@ void check_data(const View<T, N>& v, std::string_view name) {
 }
 
 template <class T, int N>
-void check_shape(const View<T, N>& v, std::string_view name, const std::array<int64_t, N>& want) {
+void check_shape(const View<T, N>& v, std::string_view name,
+                 const std::type_identity_t<std::array<int64_t, N>>& want) {
   if (v.shape() != want) throw Error(name, shape_string(want), shape_of(v));
   check_data(v, name);
 }
@@ -143,13 +145,10 @@ bool dropout_keep(uint64_t seed, float dropout_p, const MaskShape& shape, int64_
 
 namespace {
 
-// Shapes: q (B, Hq, Lq, D), k (B, Hkv, Lk, D) with Hkv | Hq, v (B, Hkv, Lk, Dv),
-// out (B, Hq, Lq, Dv), weights (B, Hq, Lq, Lk) and lse (B, Hq, Lq) when given.
+// q (B, Hq, Lq, D), k (B, Hkv, Lk, D) with Hkv | Hq, v (B, Hkv, Lk, Dv).
 template <class T>
-void check_shapes(const View<const T, 4>& q, const View<const T, 4>& k, const View<const T, 4>& v,
-                  const View<float, 4>& out, const View<float, 4>& weights,
-                  const View<float, 3>& lse) {
-  const int64_t batch = q.size(0), hq = q.size(1), lq = q.size(2), dim = q.size(3);
+void check_inputs(const View<const T, 4>& q, const View<const T, 4>& k, const View<const T, 4>& v) {
+  const int64_t batch = q.size(0), hq = q.size(1), dim = q.size(3);
   if (hq < 1 || dim < 1) throw Error("q", "(B, Hq, Lq, D) with Hq >= 1 and D >= 1", shape_of(q));
   check_data(q, "q");
   const int64_t hkv = k.size(1), lk = k.size(2);
@@ -165,13 +164,44 @@ void check_shapes(const View<const T, 4>& q, const View<const T, 4>& k, const Vi
                 fmt::format("({}, {}, {}, Dv) with Dv >= 1 (k is {})", batch, hkv, lk, shape_of(k)),
                 shape_of(v));
   check_data(v, "v");
-  check_shape(out, "out", {batch, hq, lq, dv});
+}
+
+// The forward's shapes: the inputs, out (B, Hq, Lq, Dv), weights (B, Hq, Lq,
+// Lk) and lse (B, Hq, Lq) when given.
+template <class T>
+void check_shapes(const View<const T, 4>& q, const View<const T, 4>& k, const View<const T, 4>& v,
+                  const View<float, 4>& out, const View<float, 4>& weights,
+                  const View<float, 3>& lse) {
+  check_inputs(q, k, v);
+  const int64_t batch = q.size(0), hq = q.size(1), lq = q.size(2), lk = k.size(2);
+  check_shape(out, "out", {batch, hq, lq, v.size(3)});
   if (!weights.empty()) check_shape(weights, "weights", {batch, hq, lq, lk});
   if (!lse.empty()) check_shape(lse, "lse", {batch, hq, lq});
 }
 
+struct Named {
+  const char* name;
+  Extent extent;
+};
+
 // Outputs are written while inputs are read, by several threads: no output
-// may alias an input, another output or itself. Inputs may alias each other.
+// may alias an input or another output (each output's own elements are
+// checked by check_no_self_overlap). Inputs may alias each other.
+template <std::size_t I, std::size_t O>
+void check_disjoint(const std::array<Named, I>& inputs, const std::array<Named, O>& outputs) {
+  for (std::size_t o = 0; o < outputs.size(); ++o) {
+    for (const Named& in : inputs)
+      if (overlap(outputs[o].extent, in.extent))
+        throw Error(outputs[o].name, fmt::format("memory that does not overlap {}", in.name),
+                    fmt::format("a view overlapping {}", in.name));
+    for (std::size_t p = o + 1; p < outputs.size(); ++p)
+      if (overlap(outputs[o].extent, outputs[p].extent))
+        throw Error(outputs[p].name,
+                    fmt::format("memory that does not overlap {}", outputs[o].name),
+                    fmt::format("a view overlapping {}", outputs[o].name));
+  }
+}
+
 template <class T>
 void check_no_aliasing(const View<const T, 4>& q, const View<const T, 4>& k,
                        const View<const T, 4>& v, const View<float, 4>& out,
@@ -179,21 +209,9 @@ void check_no_aliasing(const View<const T, 4>& q, const View<const T, 4>& k,
   check_no_self_overlap(out, "out");
   check_no_self_overlap(weights, "weights");
   check_no_self_overlap(lse, "lse");
-  const std::array<std::pair<const char*, Extent>, 3> inputs{
-      {{"q", extent_of(q)}, {"k", extent_of(k)}, {"v", extent_of(v)}}};
-  const std::array<std::pair<const char*, Extent>, 3> outputs{
-      {{"out", extent_of(out)}, {"weights", extent_of(weights)}, {"lse", extent_of(lse)}}};
-  for (std::size_t o = 0; o < outputs.size(); ++o) {
-    for (const auto& [in_name, in_extent] : inputs)
-      if (overlap(outputs[o].second, in_extent))
-        throw Error(outputs[o].first, fmt::format("memory that does not overlap {}", in_name),
-                    fmt::format("a view overlapping {}", in_name));
-    for (std::size_t p = o + 1; p < outputs.size(); ++p)
-      if (overlap(outputs[o].second, outputs[p].second))
-        throw Error(outputs[p].first,
-                    fmt::format("memory that does not overlap {}", outputs[o].first),
-                    fmt::format("a view overlapping {}", outputs[o].first));
-  }
+  check_disjoint<3, 3>(
+      {{{"q", extent_of(q)}, {"k", extent_of(k)}, {"v", extent_of(v)}}},
+      {{{"out", extent_of(out)}, {"weights", extent_of(weights)}, {"lse", extent_of(lse)}}});
 }
 
 // Checks opts and copies them into call (shapes already checked).
@@ -232,14 +250,12 @@ void read_options(const AttentionOptions& opts, detail::AttentionCall& call) {
   }
 }
 
-// Checks every argument, then runs one backend: Auto is flash (it serves
-// every call); reference only when asked.
+// The sizes of call from its inputs (already checked), its options read and
+// checked, and the mask bound to (B, Hq, Lq, Lk) (a part that does not fit
+// throws from bind()). The caller keeps the BoundMask alive while call is used.
 template <class T>
-void attention_checked(detail::Inputs<T> in, View<float, 4> out, const Mask& mask,
-                       const AttentionOptions& opts, View<float, 4> weights, View<float, 3> lse) {
-  check_shapes(in.q, in.k, in.v, out, weights, lse);
-  check_no_aliasing(in.q, in.k, in.v, out, weights, lse);
-  detail::AttentionCall call;
+BoundMask prepare_call(detail::Inputs<T> in, const Mask& mask, const AttentionOptions& opts,
+                       detail::AttentionCall& call) {
   if constexpr (std::is_same_v<T, BFloat16>) {
     call.is_bf16 = true;
     call.bf16 = in;
@@ -248,11 +264,22 @@ void attention_checked(detail::Inputs<T> in, View<float, 4> out, const Mask& mas
   }
   call.batch = in.q.size(0), call.hq = in.q.size(1), call.hkv = in.k.size(1);
   call.lq = in.q.size(2), call.lk = in.k.size(2), call.d = in.q.size(3), call.dv = in.v.size(3);
-  call.out = out, call.weights = weights, call.lse = lse;
   read_options(opts, call);
-  // mask: (B, Hq, Lq, Lk); a part that does not fit throws from bind().
-  const BoundMask bound = mask.bind({call.batch, call.hq, call.lq, call.lk});
+  BoundMask bound = mask.bind({call.batch, call.hq, call.lq, call.lk});
   if (opts.empty_rows == EmptyRows::Error) check_no_empty_rows(bound);
+  return bound;
+}
+
+// Checks every argument, then runs one backend: Auto is flash (it serves
+// every call); reference only when asked.
+template <class T>
+void attention_checked(detail::Inputs<T> in, View<float, 4> out, const Mask& mask,
+                       const AttentionOptions& opts, View<float, 4> weights, View<float, 3> lse) {
+  check_shapes(in.q, in.k, in.v, out, weights, lse);
+  check_no_aliasing(in.q, in.k, in.v, out, weights, lse);
+  detail::AttentionCall call;
+  const BoundMask bound = prepare_call(in, mask, opts, call);
+  call.out = out, call.weights = weights, call.lse = lse;
   call.mask = &bound;
 
   switch (opts.backend) {
@@ -274,6 +301,45 @@ void attention(View<const BFloat16, 4> q, View<const BFloat16, 4> k, View<const 
                View<float, 4> out, const Mask& mask, const AttentionOptions& opts,
                View<float, 4> weights, View<float, 3> lse) {
   attention_checked<BFloat16>({q, k, v}, out, mask, opts, weights, lse);
+}
+
+void attention_backward(View<const float, 4> q, View<const float, 4> k, View<const float, 4> v,
+                        View<const float, 4> out, View<const float, 3> lse,
+                        View<const float, 4> dout, View<float, 4> dq, View<float, 4> dk,
+                        View<float, 4> dv, const Mask& mask, const AttentionOptions& opts) {
+  // Shapes: the forward's inputs, its out and lse, dout like out, the
+  // gradients like the inputs.
+  check_inputs(q, k, v);
+  const int64_t batch = q.size(0), hq = q.size(1), lq = q.size(2);
+  check_shape(out, "out", {batch, hq, lq, v.size(3)});
+  check_shape(lse, "lse", {batch, hq, lq});
+  check_shape(dout, "dout", out.shape());
+  check_shape(dq, "dq", q.shape());
+  check_shape(dk, "dk", k.shape());
+  check_shape(dv, "dv", v.shape());
+  check_no_self_overlap(dq, "dq");
+  check_no_self_overlap(dk, "dk");
+  check_no_self_overlap(dv, "dv");
+  check_disjoint<6, 3>({{{"q", extent_of(q)},
+                         {"k", extent_of(k)},
+                         {"v", extent_of(v)},
+                         {"out", extent_of(out)},
+                         {"lse", extent_of(lse)},
+                         {"dout", extent_of(dout)}}},
+                       {{{"dq", extent_of(dq)}, {"dk", extent_of(dk)}, {"dv", extent_of(dv)}}});
+  detail::BackwardCall call;
+  const BoundMask bound = prepare_call<float>({q, k, v}, mask, opts, call.fwd);
+  call.fwd.mask = &bound;
+  call.out = out, call.lse = lse, call.dout = dout;
+  call.dq = dq, call.dk = dk, call.dv = dv;
+
+  switch (opts.backend) {
+    // Until the flash backward lands, every backend computes the gradients
+    // on the reference path.
+    case Backend::Reference:
+    case Backend::Auto:
+    case Backend::Flash: detail::attention_backward_reference(call); break;
+  }
 }
 
 }  // namespace maskattn

@@ -1,6 +1,6 @@
-// The checked arguments of one attention() call, as every backend receives
-// them (internal). attention() validates everything once, at the boundary;
-// backends trust what they are given.
+// The checked arguments of one attention() or attention_backward() call, as
+// every backend receives them (internal). Both validate everything once, at
+// the boundary; backends trust what they are given.
 #pragma once
 
 #include <cstdint>
@@ -49,6 +49,19 @@ struct AttentionCall {
   double head_multiplier(int64_t b, int64_t h) const noexcept {
     return head_mask.empty() ? 1.0 : head_mask[static_cast<std::size_t>(b * hq + h)];
   }
+};
+
+// The checked arguments of one attention_backward() call: the forward's call
+// (inputs, mask and options; its out, weights and lse views empty), the
+// forward's results and the gradient views.
+struct BackwardCall {
+  AttentionCall fwd;          // float32 inputs (fwd.f32)
+  View<const float, 4> out;   // (B, Hq, Lq, Dv) the forward's output
+  View<const float, 3> lse;   // (B, Hq, Lq) its log-sum-exp (-inf: an empty row)
+  View<const float, 4> dout;  // (B, Hq, Lq, Dv) dloss / dout
+  View<float, 4> dq;          // (B, Hq, Lq, D)
+  View<float, 4> dk;          // (B, Hkv, Lk, D)
+  View<float, 4> dv;          // (B, Hkv, Lk, Dv)
 };
 
 }  // namespace maskattn::detail

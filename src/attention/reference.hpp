@@ -8,4 +8,7 @@ namespace maskattn::detail {
 
 void attention_reference(const AttentionCall& call);
 
+// Its backward (attention/reference_backward.cpp), also in double precision.
+void attention_backward_reference(const BackwardCall& call);
+
 }  // namespace maskattn::detail

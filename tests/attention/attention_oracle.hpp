@@ -126,8 +126,11 @@ struct Expected {
   std::vector<double> out, weights, lse;
 };
 
-inline Expected naive_attention(const Shape& s, const Buffer4& q, const Buffer4& k,
-                                const Buffer4& v, const Rule& mask, const NaiveOptions& o) {
+// q, k, v: anything read as x(a, b, c, d) -> double (Buffer4, or the
+// double-precision inputs of the gradient checks).
+template <class In>
+Expected naive_attention(const Shape& s, const In& q, const In& k, const In& v, const Rule& mask,
+                         const NaiveOptions& o) {
   Expected e;
   e.out.assign(static_cast<std::size_t>(s.batch * s.hq * s.lq * s.dv), 0.0);
   e.weights.assign(static_cast<std::size_t>(s.batch * s.hq * s.lq * s.lk), 0.0);
