@@ -1,5 +1,6 @@
-// The feed-forward activations over a buffer, in place, on the best SIMD
-// target Highway compiled (internal; kernels/activation.cpp).
+// The feed-forward activations over a buffer, in place, and their backward
+// passes, on the best SIMD target Highway compiled (internal;
+// kernels/activation.cpp).
 #pragma once
 
 #include <cstdint>
@@ -13,5 +14,11 @@ void gelu_inplace(float* x, int64_t n);
 
 // x = max(x, 0); NaN stays NaN.
 void relu_inplace(float* x, int64_t n);
+
+// The backward passes, given the forward's input x (n): dy *= gelu'(x) =
+// Phi(x) + x phi(x) (within 3e-7 of the exact one; NaN at +-inf, as torch's),
+// and dy = 0 where x <= 0 (torch's threshold_backward: a NaN x passes dy on).
+void gelu_backward(const float* x, float* dy, int64_t n);
+void relu_backward(const float* x, float* dy, int64_t n);
 
 }  // namespace maskattn::detail

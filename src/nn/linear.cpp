@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <cmath>
 
 #include "nn/init.hpp"
@@ -27,13 +28,34 @@ void Linear::for_each_param(const ParamFn& fn) {
   if (has_bias()) fn("bias", bias_);
 }
 
+namespace {
+void check_rows(const char* name, const std::array<int64_t, 2>& shape, int64_t rows, int64_t cols) {
+  if (shape[0] != rows || shape[1] != cols)
+    throw Error(name, fmt::format("({}, {})", rows, cols), shape_string(shape));
+}
+}  // namespace
+
 void Linear::forward(View<const float, 2> x, View<float, 2> y) const {
-  const int64_t n = x.size(0), in = in_features(), out = out_features();
+  const int64_t n = x.size(0), in = in_features();
   if (x.size(1) != in)
     throw Error("Linear: x", fmt::format("(N, {})", in), shape_string(x.shape()));
-  if (y.size(0) != n || y.size(1) != out)
-    throw Error("Linear: y", fmt::format("({}, {})", n, out), shape_string(y.shape()));
+  check_rows("Linear: y", y.shape(), n, out_features());
   detail::project(x, weight_.data(), has_bias() ? bias_.data() : nullptr, y);
+}
+
+void Linear::forward(View<const float, 2> x, View<float, 2> y, Saved& /*saved*/) const {
+  forward(x, y);
+}
+
+void Linear::backward(View<const float, 2> x, const Saved& /*saved*/, View<const float, 2> dy,
+                      View<float, 2> dx, Gradients& grads) const {
+  const int64_t n = x.size(0), in = in_features();
+  if (x.size(1) != in)
+    throw Error("Linear: x", fmt::format("(N, {})", in), shape_string(x.shape()));
+  check_rows("Linear: dy", dy.shape(), n, out_features());
+  if (dx.data() != nullptr) check_rows("Linear: dx", dx.shape(), n, in);
+  detail::project_backward(x, weight_.data(), dy, dx, grads[weight_].data(),
+                           has_bias() ? grads[bias_].data() : nullptr);
 }
 
 }  // namespace maskattn::nn

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/gemm.hpp"
 #include "maskattn/attention.hpp"
 #include "nn/attention_masks.hpp"
 #include "nn/init.hpp"
@@ -16,6 +17,7 @@ namespace maskattn::nn {
 namespace {
 
 using maskattn::detail::Arena;
+using maskattn::detail::gemm;
 using maskattn::detail::thread_arena;
 
 // weights is what `call` asks for: (N, 1 or H, L, S').
@@ -35,6 +37,60 @@ void check_no_extra_keys(const MultiheadAttentionOptions& o, const char* what) {
   if (o.add_bias_kv || o.add_zero_attn)
     throw Error(fmt::format("MultiheadAttention::{}", what),
                 "a module without add_bias_kv and add_zero_attn", "one with them");
+}
+
+// A Saved tensor of `shape`: its storage kept when it has that shape.
+void reuse_or_resize(Tensor<float>& t, const std::vector<int64_t>& shape) {
+  if (t.shape() != shape || t.data() == nullptr) t = Tensor<float>(shape);
+}
+
+// keys (N, Hkv, S', D) -> its first s keys (N, Hkv, s, D).
+template <class T>
+View<T, 4> first_keys(const View<T, 4>& keys, int64_t s) {
+  return View<T, 4>(keys.data(), {keys.size(0), keys.size(1), s, keys.size(3)}, keys.strides());
+}
+
+// The head mask of a training call, kept as float32 (the forward and the
+// backward apply the same numbers); empty when there is none. Its shape is
+// checked by attention().
+void save_head_mask(const AnyView& head_mask, Tensor<float>& saved) {
+  if (head_mask.empty()) {
+    saved = Tensor<float>();
+    return;
+  }
+  if (!head_mask.is_float())
+    throw Error("head_mask", "float32 or float64 multipliers (H) or (N, H)", head_mask.describe());
+  reuse_or_resize(saved, head_mask.shape);
+  float* to = saved.data();
+  for_each_index(head_mask.shape, [&](std::span<const int64_t> index) {
+    *to++ = static_cast<float>(head_mask.at(index));
+  });
+}
+
+// The backward of y = x W^T + b (project()) for dy (N, out): dx (N, in) = dy W
+// (added to dx when accumulate_dx), dweight (out, in) += dy^T x, dbias (out)
+// += the column sums of dy (in double). Empty dx, null dweight or dbias: not
+// wanted.
+void project_backward(View<const float, 2> x, const float* weight, View<const float, 2> dy,
+                      View<float, 2> dx, float* dweight, float* dbias, bool accumulate_dx) {
+  const int64_t rows = dy.size(0), out = dy.size(1), in = x.size(1);
+  if (rows == 0) return;
+  if (dx.data() != nullptr)
+    gemm(false, false, rows, in, out, 1.0f, dy.data(), dy.stride(0), weight, in,
+         accumulate_dx ? 1.0f : 0.0f, dx.data(), dx.stride(0));
+  if (dweight != nullptr)
+    gemm(true, false, out, in, rows, 1.0f, dy.data(), dy.stride(0), x.data(), x.stride(0), 1.0f,
+         dweight, in);
+  if (dbias != nullptr)
+    for (int64_t c = 0; c < out; ++c) {
+      double sum = 0.0;
+      for (int64_t r = 0; r < rows; ++r) sum += dy(r, c);
+      dbias[c] += static_cast<float>(sum);
+    }
+}
+
+bool same_view(const View<float, 3>& a, const View<float, 3>& b) {
+  return a.data() == b.data() && a.shape() == b.shape() && a.strides() == b.strides();
 }
 
 }  // namespace
@@ -131,19 +187,16 @@ int64_t MultiheadAttention::key_len(int64_t source_len) const noexcept {
   return source_len + (options_.add_bias_kv ? 1 : 0) + (options_.add_zero_attn ? 1 : 0);
 }
 
-void MultiheadAttention::forward(View<const float, 3> query, View<const float, 3> key,
-                                 View<const float, 3> value, View<float, 3> out,
-                                 const AttentionMasks& masks, const MultiheadAttentionCall& call,
-                                 View<float, 4> weights) const {
+MultiheadAttention::CallDims MultiheadAttention::check_inputs(View<const float, 3> query,
+                                                              View<const float, 3> key,
+                                                              View<const float, 3> value) const {
   const bool bf = options_.batch_first;
-  const char* layout = bf ? "(N, L, " : "(L, N, ";
-  const int64_t e = embed_dim_, h = num_heads_, hkv = num_kv_heads_, d = head_dim();
-  const int64_t ekv = hkv * d;
+  const int64_t e = embed_dim_;
   const int64_t l = bf ? query.size(1) : query.size(0);
   const int64_t n = bf ? query.size(0) : query.size(1);
   const int64_t s = bf ? key.size(1) : key.size(0);
   if (query.size(2) != e)
-    throw Error("query", fmt::format("{}{}) with E = embed_dim", layout, e),
+    throw Error("query", fmt::format("{}{}) with E = embed_dim", bf ? "(N, L, " : "(L, N, ", e),
                 shape_string(query.shape()));
   const std::array<int64_t, 3> key_shape =
       bf ? std::array<int64_t, 3>{n, s, kdim_} : std::array<int64_t, 3>{s, n, kdim_};
@@ -155,6 +208,34 @@ void MultiheadAttention::forward(View<const float, 3> query, View<const float, 3
   if (value.shape() != value_shape)
     throw Error("value", shape_string(value_shape) + " (as key, with vdim)",
                 shape_string(value.shape()));
+  return {n, l, s};
+}
+
+void MultiheadAttention::forward(View<const float, 3> query, View<const float, 3> key,
+                                 View<const float, 3> value, View<float, 3> out,
+                                 const AttentionMasks& masks, const MultiheadAttentionCall& call,
+                                 View<float, 4> weights) const {
+  forward_impl(query, key, value, out, masks, call, weights, nullptr);
+}
+
+void MultiheadAttention::forward(View<const float, 3> query, View<const float, 3> key,
+                                 View<const float, 3> value, View<float, 3> out,
+                                 const AttentionMasks& masks, const MultiheadAttentionCall& call,
+                                 Saved& saved) const {
+  MultiheadAttentionCall train_call = call;
+  train_call.need_weights = false;
+  forward_impl(query, key, value, out, masks, train_call, {}, &saved);
+}
+
+void MultiheadAttention::forward_impl(View<const float, 3> query, View<const float, 3> key,
+                                      View<const float, 3> value, View<float, 3> out,
+                                      const AttentionMasks& masks,
+                                      const MultiheadAttentionCall& call, View<float, 4> weights,
+                                      Saved* saved) const {
+  const bool bf = options_.batch_first;
+  const int64_t e = embed_dim_, h = num_heads_, hkv = num_kv_heads_, d = head_dim();
+  const int64_t ekv = hkv * d;
+  const auto [n, l, s] = check_inputs(query, key, value);
   if (out.shape() != query.shape())
     throw Error("out", shape_string(query.shape()) + " (as query)", shape_string(out.shape()));
   const int64_t s2 = key_len(s);
@@ -188,21 +269,32 @@ void MultiheadAttention::forward(View<const float, 3> query, View<const float, 3
     q_rows = q, k_rows = k, v_rows = v;
     ldq = e, ldkv = ekv;
   }
-  const View<const float, 4> q4 = detail::heads(q_rows, ldq, 0, qs, h, d);  // (N, H, L, D)
-  View<const float, 4> k4 = detail::heads(k_rows, ldkv, 0, ks, hkv, d);     // (N, Hkv, S, D)
+  View<const float, 4> q4 = detail::heads(q_rows, ldq, 0, qs, h, d);     // (N, H, L, D)
+  View<const float, 4> k4 = detail::heads(k_rows, ldkv, 0, ks, hkv, d);  // (N, Hkv, S, D)
   View<const float, 4> v4 = detail::heads(v_rows, ldkv, 0, ks, hkv, d);
+  if (saved != nullptr) {
+    // The training forward attends from its saved copies, per head.
+    reuse_or_resize(saved->q, {n, h, l, d});
+    detail::copy_heads(q4, saved->q.view<4>());
+    q4 = saved->q.view<4>();
+  }
 
   // ---- extra keys: bias_k/bias_v (add_bias_kv), then zeros (add_zero_attn) ----
-  if (s2 != s) {
-    float* kx = frame.alloc<float>(n * hkv * s2 * d);
-    float* vx = frame.alloc<float>(n * hkv * s2 * d);
-    const View<float, 4> k_ext(kx, {n, hkv, s2, d}), v_ext(vx, {n, hkv, s2, d});
+  // (k and v are copied into saved, extended or not.)
+  if (s2 != s || saved != nullptr) {
+    View<float, 4> k_ext, v_ext;  // (N, Hkv, S', D)
+    if (saved != nullptr) {
+      reuse_or_resize(saved->k, {n, hkv, s2, d});
+      reuse_or_resize(saved->v, {n, hkv, s2, d});
+      k_ext = saved->k.view<4>(), v_ext = saved->v.view<4>();
+    } else {
+      k_ext = View<float, 4>(frame.alloc<float>(n * hkv * s2 * d), {n, hkv, s2, d});
+      v_ext = View<float, 4>(frame.alloc<float>(n * hkv * s2 * d), {n, hkv, s2, d});
+    }
+    detail::copy_heads(k4, first_keys(k_ext, s));
+    detail::copy_heads(v4, first_keys(v_ext, s));
     for (int64_t b = 0; b < n; ++b)
       for (int64_t g = 0; g < hkv; ++g) {
-        for (int64_t j = 0; j < s; ++j) {
-          std::copy(k4.row(b, g, j), k4.row(b, g, j) + d, k_ext.row(b, g, j));
-          std::copy(v4.row(b, g, j), v4.row(b, g, j) + d, v_ext.row(b, g, j));
-        }
         int64_t j = s;
         if (options_.add_bias_kv) {
           std::copy_n(bias_k_.data() + g * d, d, k_ext.row(b, g, j));
@@ -218,9 +310,10 @@ void MultiheadAttention::forward(View<const float, 3> query, View<const float, 3
   }
 
   // ---- the mask: torch's masks, is_causal and any Mask, over the S' keys -------
-  const Mask mask = detail::combined_mask(masks, h, l, s, s2 - s, frame);
+  Mask mask = detail::combined_mask(masks, h, l, s, s2 - s, frame);
+  if (saved != nullptr) saved->mask = mask;
 
-  attend_heads(q4, k4, v4, mask, call, weights, out);
+  attend_heads(q4, k4, v4, mask, call, weights, out, saved);
 }
 
 void MultiheadAttention::project_kv(View<const float, 3> key, View<const float, 3> value,
@@ -248,12 +341,8 @@ void MultiheadAttention::project_kv(View<const float, 3> key, View<const float, 
   detail::project(detail::as_rows(value, frame), p.wv, p.bv, View<float, 2>(v, {ks.rows(), ekv}));
   const View<const float, 4> k4 = detail::heads<const float>(k, ekv, 0, ks, hkv, d);
   const View<const float, 4> v4 = detail::heads<const float>(v, ekv, 0, ks, hkv, d);
-  for (int64_t b = 0; b < n; ++b)
-    for (int64_t g = 0; g < hkv; ++g)
-      for (int64_t j = 0; j < s; ++j) {
-        std::copy_n(k4.row(b, g, j), d, k_out.row(b, g, j));
-        std::copy_n(v4.row(b, g, j), d, v_out.row(b, g, j));
-      }
+  detail::copy_heads(k4, k_out);
+  detail::copy_heads(v4, v_out);
 }
 
 void MultiheadAttention::attend(View<const float, 3> query, View<const float, 4> k,
@@ -283,13 +372,22 @@ void MultiheadAttention::attend(View<const float, 3> query, View<const float, 4>
 void MultiheadAttention::attend_heads(View<const float, 4> q4, View<const float, 4> k4,
                                       View<const float, 4> v4, const Mask& mask,
                                       const MultiheadAttentionCall& call, View<float, 4> weights,
-                                      View<float, 3> out) const {
+                                      View<float, 3> out, Saved* saved) const {
   const int64_t e = embed_dim_, h = num_heads_, d = head_dim();
   const int64_t n = q4.size(0), l = q4.size(2), s2 = k4.size(2);
   const detail::SeqLayout qs{l, n, options_.batch_first};
   Arena::Frame frame(thread_arena());
   // Attention into (L*N, E) rows, heads side by side as torch concatenates them.
-  float* attn_rows = frame.alloc<float>(qs.rows() * e);
+  float* attn_rows = nullptr;
+  View<float, 3> lse;  // (N, H, L), for the backward
+  if (saved != nullptr) {
+    reuse_or_resize(saved->attn, {qs.rows(), e});
+    reuse_or_resize(saved->lse, {n, h, l});
+    attn_rows = saved->attn.data();
+    lse = saved->lse.view<3>();
+  } else {
+    attn_rows = frame.alloc<float>(qs.rows() * e);
+  }
   const View<float, 4> attn_out = detail::heads(attn_rows, e, 0, qs, h, d);
   AttentionOptions opts;
   if (training() && options_.dropout > 0.0) {
@@ -297,12 +395,18 @@ void MultiheadAttention::attend_heads(View<const float, 4> q4, View<const float,
     opts.seed = next_draw_seed();
   }
   opts.head_mask = call.head_mask;
+  if (saved != nullptr) {
+    saved->dropout_p = opts.dropout_p;
+    saved->seed = opts.seed;
+    save_head_mask(call.head_mask, saved->head_mask);
+    if (saved->head_mask.data() != nullptr) opts.head_mask = saved->head_mask;
+  }
   View<float, 4> per_head;  // (N, H, L, S')
   if (call.need_weights)
     per_head = call.average_attn_weights
                    ? View<float, 4>(frame.alloc<float>(n * h * l * s2), {n, h, l, s2})
                    : weights;
-  attention(q4, k4, v4, attn_out, mask, opts, per_head);
+  attention(q4, k4, v4, attn_out, mask, opts, per_head, lse);
   if (call.need_weights && call.average_attn_weights) {
     const float inv_h = 1.0f / static_cast<float>(h);
     for (int64_t b = 0; b < n; ++b)
@@ -320,6 +424,144 @@ void MultiheadAttention::attend_heads(View<const float, 4> q4, View<const float,
   // out_proj.
   const View<const float, 2> attn(attn_rows, {qs.rows(), e});
   detail::write_rows(out, frame, [&](View<float, 2> rows) { out_proj_.forward(attn, rows); });
+}
+
+void MultiheadAttention::backward(View<const float, 3> query, View<const float, 3> key,
+                                  View<const float, 3> value, const Saved& saved,
+                                  View<const float, 3> dout, View<float, 3> dquery,
+                                  View<float, 3> dkey, View<float, 3> dvalue,
+                                  Gradients& grads) const {
+  const bool bf = options_.batch_first;
+  const int64_t e = embed_dim_, h = num_heads_, hkv = num_kv_heads_, d = head_dim();
+  const int64_t ekv = hkv * d;
+  const auto [n, l, s] = check_inputs(query, key, value);
+  const int64_t s2 = key_len(s);
+  const detail::SeqLayout qs{l, n, bf}, ks{s, n, bf};
+  const auto shaped = [](const Tensor<float>& t, std::vector<int64_t> want) {
+    return t.data() != nullptr && t.shape() == want;
+  };
+  if (!shaped(saved.q, {n, h, l, d}) || !shaped(saved.k, {n, hkv, s2, d}) ||
+      !shaped(saved.v, {n, hkv, s2, d}) || !shaped(saved.attn, {qs.rows(), e}) ||
+      !shaped(saved.lse, {n, h, l}))
+    throw Error("saved",
+                fmt::format("what forward(..., saved) recorded for these query and key: q {}, "
+                            "k and v {}",
+                            shape_string(std::vector<int64_t>{n, h, l, d}),
+                            shape_string(std::vector<int64_t>{n, hkv, s2, d})),
+                saved.q.data() == nullptr
+                    ? std::string("nothing (the training forward has not run)")
+                    : fmt::format("q {}, k {}", shape_string(saved.q.shape()),
+                                  shape_string(saved.k.shape())));
+  if (dout.shape() != query.shape())
+    throw Error("dout", shape_string(query.shape()) + " (as query)", shape_string(dout.shape()));
+  const auto check_grad = [](const View<float, 3>& g, const View<const float, 3>& x,
+                             const char* name, const char* like) {
+    if (!g.empty() && g.shape() != x.shape())
+      throw Error(name, fmt::format("{} (as {}) or empty", shape_string(x.shape()), like),
+                  shape_string(g.shape()));
+  };
+  check_grad(dquery, query, "dquery", "query");
+  check_grad(dkey, key, "dkey", "key");
+  check_grad(dvalue, value, "dvalue", "value");
+
+  Arena::Frame frame(thread_arena());
+
+  // ---- out_proj: d_attn = dout W_o; dW_o += dout^T attn; db_o += sum dout ------
+  const View<const float, 2> attn(saved.attn.data(), {qs.rows(), e});  // (L*N, E)
+  float* d_attn = frame.alloc<float>(qs.rows() * e);                   // (L*N, E)
+  project_backward(attn, out_proj_.weight().data(), detail::as_rows(dout, frame),
+                   View<float, 2>(d_attn, {qs.rows(), e}), grads[out_proj_.weight()].data(),
+                   out_proj_.has_bias() ? grads[out_proj_.bias()].data() : nullptr, false);
+
+  // ---- attention: dq as rows like q's, dk and dv as rows like k's ---------------
+  float* dq = frame.alloc<float>(qs.rows() * e);    // (L*N, E)
+  float* dk = frame.alloc<float>(ks.rows() * ekv);  // (S*N, Ekv)
+  float* dv = frame.alloc<float>(ks.rows() * ekv);
+  const View<float, 4> dk_rows = detail::heads(dk, ekv, 0, ks, hkv, d);  // (N, Hkv, S, D)
+  const View<float, 4> dv_rows = detail::heads(dv, ekv, 0, ks, hkv, d);
+  View<float, 4> dk4 = dk_rows, dv4 = dv_rows;  // (N, Hkv, S', D)
+  if (s2 != s) {
+    dk4 = View<float, 4>(frame.alloc<float>(n * hkv * s2 * d), {n, hkv, s2, d});
+    dv4 = View<float, 4>(frame.alloc<float>(n * hkv * s2 * d), {n, hkv, s2, d});
+  }
+  AttentionOptions opts;
+  opts.dropout_p = saved.dropout_p;
+  opts.seed = saved.seed;
+  if (saved.head_mask.data() != nullptr) opts.head_mask = saved.head_mask;
+  attention_backward(saved.q.view<4>(), saved.k.view<4>(), saved.v.view<4>(),
+                     detail::heads<const float>(saved.attn.data(), e, 0, qs, h, d),
+                     saved.lse.view<3>(), detail::heads<const float>(d_attn, e, 0, qs, h, d),
+                     detail::heads(dq, e, 0, qs, h, d), dk4, dv4, saved.mask, opts);
+
+  // ---- the added keys: bias_k/bias_v collect theirs over the batch; the zero
+  // key and value are constants ---------------------------------------------------
+  if (s2 != s) {
+    detail::copy_heads(first_keys(View<const float, 4>(dk4), s), dk_rows);
+    detail::copy_heads(first_keys(View<const float, 4>(dv4), s), dv_rows);
+    if (options_.add_bias_kv) {
+      float* dbias_k = grads[bias_k_].data();  // (1, 1, Ekv)
+      float* dbias_v = grads[bias_v_].data();
+      for (int64_t g = 0; g < hkv; ++g)
+        for (int64_t c = 0; c < d; ++c) {
+          double sum_k = 0.0, sum_v = 0.0;
+          for (int64_t b = 0; b < n; ++b) sum_k += dk4(b, g, s, c), sum_v += dv4(b, g, s, c);
+          dbias_k[g * d + c] += static_cast<float>(sum_k);
+          dbias_v[g * d + c] += static_cast<float>(sum_v);
+        }
+    }
+  }
+
+  // ---- input projections: dW += dy^T x, db += sum dy, dx = dy W -----------------
+  const Projections p = projections();
+  float *dwq, *dwk, *dwv;
+  if (packed()) {
+    dwq = grads[in_proj_weight_].data();  // [dW_q; dW_k; dW_v]
+    dwk = dwq + e * e;
+    dwv = dwk + ekv * e;
+  } else {
+    dwq = grads[q_proj_weight_].data();
+    dwk = grads[k_proj_weight_].data();
+    dwv = grads[v_proj_weight_].data();
+  }
+  float *dbq = nullptr, *dbk = nullptr, *dbv = nullptr;
+  if (in_proj_bias_.numel() > 0) {
+    dbq = grads[in_proj_bias_].data();
+    dbk = dbq + e;
+    dbv = dbk + ekv;
+  }
+  struct Input {
+    View<const float, 3> x;
+    const float* weight;
+    View<const float, 2> dy;  // (rows, out)
+    float *dweight, *dbias;
+    View<float, 3> dx;
+  };
+  const std::array<Input, 3> inputs{
+      Input{query, p.wq, View<const float, 2>(dq, {qs.rows(), e}), dwq, dbq, dquery},
+      Input{key, p.wk, View<const float, 2>(dk, {ks.rows(), ekv}), dwk, dbk, dkey},
+      Input{value, p.wv, View<const float, 2>(dv, {ks.rows(), ekv}), dwv, dbv, dvalue}};
+  std::array<bool, 3> done{};
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    if (done[i]) continue;
+    const Input& in = inputs[i];
+    if (in.dx.empty()) {
+      project_backward(detail::as_rows(in.x, frame), in.weight, in.dy, {}, in.dweight, in.dbias,
+                       false);
+      continue;
+    }
+    // Every input whose dx is this same view adds into it (self-attention).
+    detail::write_rows(in.dx, frame, [&](View<float, 2> dx_rows) {
+      bool first = true;
+      for (std::size_t j = i; j < inputs.size(); ++j) {
+        const Input& other = inputs[j];
+        if (done[j] || !same_view(other.dx, in.dx)) continue;
+        project_backward(detail::as_rows(other.x, frame), other.weight, other.dy, dx_rows,
+                         other.dweight, other.dbias, !first);
+        first = false;
+        done[j] = true;
+      }
+    });
+  }
 }
 
 }  // namespace maskattn::nn

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "core/arena.hpp"
 #include "maskattn/positional.hpp"
 
@@ -12,8 +14,27 @@ PositionalEncoding::PositionalEncoding(int64_t d_model, double dropout, int64_t 
 
 void PositionalEncoding::for_each_child(const ChildFn& fn) { fn("dropout", dropout_); }
 
+namespace {
+// The dropout of a (A, B, d) tensor, slice by slice along A: as one dropout of
+// its A*B rows, whatever the strides.
+void drop_slices(const Dropout& dropout, const Dropout::Saved& saved, View<float, 3> y) {
+  if (!saved.active) return;
+  const int64_t b = y.size(1), d = y.size(2);
+  for (int64_t a = 0; a < y.size(0); ++a) {
+    const View<float, 2> rows(y.row(a, 0), {b, d}, {y.stride(1), 1});
+    dropout.apply(rows, saved, static_cast<uint64_t>(a * b * d));
+  }
+}
+}  // namespace
+
 void PositionalEncoding::forward(View<const float, 3> x, View<float, 3> y, bool batch_first,
                                  int64_t offset) const {
+  Saved saved;
+  forward(x, y, batch_first, offset, saved);
+}
+
+void PositionalEncoding::forward(View<const float, 3> x, View<float, 3> y, bool batch_first,
+                                 int64_t offset, Saved& saved) const {
   const int64_t len = batch_first ? x.size(1) : x.size(0);
   const int64_t batch = batch_first ? x.size(0) : x.size(1);
   if (x.size(2) != d_model())
@@ -35,13 +56,21 @@ void PositionalEncoding::forward(View<const float, 3> x, View<float, 3> y, bool 
       for (int64_t j = 0; j < d; ++j) yr[j] = xr[j] + pe[j];
     }
   }
-  if (training() && dropout_.p() > 0.0) {
-    // Row by row over the (first, second) positions of y.
-    for (int64_t a = 0; a < y.size(0); ++a) {
-      View<float, 2> rows(y.row(a, 0), {y.size(1), d}, {y.stride(1), 1});
-      dropout_.forward(rows, rows);
-    }
-  }
+  saved = dropout_.draw();
+  drop_slices(dropout_, saved, y);
+}
+
+void PositionalEncoding::backward(const Saved& saved, View<const float, 3> dy,
+                                  View<float, 3> dx) const {
+  if (dy.size(2) != d_model())
+    throw Error("PositionalEncoding: dy", fmt::format("(*, *, {})", d_model()),
+                shape_string(dy.shape()));
+  if (dx.shape() != dy.shape())
+    throw Error("PositionalEncoding: dx", shape_string(dy.shape()), shape_string(dx.shape()));
+  if (dx.data() != dy.data())
+    for (int64_t a = 0; a < dy.size(0); ++a)
+      for (int64_t b = 0; b < dy.size(1); ++b) std::copy_n(dy.row(a, b), dy.size(2), dx.row(a, b));
+  drop_slices(dropout_, saved, dx);
 }
 
 }  // namespace maskattn::nn

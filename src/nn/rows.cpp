@@ -57,6 +57,14 @@ void copy_rows(View<const float, 2> rows, View<float, 3> out) {
     for (int64_t j = 0; j < b; ++j) std::copy_n(rows.row(i * b + j), e, out.row(i, j));
 }
 
+void copy_heads(View<const float, 4> from, View<float, 4> to) {
+  const int64_t dim = from.size(3);
+  for (int64_t b = 0; b < from.size(0); ++b)
+    for (int64_t h = 0; h < from.size(1); ++h)
+      for (int64_t i = 0; i < from.size(2); ++i)
+        std::copy_n(from.row(b, h, i), dim, to.row(b, h, i));
+}
+
 void write_rows(View<float, 3> out, maskattn::detail::Arena::Frame& frame,
                 const std::function<void(View<float, 2>)>& fill) {
   if (collapsible(out)) {

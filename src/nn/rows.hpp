@@ -49,4 +49,7 @@ View<T, 4> heads(T* rows, int64_t stride, int64_t col, const SeqLayout& seq, int
   return View<T, 4>(rows + col, {seq.batch, heads, seq.len, dim}, {sn, dim, sl, 1});
 }
 
+// to = from (same shape (N, H, L, D)), whatever their strides.
+void copy_heads(View<const float, 4> from, View<float, 4> to);
+
 }  // namespace maskattn::nn::detail

@@ -70,4 +70,12 @@ class Gradients {
   std::unordered_map<const Tensor<float>*, std::size_t> index_;
 };
 
+// Makes `t` a tensor of `shape` for a Saved struct: the storage it has is
+// kept when the shape is already that (the steady state of a training loop),
+// a new zeroed tensor otherwise.
+template <class T>
+void ensure_shape(Tensor<T>& t, const std::vector<int64_t>& shape) {
+  if (t.shape() != shape || t.data() == nullptr) t = Tensor<T>(shape);
+}
+
 }  // namespace maskattn::nn

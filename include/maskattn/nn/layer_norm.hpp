@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "maskattn/nn/gradients.hpp"
 #include "maskattn/nn/module.hpp"
 
 namespace maskattn::nn {
@@ -18,6 +19,18 @@ class LayerNorm : public Module {
   // x (N, d) -> y (N, d); y may be x itself (in place).
   void forward(View<const float, 2> x, View<float, 2> y) const;
 
+  // Training (gradients.hpp): each row's statistics.
+  struct Saved {
+    Tensor<float> mean;  // (N)
+    Tensor<float> rstd;  // (N): 1 / sqrt(var + eps)
+  };
+  // y must not be x here: the backward needs x.
+  void forward(View<const float, 2> x, View<float, 2> y, Saved& saved) const;
+  // dy (N, d) -> dx (N, d) (empty: not wanted; may be dy itself); adds the
+  // weight's and bias's gradients.
+  void backward(View<const float, 2> x, const Saved& saved, View<const float, 2> dy,
+                View<float, 2> dx, Gradients& grads) const;
+
   int64_t normalized_shape() const noexcept { return dim_; }
   double eps() const noexcept { return eps_; }
   Tensor<float>& weight() noexcept { return weight_; }
@@ -27,6 +40,10 @@ class LayerNorm : public Module {
   void for_each_param(const ParamFn& fn) override;
 
  private:
+  void check(View<const float, 2> x, View<float, 2> y) const;
+  // The forward; mean and rstd (N) or null: kept for the backward.
+  void normalize(View<const float, 2> x, View<float, 2> y, float* mean, float* rstd) const;
+
   int64_t dim_;
   double eps_;
   Tensor<float> weight_;  // (d) or empty

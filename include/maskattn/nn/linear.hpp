@@ -3,6 +3,7 @@
 
 #include <cstdint>
 
+#include "maskattn/nn/gradients.hpp"
 #include "maskattn/nn/module.hpp"
 
 namespace maskattn::nn {
@@ -15,6 +16,15 @@ class Linear : public Module {
 
   // x (N, in) -> y (N, out), any row strides. y must not overlap x.
   void forward(View<const float, 2> x, View<float, 2> y) const;
+
+  // Training (gradients.hpp): the backward needs nothing but the input x.
+  struct Saved {};
+  void forward(View<const float, 2> x, View<float, 2> y, Saved& saved) const;
+  // dy (N, out) -> dx (N, in) = dy W (empty: not wanted); adds dy^T x to the
+  // weight's gradient and the column sums of dy to the bias's. dx must not
+  // overlap dy or x.
+  void backward(View<const float, 2> x, const Saved& saved, View<const float, 2> dy,
+                View<float, 2> dx, Gradients& grads) const;
 
   int64_t in_features() const noexcept { return weight_.size(1); }
   int64_t out_features() const noexcept { return weight_.size(0); }

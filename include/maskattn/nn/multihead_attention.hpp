@@ -20,12 +20,21 @@
 // never masked by attn_mask / key_padding_mask / is_causal (torch pads its
 // masks for them); a Mask covers all S' = S + (added) keys, the added ones last.
 // A query row with no allowed key gives zeros (torch gives NaN there).
+//
+// Training (the contract of nn/gradients.hpp): forward(..., Saved&) and
+// backward(). Everything forward() takes trains — packed or separate
+// projections, biases, bias_k/bias_v, add_zero_attn, num_kv_heads, both
+// layouts, every mask, head_mask, attention dropout (in training mode, replayed
+// from the saved seed) — except the weights output (need_weights is not read:
+// training needs no weights). The cached halves (project_kv, attend) are for
+// decoding and have no backward.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 
 #include "maskattn/mask.hpp"
+#include "maskattn/nn/gradients.hpp"
 #include "maskattn/nn/linear.hpp"
 #include "maskattn/nn/module.hpp"
 
@@ -69,6 +78,43 @@ class MultiheadAttention : public Module {
                View<float, 3> out, const AttentionMasks& masks = {},
                const MultiheadAttentionCall& call = {}, View<float, 4> weights = {}) const;
 
+  // What the training forward records for backward(). Owns its tensors, which
+  // keep their storage across calls of the same shapes.
+  struct Saved {
+    Tensor<float> q;          // (N, H, L, D): the projected queries, per head
+    Tensor<float> k, v;       // (N, Hkv, S', D): projected keys and values, added keys last
+    Tensor<float> attn;       // (L*N, E), (N*L, E) with batch_first: attention output,
+                              // heads side by side (out_proj's input)
+    Tensor<float> lse;        // (N, H, L): the attention's log-sum-exp
+    Tensor<float> head_mask;  // call.head_mask as float32, or empty
+    Mask mask;                // every mask of the call, combined, over (N, H, L, S')
+    float dropout_p = 0.0f;   // the attention dropout applied (0 in eval mode)
+    uint64_t seed = 0;        // the seed it was drawn from
+  };
+
+  // The training forward: forward() as above without weights (call.head_mask
+  // is read, call.need_weights is not), recording in `saved` what backward()
+  // needs.
+  void forward(View<const float, 3> query, View<const float, 3> key, View<const float, 3> value,
+               View<float, 3> out, const AttentionMasks& masks, const MultiheadAttentionCall& call,
+               Saved& saved) const;
+
+  // Gradients of the training forward: the same query, key, value and its
+  // `saved`; dout, the gradient of the loss with respect to out (like query).
+  // Writes dquery, dkey, dvalue (like query, key, value; an empty View: not
+  // wanted) and ADDS into grads the gradients of every parameter (the packed
+  // in_proj_weight or q/k/v_proj_weight, in_proj_bias, bias_k, bias_v,
+  // out_proj.weight, out_proj.bias). Nothing flows to the zero key and value
+  // of add_zero_attn (they are constants), nor through masked pairs.
+  //
+  // Self-attention (one tensor x as query, key and value): its gradient is
+  // dquery + dkey + dvalue. Pass the same View as dquery, dkey and dvalue
+  // (or as two of them) and backward() writes that sum into it; views that
+  // differ must not overlap each other or the inputs. Any strides.
+  void backward(View<const float, 3> query, View<const float, 3> key, View<const float, 3> value,
+                const Saved& saved, View<const float, 3> dout, View<float, 3> dquery,
+                View<float, 3> dkey, View<float, 3> dvalue, Gradients& grads) const;
+
   // The two halves of forward(), for decoding step by step with cached keys
   // and values (KvCache); not for modules with add_bias_kv / add_zero_attn.
   //
@@ -111,11 +157,25 @@ class MultiheadAttention : public Module {
   };
   Projections projections() const noexcept;
 
+  // N, L and S of a call, after checking query, key and value (Error naming
+  // the first that does not fit the module).
+  struct CallDims {
+    int64_t n, l, s;
+  };
+  CallDims check_inputs(View<const float, 3> query, View<const float, 3> key,
+                        View<const float, 3> value) const;
+
+  // Both forwards: with `saved`, the training one (weights not written).
+  void forward_impl(View<const float, 3> query, View<const float, 3> key,
+                    View<const float, 3> value, View<float, 3> out, const AttentionMasks& masks,
+                    const MultiheadAttentionCall& call, View<float, 4> weights, Saved* saved) const;
+
   // Attention of projected q (N, H, L, D) over k, v (N, Hkv, S', D), weights
-  // when asked, then out_proj into out (like the query).
+  // when asked, then out_proj into out (like the query). With `saved`, the
+  // attention output, lse, head mask and dropout are recorded there.
   void attend_heads(View<const float, 4> q, View<const float, 4> k, View<const float, 4> v,
                     const Mask& mask, const MultiheadAttentionCall& call, View<float, 4> weights,
-                    View<float, 3> out) const;
+                    View<float, 3> out, Saved* saved = nullptr) const;
 
   int64_t embed_dim_, num_heads_, num_kv_heads_, kdim_, vdim_;
   MultiheadAttentionOptions options_;

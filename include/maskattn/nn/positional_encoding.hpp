@@ -21,6 +21,14 @@ class PositionalEncoding : public Module {
   void forward(View<const float, 3> x, View<float, 3> y, bool batch_first = false,
                int64_t offset = 0) const;
 
+  // Training (gradients.hpp): the dropout's draw.
+  using Saved = Dropout::Saved;
+  void forward(View<const float, 3> x, View<float, 3> y, bool batch_first, int64_t offset,
+               Saved& saved) const;
+  // dy -> dx (same shape as the forward's x; dx may be dy itself): the
+  // dropout's backward, the encoding being a constant. No parameters.
+  void backward(const Saved& saved, View<const float, 3> dy, View<float, 3> dx) const;
+
   int64_t max_len() const noexcept { return pe_.size(0); }
   int64_t d_model() const noexcept { return pe_.size(1); }
 
