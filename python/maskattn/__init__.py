@@ -12,7 +12,9 @@ the argument.
     >>> q = k = v = np.random.randn(2, 4, 5, 8).astype(np.float32)
     >>> out = ma.attention(q, k, v, ma.causal() & ma.key_lengths([5, 3]))
 
-Pictures of masks, encodings and attention weights: ``maskattn.viz``.
+Pictures of masks, encodings and attention weights: ``maskattn.viz``;
+training (``cross_entropy``, ``Gradients``; optimizers, schedules and
+checkpoints): ``maskattn.optim``.
 """
 
 from ._maskattn import (
@@ -20,6 +22,7 @@ from ._maskattn import (
     Dropout,
     Embedding,
     FeedForward,
+    Gradients,
     LayerNorm,
     Linear,
     Mask,
@@ -41,6 +44,7 @@ from ._maskattn import (
     bias,
     block,
     causal,
+    cross_entropy,
     documents,
     from_hf_attention_mask,
     from_keras_mask,
@@ -60,13 +64,14 @@ from ._maskattn import (
     sliding_window,
     subsequent_mask,
 )
-from . import viz
+from . import optim, viz
 
 __all__ = [
     "BertModel",
     "Dropout",
     "Embedding",
     "FeedForward",
+    "Gradients",
     "LayerNorm",
     "Linear",
     "Mask",
@@ -88,6 +93,7 @@ __all__ = [
     "bias",
     "block",
     "causal",
+    "cross_entropy",
     "documents",
     "from_hf_attention_mask",
     "from_keras_mask",

@@ -587,3 +587,34 @@ class WordPieceTokenizer:
     def unk_id(self) -> int: ...
     @property
     def mask_id(self) -> int: ...
+
+# ---- training (the optimizers, schedules and checkpoints: maskattn.optim) -------
+
+def cross_entropy(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: Literal["mean", "sum"] = "mean",
+    grad: bool = True,
+) -> tuple[float, npt.NDArray[np.float32] | None]:
+    """torch.nn.functional.cross_entropy with class indices, classes last: logits
+    (*, C) float32, targets (*) in [0, C) or ignore_index. Returns (loss, dlogits),
+    dlogits the gradient of the loss (None with grad=False). Every target ignored:
+    loss 0 and zero gradient (torch's mean: NaN)."""
+
+class Gradients:
+    """One gradient array per parameter of a module (zeros at first): what a backward
+    pass adds into and what an optimizer's step() reads."""
+
+    def __init__(self, module: Module) -> None: ...
+    def state_dict(self) -> dict[str, npt.NDArray[np.float32]]:
+        """Gradients by parameter name, as arrays sharing the gradients' memory."""
+    def zero(self) -> None:
+        """Sets every gradient to 0."""
+    def norm(self) -> float:
+        """The global L2 norm over every gradient."""
+    def clip_norm(self, max_norm: float) -> float:
+        """torch.nn.utils.clip_grad_norm_: scales every gradient by max_norm / (norm +
+        1e-6) when the norm exceeds max_norm; returns the norm before clipping."""

@@ -330,7 +330,10 @@ nb::object to_numpy(Tensor<T>&& t) {
 }
 
 template nb::object to_numpy<bool>(Tensor<bool>&&);
-template nb::object to_numpy<float>(Tensor<float>&&);
+template nb::object to_numpy<uint8_t>(Tensor<uint8_t>&&);
+template nb::object to_numpy<int32_t>(Tensor<int32_t>&&);
 template nb::object to_numpy<int64_t>(Tensor<int64_t>&&);
+template nb::object to_numpy<float>(Tensor<float>&&);
+template nb::object to_numpy<double>(Tensor<double>&&);
 
 }  // namespace maskattn::python

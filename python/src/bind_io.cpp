@@ -18,14 +18,13 @@
 #include "maskattn/io/safetensors.hpp"
 
 namespace maskattn::python {
-namespace {
 
-// str, bytes or os.PathLike, as the bytes the file system takes
-// (os.fsencode: what open() does with a path).
 std::string read_path(nb::handle path) {
   const auto b = nb::cast<nb::bytes>(nb::module_::import_("os").attr("fsencode")(path));
   return std::string(b.c_str(), b.size());
 }
+
+namespace {
 
 nb::dlpack::dtype dlpack_dtype(DType t) {
   switch (t) {

@@ -26,6 +26,11 @@ void bind_nn(nb::module_& m);         // the modules: Linear ... MultiheadAttent
 void bind_text(nb::module_& m);       // WordPieceTokenizer
 void bind_models(nb::module_& m);     // BertModel, SentenceEncoder
 void bind_viz(nb::module_& m);        // the submodule viz: pictures as PNG bytes and HTML
+void bind_train(nb::module_& m);      // cross_entropy(), Gradients, the submodule optim
+
+// str, bytes or os.PathLike, as the bytes the file system takes (os.fsencode:
+// what open() does with a path).
+std::string read_path(nb::handle path);
 
 // Runs f(). The C++ API gathers options in a struct and its errors name them
 // "<prefix><name>" ("opts.scale"); in Python they are keyword arguments, so an

@@ -16,6 +16,7 @@ NB_MODULE(_maskattn, m) {
   using maskattn::python::bind_models;
   using maskattn::python::bind_nn;
   using maskattn::python::bind_text;
+  using maskattn::python::bind_train;
   using maskattn::python::bind_viz;
 
   m.doc() = "maskattn: Transformer attention with masks (C++ core).";
@@ -39,4 +40,5 @@ NB_MODULE(_maskattn, m) {
   bind_text(m);
   bind_models(m);
   bind_viz(m);
+  bind_train(m);
 }

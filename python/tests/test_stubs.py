@@ -354,3 +354,63 @@ def test_viz_function_parameters_and_docstrings_match_the_runtime(viz_stub, name
     assert comparable(stub_params(d)) == comparable(runtime), f"viz.{name}"
     assert doc and doc.strip(), f"viz.{name} has no docstring"
     assert ast.get_docstring(d), f"viz.{name} has no docstring in the stub"
+
+
+# ---- maskattn.optim (optim.py, described by optim.pyi) ----------------------
+
+OPTIM_STUB_PATH = pathlib.Path(maskattn.__file__).parent / "optim.pyi"
+OPTIM_CLASSES = sorted(
+    n for n in maskattn.optim.__all__ if isinstance(getattr(maskattn.optim, n), type)
+)
+OPTIM_FUNCTIONS = sorted(set(maskattn.optim.__all__) - set(OPTIM_CLASSES))
+OPTIM_METHODS = [
+    (c, m) for c in OPTIM_CLASSES for m in runtime_methods(getattr(maskattn.optim, c))
+]
+
+
+@pytest.fixture(scope="module")
+def optim_stub() -> ast.Module:
+    assert OPTIM_STUB_PATH.is_file(), f"no stub next to maskattn/optim.py: {OPTIM_STUB_PATH}"
+    return ast.parse(OPTIM_STUB_PATH.read_text(encoding="utf-8"), filename=str(OPTIM_STUB_PATH))
+
+
+def test_optim_stub_declares_exactly_the_public_names(optim_stub):
+    declared = set(stub_functions(optim_stub.body)) | {
+        n.name for n in optim_stub.body if isinstance(n, ast.ClassDef)
+    }
+    assert declared == set(maskattn.optim.__all__)
+    for name in maskattn.optim.__all__:
+        assert getattr(maskattn.optim, name) is getattr(ext.optim, name), name
+    assert {"Adam", "AdamW"} <= set(OPTIM_CLASSES)
+
+
+@pytest.mark.parametrize("name", OPTIM_FUNCTIONS)
+def test_optim_function_parameters_and_docstrings_match_the_runtime(optim_stub, name):
+    (d,) = stub_functions(optim_stub.body)[name]
+    fn = getattr(maskattn.optim, name)
+    (runtime,) = runtime_overloads(fn)
+    assert comparable(stub_params(d)) == comparable(runtime), f"optim.{name}"
+    assert fn.__nb_signature__[0][1].strip(), f"optim.{name} has no docstring"
+    assert ast.get_docstring(d), f"optim.{name} has no docstring in the stub"
+
+
+@pytest.mark.parametrize(("cls", "method"), OPTIM_METHODS)
+def test_optim_method_parameters_match_the_runtime(optim_stub, cls, method):
+    defs = stub_functions(stub_class(optim_stub, cls).body).get(method)
+    assert defs, f"optim.{cls}.{method} not in the stub"
+    (runtime,) = runtime_overloads(getattr(getattr(maskattn.optim, cls), method))
+    for d in defs:
+        assert comparable(drop_self(stub_params(d))) == comparable(drop_self(runtime))
+
+
+@pytest.mark.parametrize("cls", OPTIM_CLASSES)
+def test_optim_class_members_match_the_runtime(optim_stub, cls):
+    runtime = getattr(maskattn.optim, cls)
+    members = stub_members(optim_stub, cls)
+    stub_props = {fn.name for defs in members.values() for fn in defs if is_property(fn)}
+    assert stub_props == runtime_properties(runtime)
+    runtime_public = {n for n in dir(runtime) if not n.startswith("_")}
+    assert runtime_public <= set(members), runtime_public - set(members)
+    assert set(members) <= set(dir(runtime)), set(members) - set(dir(runtime))
+    assert runtime.__doc__ and runtime.__doc__.strip()
+    assert ast.get_docstring(stub_class(optim_stub, cls))

@@ -139,6 +139,41 @@ void Module::seed(uint64_t seed) {
   });
 }
 
+void Module::visit_modules(const std::string& name,
+                           const std::function<void(const std::string&, Module&)>& fn) {
+  fn(name, *this);
+  for_each_child([&](const std::string& child_name, Module& child) {
+    child.visit_modules(name.empty() ? child_name : name + "." + child_name, fn);
+  });
+}
+
+std::vector<Module::RandomStream> Module::random_state() const {
+  std::vector<RandomStream> out;
+  const_cast<Module*>(this)->visit_modules("", [&](const std::string& name, Module& m) {
+    out.push_back({name, m.seed_, m.draws_.n.load()});
+  });
+  return out;
+}
+
+void Module::set_random_state(const std::vector<RandomStream>& state) {
+  std::vector<Module*> modules;
+  std::size_t i = 0;
+  visit_modules("", [&](const std::string& name, Module& m) {
+    if (i < state.size() && state[i].module != name)
+      throw Error(fmt::format("random state[{}]", i), fmt::format("module \"{}\"", name),
+                  fmt::format("module \"{}\"", state[i].module));
+    modules.push_back(&m);
+    ++i;
+  });
+  if (state.size() != modules.size())
+    throw Error("random state", fmt::format("{} modules (this module's tree)", modules.size()),
+                fmt::format("{}", state.size()));
+  for (i = 0; i < modules.size(); ++i) {
+    modules[i]->seed_ = state[i].seed;
+    modules[i]->draws_.n.store(state[i].draws);
+  }
+}
+
 uint64_t Module::next_draw_seed() const noexcept {
   return detail::counter_hash(seed_, draws_.n.fetch_add(1));
 }

@@ -66,6 +66,21 @@ class Module {
   void seed(uint64_t seed);
   uint64_t seed_value() const noexcept { return seed_; }
 
+  // Where the random streams of this module and of every module below it
+  // stand: each one's dotted name ("" for this one), seed and draws taken, in
+  // for_each_child order. A checkpoint saves it, so a resumed run draws the
+  // dropout masks a run without the break would have drawn.
+  struct RandomStream {
+    std::string module;
+    uint64_t seed = 0;
+    uint64_t draws = 0;
+  };
+  std::vector<RandomStream> random_state() const;
+  // Restores random_state() (of a module of the same structure); Error naming
+  // the first module whose name differs, or the count. Nothing is changed
+  // unless all match.
+  void set_random_state(const std::vector<RandomStream>& state);
+
  protected:
   Module();
   Module(const Module&) = default;
@@ -89,6 +104,9 @@ class Module {
   // fn(full dotted name, parameter) for this module's parameters, then its
   // children's, recursively.
   void visit_params(const std::string& prefix, const ParamFn& fn);
+  // fn(full dotted name, module) for this module, then its children, recursively.
+  void visit_modules(const std::string& name,
+                     const std::function<void(const std::string&, Module&)>& fn);
 
   // Copyable atomic counter (copies start from the same count).
   struct DrawCounter {
