@@ -58,23 +58,43 @@ template <int KB, int NV>
 HWY_INLINE void AccumulateRowsBlock(const float* HWY_RESTRICT w, int64_t nq,
                                     const float* HWY_RESTRICT r, int64_t rs,
                                     float* HWY_RESTRICT acc, int64_t as) {
+  static_assert(NV >= 1 && NV <= 4, "one to four column vectors");
   const DF d;
   const size_t n = hn::Lanes(d);
   const int64_t bq = QueryBlockSize();
-  VF a[KB][NV];
-  for (int kk = 0; kk < KB; ++kk)
-    for (int v = 0; v < NV; ++v) a[kk][v] = hn::Load(d, acc + kk * as + v * n);
+  // One array per column vector (not a 2-D one): gcc then keeps them in registers.
+  VF a0[KB], a1[KB], a2[KB], a3[KB];
+#pragma GCC unroll 8
+  for (int kk = 0; kk < KB; ++kk) {
+    float* row = acc + kk * as;
+    a0[kk] = hn::Load(d, row);
+    if constexpr (NV > 1) a1[kk] = hn::Load(d, row + n);
+    if constexpr (NV > 2) a2[kk] = hn::Load(d, row + 2 * n);
+    if constexpr (NV > 3) a3[kk] = hn::Load(d, row + 3 * n);
+  }
   for (int64_t q = 0; q < nq; ++q) {
-    VF rv[NV];
-    for (int v = 0; v < NV; ++v) rv[v] = hn::Load(d, r + q * rs + v * n);
-#pragma GCC unroll 6
+    const float* rq = r + q * rs;
+    const VF r0 = hn::Load(d, rq);
+    const VF r1 = NV > 1 ? hn::Load(d, rq + n) : r0;
+    const VF r2 = NV > 2 ? hn::Load(d, rq + 2 * n) : r0;
+    const VF r3 = NV > 3 ? hn::Load(d, rq + 3 * n) : r0;
+#pragma GCC unroll 8
     for (int kk = 0; kk < KB; ++kk) {
       const VF wb = hn::Set(d, w[kk * bq + q]);
-      for (int v = 0; v < NV; ++v) a[kk][v] = hn::MulAdd(wb, rv[v], a[kk][v]);
+      a0[kk] = hn::MulAdd(wb, r0, a0[kk]);
+      if constexpr (NV > 1) a1[kk] = hn::MulAdd(wb, r1, a1[kk]);
+      if constexpr (NV > 2) a2[kk] = hn::MulAdd(wb, r2, a2[kk]);
+      if constexpr (NV > 3) a3[kk] = hn::MulAdd(wb, r3, a3[kk]);
     }
   }
-  for (int kk = 0; kk < KB; ++kk)
-    for (int v = 0; v < NV; ++v) hn::Store(a[kk][v], d, acc + kk * as + v * n);
+#pragma GCC unroll 8
+  for (int kk = 0; kk < KB; ++kk) {
+    float* row = acc + kk * as;
+    hn::Store(a0[kk], d, row);
+    if constexpr (NV > 1) hn::Store(a1[kk], d, row + n);
+    if constexpr (NV > 2) hn::Store(a2[kk], d, row + 2 * n);
+    if constexpr (NV > 3) hn::Store(a3[kk], d, row + 3 * n);
+  }
 }
 
 template <int NV>
@@ -85,19 +105,37 @@ HWY_INLINE void AccumulateRowsColumns(const float* HWY_RESTRICT w, int64_t nk, i
   int64_t j = 0;
   for (; j + kRowBlock <= nk; j += kRowBlock)
     AccumulateRowsBlock<kRowBlock, NV>(w + j * bq, nq, r, width, acc + j * width, width);
+  for (; j + 4 <= nk; j += 4)
+    AccumulateRowsBlock<4, NV>(w + j * bq, nq, r, width, acc + j * width, width);
+  for (; j + 2 <= nk; j += 2)
+    AccumulateRowsBlock<2, NV>(w + j * bq, nq, r, width, acc + j * width, width);
   for (; j < nk; ++j) AccumulateRowsBlock<1, NV>(w + j * bq, nq, r, width, acc + j * width, width);
 }
 
 // acc (nk, width) += w^T r: w (nk, Bq) lane weights of queries [0, nq), r
 // (Bq, width) rows, width a multiple of the lanes (rows zero-padded).
-HWY_INLINE void AccumulateRows(const float* HWY_RESTRICT w, int64_t nk, int64_t nq,
-                               const float* HWY_RESTRICT r, int64_t width,
-                               float* HWY_RESTRICT acc) {
+//
+// This and the tile's other products are functions of their own, not
+// inlined into the task: inlined, gcc spilled the micro-kernels'
+// accumulators to the stack and the backward took twice the time.
+HWY_NOINLINE void AccumulateRows(const float* HWY_RESTRICT w, int64_t nk, int64_t nq,
+                                 const float* HWY_RESTRICT r, int64_t width,
+                                 float* HWY_RESTRICT acc) {
   const int64_t n = static_cast<int64_t>(hn::Lanes(DF()));
   int64_t x = 0;
   for (; x + 4 * n <= width; x += 4 * n) AccumulateRowsColumns<4>(w, nk, nq, r + x, width, acc + x);
   for (; x + 2 * n <= width; x += 2 * n) AccumulateRowsColumns<2>(w, nk, nq, r + x, width, acc + x);
   for (; x < width; x += n) AccumulateRowsColumns<1>(w, nk, nq, r + x, width, acc + x);
+}
+
+// st (nk, Bq) = k qt and dqt (D, Bq) += k^T ds: the forward's micro-kernels.
+HWY_NOINLINE void TileScores(const float* HWY_RESTRICT qt, int64_t dim, const float* k, int64_t ks,
+                             int64_t nk, float* HWY_RESTRICT st) {
+  Scores(qt, dim, k, ks, nk, st);
+}
+HWY_NOINLINE void TileDq(const float* HWY_RESTRICT ds, int64_t nk, const float* k, int64_t ks,
+                         int64_t dim, float* HWY_RESTRICT dqt) {
+  Pv(ds, nk, k, ks, dim, dqt);
 }
 
 // st = 2^(st - lse2) for nk keys: the probabilities from the saved
@@ -158,8 +196,8 @@ HWY_INLINE void SoftmaxBackward(const float* HWY_RESTRICT st, float* HWY_RESTRIC
 }
 
 template <bool kCap>
-HWY_INLINE void SoftmaxBackwardFor(Multiplier mult, const float* st, float* dpt, float* mb,
-                                   float head, const float* dd, const float* ut, int64_t nk) {
+HWY_NOINLINE void SoftmaxBackwardFor(Multiplier mult, const float* st, float* dpt, float* mb,
+                                     float head, const float* dd, const float* ut, int64_t nk) {
   switch (mult) {
     case Multiplier::None:
       SoftmaxBackward<Multiplier::None, kCap>(st, dpt, mb, head, dd, ut, nk);
@@ -267,7 +305,7 @@ void BackwardTaskImpl(const BackwardCall& bc, const FlashTiles& tiles, const Bac
         if (cls == TileClass::Empty) continue;
         if (cls == TileClass::Partial) cls = TrimTile(*c.mask, t.b, h, q0, q1, k0, k1);
         const int64_t nk = k1 - k0;
-        Scores(ops.qt + qb * c.d * bq, c.d, k.row(k0), k.stride, nk, st);
+        TileScores(ops.qt + qb * c.d * bq, c.d, k.row(k0), k.stride, nk, st);
         if (cls == TileClass::Partial || tf.bias) {
           // Mask values only where the tile is cut: rows [ka, k1).
           const int64_t ka = tf.bias ? k0 : FullPrefix(*c.mask, t.b, h, q0, q1, k0, k1),
@@ -280,7 +318,7 @@ void BackwardTaskImpl(const BackwardCall& bc, const FlashTiles& tiles, const Bac
           tf.finish(st, nk * bq, nullptr, ut);
         }
         Probabilities(st, nk, ops.lse2 + qb * bq);
-        Scores(ops.gt + qb * c.dv * bq, c.dv, v.row(k0), v.stride, nk, dpt);
+        TileScores(ops.gt + qb * c.dv * bq, c.dv, v.row(k0), v.stride, nk, dpt);
         if (mult == Multiplier::Tile) {
           std::fill(mb, mb + nk * bq, head);
           ApplyDropout(c, t.b, h, q0, nq, k0, nk, mb);
@@ -294,7 +332,7 @@ void BackwardTaskImpl(const BackwardCall& bc, const FlashTiles& tiles, const Bac
                        dv_acc + (own * bk + k0 - tile0) * dvp);
         AccumulateRows(dpt, nk, nq, ops.qr + qb * bq * dp, dp,
                        dk_acc + (own * bk + k0 - tile0) * dp);
-        Pv(dpt, nk, k.row(k0), k.stride, c.d, dqt + qb * c.d * bq);
+        TileDq(dpt, nk, k.row(k0), k.stride, c.d, dqt + qb * c.d * bq);
       }
     }
     // dq = scale dqt^T: this head's rows, or its share of them.
