@@ -6,7 +6,6 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/gemm.hpp"
 #include "maskattn/attention.hpp"
 #include "nn/attention_masks.hpp"
 #include "nn/init.hpp"
@@ -17,7 +16,6 @@ namespace maskattn::nn {
 namespace {
 
 using maskattn::detail::Arena;
-using maskattn::detail::gemm;
 using maskattn::detail::thread_arena;
 
 // weights is what `call` asks for: (N, 1 or H, L, S').
@@ -39,11 +37,6 @@ void check_no_extra_keys(const MultiheadAttentionOptions& o, const char* what) {
                 "a module without add_bias_kv and add_zero_attn", "one with them");
 }
 
-// A Saved tensor of `shape`: its storage kept when it has that shape.
-void reuse_or_resize(Tensor<float>& t, const std::vector<int64_t>& shape) {
-  if (t.shape() != shape || t.data() == nullptr) t = Tensor<float>(shape);
-}
-
 // keys (N, Hkv, S', D) -> its first s keys (N, Hkv, s, D).
 template <class T>
 View<T, 4> first_keys(const View<T, 4>& keys, int64_t s) {
@@ -60,33 +53,11 @@ void save_head_mask(const AnyView& head_mask, Tensor<float>& saved) {
   }
   if (!head_mask.is_float())
     throw Error("head_mask", "float32 or float64 multipliers (H) or (N, H)", head_mask.describe());
-  reuse_or_resize(saved, head_mask.shape);
+  ensure_shape(saved, head_mask.shape);
   float* to = saved.data();
   for_each_index(head_mask.shape, [&](std::span<const int64_t> index) {
     *to++ = static_cast<float>(head_mask.at(index));
   });
-}
-
-// The backward of y = x W^T + b (project()) for dy (N, out): dx (N, in) = dy W
-// (added to dx when accumulate_dx), dweight (out, in) += dy^T x, dbias (out)
-// += the column sums of dy (in double). Empty dx, null dweight or dbias: not
-// wanted.
-void project_backward(View<const float, 2> x, const float* weight, View<const float, 2> dy,
-                      View<float, 2> dx, float* dweight, float* dbias, bool accumulate_dx) {
-  const int64_t rows = dy.size(0), out = dy.size(1), in = x.size(1);
-  if (rows == 0) return;
-  if (dx.data() != nullptr)
-    gemm(false, false, rows, in, out, 1.0f, dy.data(), dy.stride(0), weight, in,
-         accumulate_dx ? 1.0f : 0.0f, dx.data(), dx.stride(0));
-  if (dweight != nullptr)
-    gemm(true, false, out, in, rows, 1.0f, dy.data(), dy.stride(0), x.data(), x.stride(0), 1.0f,
-         dweight, in);
-  if (dbias != nullptr)
-    for (int64_t c = 0; c < out; ++c) {
-      double sum = 0.0;
-      for (int64_t r = 0; r < rows; ++r) sum += dy(r, c);
-      dbias[c] += static_cast<float>(sum);
-    }
 }
 
 bool same_view(const View<float, 3>& a, const View<float, 3>& b) {
@@ -274,7 +245,7 @@ void MultiheadAttention::forward_impl(View<const float, 3> query, View<const flo
   View<const float, 4> v4 = detail::heads(v_rows, ldkv, 0, ks, hkv, d);
   if (saved != nullptr) {
     // The training forward attends from its saved copies, per head.
-    reuse_or_resize(saved->q, {n, h, l, d});
+    ensure_shape(saved->q, {n, h, l, d});
     detail::copy_heads(q4, saved->q.view<4>());
     q4 = saved->q.view<4>();
   }
@@ -284,8 +255,8 @@ void MultiheadAttention::forward_impl(View<const float, 3> query, View<const flo
   if (s2 != s || saved != nullptr) {
     View<float, 4> k_ext, v_ext;  // (N, Hkv, S', D)
     if (saved != nullptr) {
-      reuse_or_resize(saved->k, {n, hkv, s2, d});
-      reuse_or_resize(saved->v, {n, hkv, s2, d});
+      ensure_shape(saved->k, {n, hkv, s2, d});
+      ensure_shape(saved->v, {n, hkv, s2, d});
       k_ext = saved->k.view<4>(), v_ext = saved->v.view<4>();
     } else {
       k_ext = View<float, 4>(frame.alloc<float>(n * hkv * s2 * d), {n, hkv, s2, d});
@@ -381,8 +352,8 @@ void MultiheadAttention::attend_heads(View<const float, 4> q4, View<const float,
   float* attn_rows = nullptr;
   View<float, 3> lse;  // (N, H, L), for the backward
   if (saved != nullptr) {
-    reuse_or_resize(saved->attn, {qs.rows(), e});
-    reuse_or_resize(saved->lse, {n, h, l});
+    ensure_shape(saved->attn, {qs.rows(), e});
+    ensure_shape(saved->lse, {n, h, l});
     attn_rows = saved->attn.data();
     lse = saved->lse.view<3>();
   } else {
@@ -469,9 +440,8 @@ void MultiheadAttention::backward(View<const float, 3> query, View<const float, 
   // ---- out_proj: d_attn = dout W_o; dW_o += dout^T attn; db_o += sum dout ------
   const View<const float, 2> attn(saved.attn.data(), {qs.rows(), e});  // (L*N, E)
   float* d_attn = frame.alloc<float>(qs.rows() * e);                   // (L*N, E)
-  project_backward(attn, out_proj_.weight().data(), detail::as_rows(dout, frame),
-                   View<float, 2>(d_attn, {qs.rows(), e}), grads[out_proj_.weight()].data(),
-                   out_proj_.has_bias() ? grads[out_proj_.bias()].data() : nullptr, false);
+  out_proj_.backward(attn, {}, detail::as_rows(dout, frame), View<float, 2>(d_attn, {qs.rows(), e}),
+                     grads);
 
   // ---- attention: dq as rows like q's, dk and dv as rows like k's ---------------
   float* dq = frame.alloc<float>(qs.rows() * e);    // (L*N, E)
@@ -545,8 +515,8 @@ void MultiheadAttention::backward(View<const float, 3> query, View<const float, 
     if (done[i]) continue;
     const Input& in = inputs[i];
     if (in.dx.empty()) {
-      project_backward(detail::as_rows(in.x, frame), in.weight, in.dy, {}, in.dweight, in.dbias,
-                       false);
+      detail::project_backward(detail::as_rows(in.x, frame), in.weight, in.dy, {}, in.dweight,
+                               in.dbias, false);
       continue;
     }
     // Every input whose dx is this same view adds into it (self-attention).
@@ -555,8 +525,8 @@ void MultiheadAttention::backward(View<const float, 3> query, View<const float, 
       for (std::size_t j = i; j < inputs.size(); ++j) {
         const Input& other = inputs[j];
         if (done[j] || !same_view(other.dx, in.dx)) continue;
-        project_backward(detail::as_rows(other.x, frame), other.weight, other.dy, dx_rows,
-                         other.dweight, other.dbias, !first);
+        detail::project_backward(detail::as_rows(other.x, frame), other.weight, other.dy, dx_rows,
+                                 other.dweight, other.dbias, !first);
         first = false;
         done[j] = true;
       }
