@@ -188,12 +188,19 @@ class Module:
     def num_parameters(self) -> int:
         """Number of parameter values."""
 
+# What forward_backward returns: (output, grad_input, grads), grads the
+# gradient of every parameter by state_dict name (from zero on each call).
+Grads = dict[str, npt.NDArray[np.float32]]
+ForwardBackward = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], Grads]
+
 class Linear(Module):
     """torch.nn.Linear: y = x W^T + b, weight (out_features, in_features)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None: ...
     def __call__(self, input: ArrayLike) -> npt.NDArray[np.float32]:
         """input (*, in_features) -> (*, out_features)."""
+    def forward_backward(self, input: ArrayLike, grad_output: ArrayLike) -> ForwardBackward:
+        """The forward and the backward of grad_output: (output, grad_input, grads)."""
     @property
     def in_features(self) -> int: ...
     @property
@@ -211,6 +218,8 @@ class LayerNorm(Module):
     ) -> None: ...
     def __call__(self, input: ArrayLike) -> npt.NDArray[np.float32]:
         """input (*, normalized_shape) -> same shape."""
+    def forward_backward(self, input: ArrayLike, grad_output: ArrayLike) -> ForwardBackward:
+        """The forward and the backward of grad_output: (output, grad_input, grads)."""
 
 class Dropout(Module):
     """torch.nn.Dropout (inverted; reproducible from seed())."""
@@ -218,8 +227,26 @@ class Dropout(Module):
     def __init__(self, p: float = 0.5) -> None: ...
     def __call__(self, input: ArrayLike) -> npt.NDArray[np.float32]:
         """Zeroes elements with probability p in training mode; identity in eval mode."""
+    def forward_backward(self, input: ArrayLike, grad_output: ArrayLike) -> ForwardBackward:
+        """The forward and its backward (the same mask): (output, grad_input, {})."""
     @property
     def p(self) -> float: ...
+
+class FeedForward(Module):
+    """linear2(dropout(activation(linear1(x)))), torch's "linear1.*" / "linear2.*" names."""
+
+    def __init__(
+        self,
+        d_model: int,
+        dim_feedforward: int,
+        activation: Literal["relu", "gelu"] = "relu",
+        dropout: float = 0.1,
+        bias: bool = True,
+    ) -> None: ...
+    def __call__(self, input: ArrayLike) -> npt.NDArray[np.float32]:
+        """input (*, d_model) -> same shape."""
+    def forward_backward(self, input: ArrayLike, grad_output: ArrayLike) -> ForwardBackward:
+        """The forward and the backward of grad_output: (output, grad_input, grads)."""
 
 class Embedding(Module):
     """torch.nn.Embedding, with the original Transformer's sqrt(d) scale as an option."""
@@ -234,6 +261,16 @@ class Embedding(Module):
     ) -> None: ...
     def __call__(self, input: ArrayLike) -> npt.NDArray[np.float32]:
         """ids (*) -> (*, embedding_dim)."""
+    def forward_backward(
+        self, input: ArrayLike, grad_output: ArrayLike
+    ) -> tuple[npt.NDArray[np.float32], None, Grads]:
+        """The lookup and its backward: (output, None, grads); padding_idx's row gets none."""
+    def unembed(self, input: ArrayLike) -> npt.NDArray[np.float32]:
+        """The tied output layer: input (*, embedding_dim) -> logits (*, num_embeddings)."""
+    def unembed_forward_backward(
+        self, input: ArrayLike, grad_output: ArrayLike
+    ) -> ForwardBackward:
+        """unembed and its backward: (logits, grad_input, {"weight": its share})."""
     @property
     def num_embeddings(self) -> int: ...
     @property
@@ -247,6 +284,10 @@ class PositionalEncoding(Module):
         self, x: ArrayLike, *, batch_first: bool = False, offset: int = 0
     ) -> npt.NDArray[np.float32]:
         """x (L, N, d_model) or (N, L, d_model) -> dropout(x + PE[offset + position])."""
+    def forward_backward(
+        self, x: ArrayLike, grad_output: ArrayLike, *, batch_first: bool = False, offset: int = 0
+    ) -> ForwardBackward:
+        """The forward and its backward (the dropout's): (output, grad_x, {})."""
 
 # A mask argument of a module: what torch takes there (bool True = masked, or
 # float additive), or any maskattn.Mask.

@@ -3,6 +3,14 @@
 // tensors, float32, batched (3-D) or unbatched (2-D) as torch takes them; a
 // mask argument takes what torch takes there (bool True = masked, or float
 // additive) or any maskattn.Mask. Results are new numpy arrays.
+//
+// Training (include/maskattn/nn/gradients.hpp) shows in Python as one call per
+// module, forward_backward(inputs..., grad_output, ...): the forward in the
+// module's mode (dropout active in training mode) keeping what the backward
+// needs, then the backward of grad_output, returning (output, grad_input,
+// grads): grad_input shaped like the input (a tuple for several inputs, None
+// for integer ids) and grads {parameter name: gradient} by state_dict names,
+// from zero (nothing accumulates across calls).
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
@@ -17,6 +25,8 @@
 #include "arrays.hpp"
 #include "bindings.hpp"
 #include "maskattn/nn/embedding.hpp"
+#include "maskattn/nn/feed_forward.hpp"
+#include "maskattn/nn/gradients.hpp"
 #include "maskattn/nn/layer_norm.hpp"
 #include "maskattn/nn/linear.hpp"
 #include "maskattn/nn/multihead_attention.hpp"
@@ -142,6 +152,24 @@ nb::tuple load_state_dict_py(Module& m, nb::dict state, bool strict) {
   }
   const Module::LoadResult r = m.load_state_dict(views, strict);
   return nb::make_tuple(r.missing_keys, r.unexpected_keys);
+}
+
+// The gradients of forward_backward: {name: new float32 array}.
+nb::dict gradients_py(const nn::Gradients& grads) {
+  nb::dict out;
+  for (const nn::Gradients::Entry& e : grads.entries())
+    out[e.name.c_str()] = to_numpy(Tensor<float>(e.grad));
+  return out;
+}
+
+// grad_output must have the forward's output shape.
+ArrayArg read_grad_output(nb::handle obj, const std::vector<int64_t>& shape) {
+  ArrayArg a = read_array(obj, "grad_output", "a float32 array shaped like the output");
+  if (a.view.dtype != DType::Float32 || a.view.shape != shape)
+    throw Error("grad_output",
+                fmt::format("a float32 array {} (the output's shape)", shape_string(shape)),
+                a.view.describe());
+  return a;
 }
 
 void bind_module_base(nb::module_& m) {
@@ -285,28 +313,85 @@ Tensor<float> tokens_out(const AnyView& in, int64_t width) {
   return Tensor<float>(shape);
 }
 
-// module.forward on the rows of input (*, in_width) -> (*, out_width); widths
-// default to the input's last dimension (a module that keeps the width).
-template <class M>
-nb::object token_call(const M& module, nb::handle input, std::optional<int64_t> in_width = {},
-                      std::optional<int64_t> out_width = {}) {
-  const ArrayArg a = read_array(
-      input, "input",
-      fmt::format("a float32 array (*, {})", in_width ? std::to_string(*in_width) : "D"));
+// The rows of input (*, in_width), in_width defaulting to the input's last
+// dimension; `copy` holds them when the array's layout needs one.
+View<const float, 2> read_token_rows(const ArrayArg& a, std::optional<int64_t>& in_width,
+                                     Tensor<float>& copy) {
   if (!in_width) {
     if (a.view.rank() < 1) throw Error("input", "an array of rank >= 1", a.view.describe());
     in_width = a.view.shape.back();
   }
-  if (!out_width) out_width = in_width;
+  return token_rows(a, "input", *in_width, copy);
+}
+
+std::string token_dims(std::optional<int64_t> width) {
+  return fmt::format("a float32 array (*, {})", width ? std::to_string(*width) : "D");
+}
+
+// forward(x, y) on the rows of input (*, in_width) -> (*, out_width); widths
+// default to the input's last dimension (a module that keeps the width).
+template <class Forward>
+nb::object token_apply(Forward forward, nb::handle input, std::optional<int64_t> in_width = {},
+                       std::optional<int64_t> out_width = {}) {
+  const ArrayArg a = read_array(input, "input", token_dims(in_width));
   Tensor<float> copy;
-  const View<const float, 2> x = token_rows(a, "input", *in_width, copy);
+  const View<const float, 2> x = read_token_rows(a, in_width, copy);
+  if (!out_width) out_width = in_width;
   Tensor<float> out = tokens_out(a.view, *out_width);
   {
     nb::gil_scoped_release release;
-    module.forward(x, View<float, 2>(out.data(), {x.size(0), *out_width}));
+    forward(x, View<float, 2>(out.data(), {x.size(0), *out_width}));
   }
   return to_numpy(std::move(out));
 }
+
+template <class M>
+nb::object token_call(const M& module, nb::handle input, std::optional<int64_t> in_width = {},
+                      std::optional<int64_t> out_width = {}) {
+  return token_apply([&module](View<const float, 2> x, View<float, 2> y) { module.forward(x, y); },
+                     input, in_width, out_width);
+}
+
+// forward_backward of a per-token module (gradients of `module`): input
+// (*, in_width), grad_output (*, out_width), widths as token_apply's.
+// run(x, y, dy, dx, grads) is the forward keeping its Saved, then the backward.
+template <class Run>
+nb::tuple token_forward_backward(Module& module, nb::handle input, nb::handle grad_output,
+                                 std::optional<int64_t> in_width, std::optional<int64_t> out_width,
+                                 Run run) {
+  const ArrayArg a = read_array(input, "input", token_dims(in_width));
+  Tensor<float> copy, dy_copy;
+  const View<const float, 2> x = read_token_rows(a, in_width, copy);
+  if (!out_width) out_width = in_width;
+  Tensor<float> out = tokens_out(a.view, *out_width);
+  const ArrayArg g = read_grad_output(grad_output, out.shape());
+  const View<const float, 2> dy = token_rows(g, "grad_output", *out_width, dy_copy);
+  Tensor<float> dx = tokens_out(a.view, *in_width);
+  nn::Gradients grads(module);
+  {
+    nb::gil_scoped_release release;
+    run(x, View<float, 2>(out.data(), {x.size(0), *out_width}), dy,
+        View<float, 2>(dx.data(), {x.size(0), *in_width}), grads);
+  }
+  return nb::make_tuple(to_numpy(std::move(out)), to_numpy(std::move(dx)), gradients_py(grads));
+}
+
+// run() of a module with the usual forward(x, y, saved) and
+// backward(x, saved, dy, dx, grads).
+template <class M>
+auto train_step(const M& m) {
+  return [&m](View<const float, 2> x, View<float, 2> y, View<const float, 2> dy, View<float, 2> dx,
+              nn::Gradients& grads) {
+    typename M::Saved saved;
+    m.forward(x, y, saved);
+    m.backward(x, saved, dy, dx, grads);
+  };
+}
+
+constexpr const char* kForwardBackwardDoc =
+    "The forward (in the module's mode) and the backward of grad_output (shaped\n"
+    "like the output): returns (output, grad_input, grads), grads the gradient of\n"
+    "every parameter by state_dict name.";
 
 void bind_token_modules(nb::module_& m) {
   nb::class_<nn::Linear, Module>(m, "Linear", "torch.nn.Linear: y = x W^T + b, weight (out, in).")
@@ -317,6 +402,13 @@ void bind_token_modules(nb::module_& m) {
             return token_call(l, input, l.in_features(), l.out_features());
           },
           "input"_a, "input (*, in_features) -> (*, out_features).")
+      .def(
+          "forward_backward",
+          [](nn::Linear& l, nb::handle input, nb::handle grad_output) {
+            return token_forward_backward(l, input, grad_output, l.in_features(), l.out_features(),
+                                          train_step(l));
+          },
+          "input"_a, "grad_output"_a, kForwardBackwardDoc)
       .def_prop_ro("in_features", &nn::Linear::in_features)
       .def_prop_ro("out_features", &nn::Linear::out_features);
 
@@ -342,7 +434,14 @@ void bind_token_modules(nb::module_& m) {
           [](const nn::LayerNorm& n, nb::handle input) {
             return token_call(n, input, n.normalized_shape());
           },
-          "input"_a, "input (*, normalized_shape) -> same shape.");
+          "input"_a, "input (*, normalized_shape) -> same shape.")
+      .def(
+          "forward_backward",
+          [](nn::LayerNorm& n, nb::handle input, nb::handle grad_output) {
+            const int64_t d = n.normalized_shape();
+            return token_forward_backward(n, input, grad_output, d, d, train_step(n));
+          },
+          "input"_a, "grad_output"_a, kForwardBackwardDoc);
 
   nb::class_<nn::Dropout, Module>(m, "Dropout",
                                   "torch.nn.Dropout (inverted; reproducible from seed()).")
@@ -352,7 +451,48 @@ void bind_token_modules(nb::module_& m) {
           "input"_a,
           "In training mode zeroes each element with probability p and scales the\n"
           "others by 1/(1-p); in eval mode returns the input.")
+      .def(
+          "forward_backward",
+          [](nn::Dropout& d, nb::handle input, nb::handle grad_output) {
+            return token_forward_backward(
+                d, input, grad_output, std::nullopt, std::nullopt,
+                [&d](View<const float, 2> x, View<float, 2> y, View<const float, 2> dy,
+                     View<float, 2> dx, nn::Gradients&) {
+                  nn::Dropout::Saved saved;
+                  d.forward(x, y, saved);
+                  d.backward(saved, dy, dx);
+                });
+          },
+          "input"_a, "grad_output"_a,
+          "The forward (mask drawn in training mode) and its backward: grad_input is\n"
+          "grad_output masked and scaled as the output was. Returns (output,\n"
+          "grad_input, {}).")
       .def_prop_ro("p", &nn::Dropout::p);
+
+  nb::class_<nn::FeedForward, Module>(
+      m, "FeedForward",
+      "The feed-forward net of a Transformer layer: linear2(dropout(activation(\n"
+      "linear1(x)))), parameters \"linear1.*\" and \"linear2.*\" as torch's layers name them.")
+      .def(
+          "__init__",
+          [](nn::FeedForward* self, int64_t d_model, int64_t dim_feedforward,
+             const std::string& activation, double dropout, bool bias) {
+            new (self) nn::FeedForward(d_model, dim_feedforward,
+                                       nn::activation_from_name(activation), dropout, bias);
+          },
+          "d_model"_a, "dim_feedforward"_a, "activation"_a = "relu", "dropout"_a = 0.1,
+          "bias"_a = true)
+      .def(
+          "__call__",
+          [](const nn::FeedForward& f, nb::handle input) { return token_call(f, input); },
+          "input"_a, "input (*, d_model) -> same shape.")
+      .def(
+          "forward_backward",
+          [](nn::FeedForward& f, nb::handle input, nb::handle grad_output) {
+            const int64_t d = f.linear1().in_features();
+            return token_forward_backward(f, input, grad_output, d, d, train_step(f));
+          },
+          "input"_a, "grad_output"_a, kForwardBackwardDoc);
 
   nb::class_<nn::Embedding, Module>(
       m, "Embedding",
@@ -377,6 +517,56 @@ void bind_token_modules(nb::module_& m) {
             return to_numpy(std::move(out));
           },
           "input"_a, "ids (*) -> (*, embedding_dim).")
+      .def(
+          "forward_backward",
+          [](nn::Embedding& e, nb::handle input, nb::handle grad_output) {
+            const Tensor<int64_t> ids = read_int64_tensor(input, "input", "any shape (*)");
+            std::vector<int64_t> shape = ids.shape();
+            shape.push_back(e.embedding_dim());
+            Tensor<float> out(shape);
+            const ArrayArg g = read_grad_output(grad_output, shape);
+            Tensor<float> dy_copy;
+            const View<const float, 2> dy =
+                token_rows(g, "grad_output", e.embedding_dim(), dy_copy);
+            const int64_t count = ids.numel(), dim = e.embedding_dim();
+            nn::Gradients grads(e);
+            {
+              nb::gil_scoped_release release;
+              const View<const int64_t, 2> id_rows(ids.data(), {1, count});
+              nn::Embedding::Saved saved;
+              e.forward(id_rows, View<float, 3>(out.data(), {1, count, dim}), saved);
+              e.backward(id_rows, saved,
+                         View<const float, 3>(dy.data(), {1, count, dim}, {0, dy.stride(0), 1}),
+                         grads);
+            }
+            return nb::make_tuple(to_numpy(std::move(out)), nb::none(), gradients_py(grads));
+          },
+          "input"_a, "grad_output"_a,
+          "The lookup and its backward: returns (output, None, grads) (ids have no\n"
+          "gradient; the padding_idx row gets none).")
+      .def(
+          "unembed",
+          [](const nn::Embedding& e, nb::handle input) {
+            return token_apply([&e](View<const float, 2> x, View<float, 2> y) { e.unembed(x, y); },
+                               input, e.embedding_dim(), e.num_embeddings());
+          },
+          "input"_a,
+          "The table as the tied output layer: input (*, embedding_dim) ->\n"
+          "logits (*, num_embeddings) = input W^T (no scale, no bias).")
+      .def(
+          "unembed_forward_backward",
+          [](nn::Embedding& e, nb::handle input, nb::handle grad_output) {
+            return token_forward_backward(
+                e, input, grad_output, e.embedding_dim(), e.num_embeddings(),
+                [&e](View<const float, 2> x, View<float, 2> y, View<const float, 2> dy,
+                     View<float, 2> dx, nn::Gradients& grads) {
+                  e.unembed(x, y);
+                  e.unembed_backward(x, dy, dx, grads);
+                });
+          },
+          "input"_a, "grad_output"_a,
+          "unembed and its backward: returns (logits, grad_input, {\"weight\": ...}), the\n"
+          "weight's share of a tied model's gradient (add the lookup's).")
       .def_prop_ro("num_embeddings", &nn::Embedding::num_embeddings)
       .def_prop_ro("embedding_dim", &nn::Embedding::embedding_dim);
 
@@ -403,7 +593,29 @@ void bind_token_modules(nb::module_& m) {
             return activation_result(std::move(out), a);
           },
           "x"_a, nb::kw_only(), "batch_first"_a = false, "offset"_a = 0,
-          "y = dropout(x + PE[offset + position]); offset: the first token's position.");
+          "y = dropout(x + PE[offset + position]); offset: the first token's position.")
+      .def(
+          "forward_backward",
+          [](nn::PositionalEncoding& pe, nb::handle x, nb::handle grad_output, bool batch_first,
+             int64_t offset) {
+            const char* dims = batch_first ? "(N, L, d_model)" : "(L, N, d_model)";
+            const Activation a = read_activation(x, "x", batch_first, dims);
+            const Activation g = read_activation(grad_output, "grad_output", batch_first, dims);
+            if (g.view.shape() != a.view.shape() || g.unbatched != a.unbatched)
+              throw Error("grad_output", "a float32 array shaped like x", g.arg.view.describe());
+            Tensor<float> out = output_like(a.view), dx = output_like(a.view);
+            {
+              nb::gil_scoped_release release;
+              nn::PositionalEncoding::Saved saved;
+              pe.forward(a.view, out.view<3>(), batch_first, offset, saved);
+              pe.backward(saved, g.view, dx.view<3>());
+            }
+            return nb::make_tuple(activation_result(std::move(out), a),
+                                  activation_result(std::move(dx), a), nb::dict());
+          },
+          "x"_a, "grad_output"_a, nb::kw_only(), "batch_first"_a = false, "offset"_a = 0,
+          "The forward and its backward (the dropout's, replayed): returns (output,\n"
+          "grad_x, {}).");
 }
 
 // ---- Transformer layers, stacks, Transformer -------------------------------------
