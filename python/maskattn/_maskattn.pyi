@@ -325,6 +325,24 @@ class MultiheadAttention(Module):
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
         """Returns (out, weights): weights (N, L, S) averaged, (N, num_heads, L, S)
         per head, or None."""
+    def forward_backward(
+        self,
+        query: ArrayLike,
+        key: ArrayLike,
+        value: ArrayLike,
+        grad_output: ArrayLike,
+        key_padding_mask: MaskArg = None,
+        attn_mask: MaskArg = None,
+        is_causal: bool = False,
+        *,
+        head_mask: ArrayLike | None = None,
+    ) -> tuple[
+        npt.NDArray[np.float32],
+        tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]],
+        Grads,
+    ]:
+        """The training forward and the backward of grad_output: (output, (grad_query,
+        grad_key, grad_value), grads). Self-attention: x's gradient is their sum."""
     @property
     def embed_dim(self) -> int: ...
     @property
