@@ -60,8 +60,65 @@ void save_head_mask(const AnyView& head_mask, Tensor<float>& saved) {
   });
 }
 
+// saved holds what the training forward records for q (N, H, L, D) and k, v
+// (N, Hkv, S', D) of `rows` query rows.
+void check_saved(const MultiheadAttention::Saved& saved, const std::vector<int64_t>& q_shape,
+                 const std::vector<int64_t>& kv_shape, int64_t rows) {
+  const auto shaped = [](const Tensor<float>& t, const std::vector<int64_t>& want) {
+    return t.data() != nullptr && t.shape() == want;
+  };
+  const int64_t e = q_shape[1] * q_shape[3];
+  if (shaped(saved.q, q_shape) && shaped(saved.k, kv_shape) && shaped(saved.v, kv_shape) &&
+      shaped(saved.attn, {rows, e}) && shaped(saved.lse, {q_shape[0], q_shape[1], q_shape[2]}))
+    return;
+  throw Error("saved",
+              fmt::format("what forward(..., saved) recorded for these query and key: q {}, "
+                          "k and v {}",
+                          shape_string(q_shape), shape_string(kv_shape)),
+              saved.q.data() == nullptr ? std::string("nothing (the training forward has not run)")
+                                        : fmt::format("q {}, k {}", shape_string(saved.q.shape()),
+                                                      shape_string(saved.k.shape())));
+}
+
+// One input projection's backward: its input x, weight slice and output
+// gradient dy; where its weight and bias gradients add (dbias may be null)
+// and its dx (empty: not wanted).
+struct InputGrad {
+  View<const float, 3> x;
+  const float* weight;
+  View<const float, 2> dy;  // (rows, out)
+  float *dweight, *dbias;
+  View<float, 3> dx;
+};
+
 bool same_view(const View<float, 3>& a, const View<float, 3>& b) {
   return a.data() == b.data() && a.shape() == b.shape() && a.strides() == b.strides();
+}
+
+// dW += dy^T x, db += sum dy, dx = dy W for the q, k and v projections; the
+// ones whose dx is the same View add into it (self-attention's one input).
+void inputs_backward(const std::array<InputGrad, 3>& inputs, Arena::Frame& frame) {
+  std::array<bool, 3> done{};
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    if (done[i]) continue;
+    const InputGrad& in = inputs[i];
+    if (in.dx.empty()) {
+      detail::project_backward(detail::as_rows(in.x, frame), in.weight, in.dy, {}, in.dweight,
+                               in.dbias, false);
+      continue;
+    }
+    detail::write_rows(in.dx, frame, [&](View<float, 2> dx_rows) {
+      bool first = true;
+      for (std::size_t j = i; j < inputs.size(); ++j) {
+        const InputGrad& other = inputs[j];
+        if (done[j] || !same_view(other.dx, in.dx)) continue;
+        detail::project_backward(detail::as_rows(other.x, frame), other.weight, other.dy, dx_rows,
+                                 other.dweight, other.dbias, !first);
+        first = false;
+        done[j] = true;
+      }
+    });
+  }
 }
 
 }  // namespace
@@ -281,7 +338,7 @@ void MultiheadAttention::forward_impl(View<const float, 3> query, View<const flo
   }
 
   // ---- the mask: torch's masks, is_causal and any Mask, over the S' keys -------
-  Mask mask = detail::combined_mask(masks, h, l, s, s2 - s, frame);
+  const Mask mask = detail::combined_mask(masks, h, l, s, s2 - s, frame);
   if (saved != nullptr) saved->mask = mask;
 
   attend_heads(q4, k4, v4, mask, call, weights, out, saved);
@@ -408,21 +465,7 @@ void MultiheadAttention::backward(View<const float, 3> query, View<const float, 
   const auto [n, l, s] = check_inputs(query, key, value);
   const int64_t s2 = key_len(s);
   const detail::SeqLayout qs{l, n, bf}, ks{s, n, bf};
-  const auto shaped = [](const Tensor<float>& t, std::vector<int64_t> want) {
-    return t.data() != nullptr && t.shape() == want;
-  };
-  if (!shaped(saved.q, {n, h, l, d}) || !shaped(saved.k, {n, hkv, s2, d}) ||
-      !shaped(saved.v, {n, hkv, s2, d}) || !shaped(saved.attn, {qs.rows(), e}) ||
-      !shaped(saved.lse, {n, h, l}))
-    throw Error("saved",
-                fmt::format("what forward(..., saved) recorded for these query and key: q {}, "
-                            "k and v {}",
-                            shape_string(std::vector<int64_t>{n, h, l, d}),
-                            shape_string(std::vector<int64_t>{n, hkv, s2, d})),
-                saved.q.data() == nullptr
-                    ? std::string("nothing (the training forward has not run)")
-                    : fmt::format("q {}, k {}", shape_string(saved.q.shape()),
-                                  shape_string(saved.k.shape())));
+  check_saved(saved, {n, h, l, d}, {n, hkv, s2, d}, qs.rows());
   if (dout.shape() != query.shape())
     throw Error("dout", shape_string(query.shape()) + " (as query)", shape_string(dout.shape()));
   const auto check_grad = [](const View<float, 3>& g, const View<const float, 3>& x,
@@ -499,39 +542,11 @@ void MultiheadAttention::backward(View<const float, 3> query, View<const float, 
     dbk = dbq + e;
     dbv = dbk + ekv;
   }
-  struct Input {
-    View<const float, 3> x;
-    const float* weight;
-    View<const float, 2> dy;  // (rows, out)
-    float *dweight, *dbias;
-    View<float, 3> dx;
-  };
-  const std::array<Input, 3> inputs{
-      Input{query, p.wq, View<const float, 2>(dq, {qs.rows(), e}), dwq, dbq, dquery},
-      Input{key, p.wk, View<const float, 2>(dk, {ks.rows(), ekv}), dwk, dbk, dkey},
-      Input{value, p.wv, View<const float, 2>(dv, {ks.rows(), ekv}), dwv, dbv, dvalue}};
-  std::array<bool, 3> done{};
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
-    if (done[i]) continue;
-    const Input& in = inputs[i];
-    if (in.dx.empty()) {
-      detail::project_backward(detail::as_rows(in.x, frame), in.weight, in.dy, {}, in.dweight,
-                               in.dbias, false);
-      continue;
-    }
-    // Every input whose dx is this same view adds into it (self-attention).
-    detail::write_rows(in.dx, frame, [&](View<float, 2> dx_rows) {
-      bool first = true;
-      for (std::size_t j = i; j < inputs.size(); ++j) {
-        const Input& other = inputs[j];
-        if (done[j] || !same_view(other.dx, in.dx)) continue;
-        detail::project_backward(detail::as_rows(other.x, frame), other.weight, other.dy, dx_rows,
-                                 other.dweight, other.dbias, !first);
-        first = false;
-        done[j] = true;
-      }
-    });
-  }
+  inputs_backward(
+      {InputGrad{query, p.wq, View<const float, 2>(dq, {qs.rows(), e}), dwq, dbq, dquery},
+       InputGrad{key, p.wk, View<const float, 2>(dk, {ks.rows(), ekv}), dwk, dbk, dkey},
+       InputGrad{value, p.wv, View<const float, 2>(dv, {ks.rows(), ekv}), dwv, dbv, dvalue}},
+      frame);
 }
 
 }  // namespace maskattn::nn
