@@ -131,6 +131,27 @@ def attention(
     Returns float32 out (B, Hq, Lq, Dv), or (out, weights), (out, lse),
     (out, weights, lse) with need_weights / return_lse. backend "auto" is flash."""
 
+def attention_backward(
+    q: ArrayLike,
+    k: ArrayLike,
+    v: ArrayLike,
+    out: ArrayLike,
+    lse: ArrayLike,
+    dout: ArrayLike,
+    mask: Mask | None = None,
+    *,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+    seed: int = 0,
+    head_mask: ArrayLike | None = None,
+    softcap: float = 0.0,
+    empty_rows: Literal["zero", "nan", "error"] = "zero",
+    backend: Literal["auto", "reference", "flash"] = "auto",
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Gradients (dq, dk, dv) of attention() from its inputs, mask and options,
+    its out and lse (return_lse=True), and dout = d loss / d out; all float32.
+    The dropout is replayed from the seed; dk, dv sum over the query heads of a group."""
+
 def sinusoidal_encoding(
     length: int,
     dim: int,
@@ -325,6 +346,24 @@ class MultiheadAttention(Module):
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
         """Returns (out, weights): weights (N, L, S) averaged, (N, num_heads, L, S)
         per head, or None."""
+    def forward_backward(
+        self,
+        query: ArrayLike,
+        key: ArrayLike,
+        value: ArrayLike,
+        grad_output: ArrayLike,
+        key_padding_mask: MaskArg = None,
+        attn_mask: MaskArg = None,
+        is_causal: bool = False,
+        *,
+        head_mask: ArrayLike | None = None,
+    ) -> tuple[
+        npt.NDArray[np.float32],
+        tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]],
+        Grads,
+    ]:
+        """The training forward and the backward of grad_output: (output, (grad_query,
+        grad_key, grad_value), grads). Self-attention: x's gradient is their sum."""
     @property
     def embed_dim(self) -> int: ...
     @property

@@ -247,6 +247,45 @@ nb::tuple mha_call(const nn::MultiheadAttention& mha, nb::handle query, nb::hand
   return nb::make_tuple(activation_result(std::move(out), q), w);
 }
 
+// The training forward and backward of grad_output: (out, (grad_query,
+// grad_key, grad_value), grads). Self-attention's input gradient is the sum
+// of the three.
+nb::tuple mha_forward_backward(nn::MultiheadAttention& mha, nb::handle query, nb::handle key,
+                               nb::handle value, nb::handle grad_output,
+                               nb::handle key_padding_mask, nb::handle attn_mask, bool is_causal,
+                               nb::handle head_mask) {
+  const bool bf = mha.batch_first();
+  const char* dims = bf ? "(N, L, E)" : "(L, N, E)";
+  const Activation q = read_activation(query, "query", bf, dims);
+  const Activation k = read_activation(key, "key", bf, bf ? "(N, S, kdim)" : "(S, N, kdim)");
+  const Activation v = read_activation(value, "value", bf, bf ? "(N, S, vdim)" : "(S, N, vdim)");
+  const Activation g = read_activation(grad_output, "grad_output", bf, dims);
+  if (g.view.shape() != q.view.shape() || g.unbatched != q.unbatched)
+    throw Error("grad_output", "a float32 array shaped like the output (as query)",
+                g.arg.view.describe());
+  const auto masks = read_masks(attn_mask, key_padding_mask, is_causal, q.unbatched, "attn_mask",
+                                "key_padding_mask");
+  const ArrayArg head_mask_arg = read_array(head_mask, "head_mask");
+  nn::MultiheadAttentionCall call;
+  call.head_mask = head_mask_arg.view;
+
+  Tensor<float> out = output_like(q.view), dq = output_like(q.view), dk = output_like(k.view),
+                dv = output_like(v.view);
+  nn::Gradients grads(mha);
+  {
+    nb::gil_scoped_release release;
+    nn::MultiheadAttention::Saved saved;
+    mha.forward(q.view, k.view, v.view, out.view<3>(), masks->masks, call, saved);
+    mha.backward(q.view, k.view, v.view, saved, g.view, dq.view<3>(), dk.view<3>(), dv.view<3>(),
+                 grads);
+  }
+  return nb::make_tuple(
+      activation_result(std::move(out), q),
+      nb::make_tuple(activation_result(std::move(dq), q), activation_result(std::move(dk), k),
+                     activation_result(std::move(dv), v)),
+      gradients_py(grads));
+}
+
 void bind_multihead_attention(nb::module_& m) {
   nb::class_<nn::MultiheadAttention, Module>(
       m, "MultiheadAttention",
@@ -282,6 +321,15 @@ void bind_multihead_attention(nb::module_& m) {
            "be a maskattn.Mask. is_causal adds the look-ahead mask. Returns (out,\n"
            "weights) with weights (N, L, S) averaged over heads, (N, num_heads, L, S)\n"
            "otherwise, or None without need_weights.")
+      .def("forward_backward", &mha_forward_backward, "query"_a, "key"_a, "value"_a,
+           "grad_output"_a, "key_padding_mask"_a.none() = nb::none(),
+           "attn_mask"_a.none() = nb::none(), "is_causal"_a = false, nb::kw_only(),
+           "head_mask"_a.none() = nb::none(),
+           "The training forward (dropout active in training mode) and the backward of\n"
+           "grad_output (shaped like the output), with __call__'s arguments (no weights):\n"
+           "returns (output, (grad_query, grad_key, grad_value), grads), grads the gradient\n"
+           "of every parameter by state_dict name. For self-attention (one x as query, key\n"
+           "and value) x's gradient is grad_query + grad_key + grad_value.")
       .def_prop_ro("embed_dim", &nn::MultiheadAttention::embed_dim)
       .def_prop_ro("num_heads", &nn::MultiheadAttention::num_heads)
       .def_prop_ro("num_kv_heads", &nn::MultiheadAttention::num_kv_heads)

@@ -18,6 +18,7 @@
 
 #include "attention/attention_call.hpp"
 #include "attention/flash.hpp"
+#include "attention/flash_backward.hpp"
 #include "attention/reference.hpp"
 #include "core/counter_rng.hpp"
 
@@ -334,11 +335,9 @@ void attention_backward(View<const float, 4> q, View<const float, 4> k, View<con
   call.dq = dq, call.dk = dk, call.dv = dv;
 
   switch (opts.backend) {
-    // Until the flash backward lands, every backend computes the gradients
-    // on the reference path.
-    case Backend::Reference:
+    case Backend::Reference: detail::attention_backward_reference(call); break;
     case Backend::Auto:
-    case Backend::Flash: detail::attention_backward_reference(call); break;
+    case Backend::Flash: detail::attention_backward_flash(call); break;
   }
 }
 

@@ -83,8 +83,10 @@ struct ScoreTransform {
   // given, holds the mask's values (0 / bias where allowed, -inf masked). A
   // bias is clamped to float's range after the change of units, so an
   // allowed element never reads as masked. Nothing to do without a mask, a
-  // scale or a softcap.
-  void finish(float* HWY_RESTRICT s, int64_t count, const float* HWY_RESTRICT mt) const {
+  // scale or a softcap. With a softcap, tanh_out (when given) receives
+  // tanh(s2 / cap2), whose derivative the backward needs.
+  void finish(float* HWY_RESTRICT s, int64_t count, const float* HWY_RESTRICT mt,
+              float* HWY_RESTRICT tanh_out = nullptr) const {
     if (mt == nullptr && scale2 == 1.0f && cap2 == 0.0f) return;
     const DF d;
     const size_t n = hn::Lanes(d);
@@ -93,7 +95,11 @@ struct ScoreTransform {
     const VF big = hn::Set(d, std::numeric_limits<float>::max()), neg_inf = hn::Set(d, kNegInf);
     for (int64_t x = 0; x < count; x += static_cast<int64_t>(n)) {
       VF v = hn::Mul(hn::Load(d, s + x), vscale);
-      if (cap2 > 0.0f) v = hn::Mul(cap, hn::Tanh(d, hn::Mul(v, inv_cap)));
+      if (cap2 > 0.0f) {
+        const VF u = hn::Tanh(d, hn::Mul(v, inv_cap));
+        if (tanh_out != nullptr) hn::Store(u, d, tanh_out + x);
+        v = hn::Mul(cap, u);
+      }
       if (mt != nullptr) {
         const VF m = hn::Load(d, mt + x);
         VF m2 = hn::Mul(m, log2e);

@@ -37,6 +37,8 @@ namespace maskattn::detail {
 
 FlashTiles plan_tiles(int64_t q_block) { return {q_block, 128, 128}; }
 
+FlashTiles plan_backward_tiles(int64_t q_block) { return {q_block, 64, 0}; }
+
 bool use_row_path(int64_t lq, int64_t q_block) {
   // A tile would fill fewer than a quarter of its lanes.
   return lq * 4 < q_block;

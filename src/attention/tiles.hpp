@@ -11,6 +11,10 @@ namespace maskattn::detail {
 // measurements behind the sizes are in tiles.cpp).
 FlashTiles plan_tiles(int64_t q_block);
 
+// Tiles of the backward (attention/flash_backward.cpp): Bq as the forward's,
+// Bk its own (row_k_block unused).
+FlashTiles plan_backward_tiles(int64_t q_block);
+
 // Rows (query head, query) per row-path task.
 inline constexpr int64_t kRowsPerTask = 16;
 

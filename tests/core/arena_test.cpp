@@ -152,5 +152,35 @@ TEST(Arena, FlashAttentionReusesItsThreadsArena) {
   EXPECT_EQ(capacity, std::vector<int64_t>(5, capacity.front()));
 }
 
+TEST(Arena, FlashBackwardReusesItsThreadsArena) {
+  // Tasks of whole key/value heads, and one head whose key tiles are split
+  // (the shares of dq live in the calling thread's arena).
+  Tensor<float> q({2, 4, 256, 64}), k({2, 4, 256, 64}), v({2, 4, 256, 64}), out({2, 4, 256, 64});
+  Tensor<float> q1({1, 1, 64, 64}), k1({1, 1, 2048, 64}), v1({1, 1, 2048, 64}),
+      out1({1, 1, 64, 64});
+  Tensor<float> lse({2, 4, 256}), lse1({1, 1, 64}), dq(q.shape()), dk(k.shape()), dv(v.shape()),
+      dq1(q1.shape()), dk1(k1.shape()), dv1(v1.shape());
+  for (Tensor<float>* t : {&q, &k, &v, &q1, &k1, &v1})
+    for (int64_t i = 0; i < t->numel(); ++i) t->data()[i] = static_cast<float>(i % 7) * 0.1f;
+  AttentionOptions opts;
+  opts.backend = Backend::Flash;
+  attention(q.view<4>(), k.view<4>(), v.view<4>(), out.view<4>(), causal(), opts, {},
+            lse.view<3>());
+  attention(q1.view<4>(), k1.view<4>(), v1.view<4>(), out1.view<4>(), {}, opts, {}, lse1.view<3>());
+  std::vector<int64_t> capacity;
+  std::thread([&] {
+    for (int call = 0; call < 5; ++call) {
+      // dout = out: any gradient will do.
+      attention_backward(q.view<4>(), k.view<4>(), v.view<4>(), out.view<4>(), lse.view<3>(),
+                         out.view<4>(), dq.view<4>(), dk.view<4>(), dv.view<4>(), causal(), opts);
+      attention_backward(q1.view<4>(), k1.view<4>(), v1.view<4>(), out1.view<4>(), lse1.view<3>(),
+                         out1.view<4>(), dq1.view<4>(), dk1.view<4>(), dv1.view<4>(), {}, opts);
+      capacity.push_back(thread_arena().capacity());
+    }
+  }).join();
+  EXPECT_GT(capacity.front(), 0);
+  EXPECT_EQ(capacity, std::vector<int64_t>(5, capacity.front()));
+}
+
 }  // namespace
 }  // namespace maskattn
