@@ -1,5 +1,7 @@
-"""Transformer layers' backward passes (``forward_backward``) against torch
-autograd of torch.nn.TransformerEncoderLayer / TransformerDecoderLayer.
+"""Transformer layers' and stacks' backward passes (``forward_backward``)
+against torch autograd of torch.nn.TransformerEncoderLayer /
+TransformerDecoderLayer / TransformerEncoder / TransformerDecoder /
+Transformer.
 
 Weights travel as in test_nn_backward: torch module after
 ``torch.manual_seed``, every parameter random (matrices N(0, 1/fan_in),
@@ -14,11 +16,12 @@ LayerNorm on unit-variance data): every gradient within GRAD_ATOL +
 GRAD_RTOL * |torch's value|, outputs within OUT_ATOL; the worst differences
 are printed (``pytest -s``): 1.3e-5 at most (self_attn.in_proj_weight).
 
-What it proves: the gradients of the input(s) (src; tgt and memory) and of
-every parameter (same state_dict names on both sides) equal torch's for
-post-norm and norm_first, relu and gelu, batch_first, bias=False, with a
-look-ahead mask (bool, float, or is_causal), key padding masks and a memory
-mask.
+What it proves: the gradients of the input(s) (src; tgt and memory; src and
+tgt) and of every parameter (same state_dict names on both sides) equal
+torch's for post-norm and norm_first, relu and gelu, batch_first, bias=False,
+with a look-ahead mask (bool, float, or is_causal), key padding masks and a
+memory mask; for the layers, the stacks of two layers with a final norm (the
+memory's gradient summed over the decoder's layers) and torch.nn.Transformer.
 """
 
 from __future__ import annotations
@@ -166,6 +169,73 @@ def test_decoder_layer(config, masks):
         )
     out, (d_tgt, d_memory), grads = m.forward_backward(tgt, memory, g, **call)
     check(out, [d_tgt, d_memory], grads, *torch_grads(t, [tgt, memory], g, **call))
+
+
+@pytest.mark.parametrize("norm_first", [False, True], ids=["post-norm", "norm-first"])
+def test_encoder_and_decoder_stacks(norm_first):
+    kw = layer_kwargs(norm_first, "relu", False, True)
+    t_enc = randomize_(
+        torch.nn.TransformerEncoder(
+            torch.nn.TransformerEncoderLayer(D_MODEL, NHEAD, **kw),
+            2,
+            norm=torch.nn.LayerNorm(D_MODEL),
+            enable_nested_tensor=False,
+        ),
+        30,
+    )
+    m_enc = load_from(
+        ma.TransformerEncoder(
+            ma.TransformerEncoderLayer(D_MODEL, NHEAD, **kw), 2, norm=ma.LayerNorm(D_MODEL)
+        ),
+        t_enc,
+    )
+    rng = np.random.default_rng(31)
+    src, g = randn(rng, 5, 2, D_MODEL), randn(rng, 5, 2, D_MODEL)
+    call = dict(mask=causal_bool(5), src_key_padding_mask=padding([5, 3], 5))
+    out, d_src, grads = m_enc.forward_backward(src, g, **call)
+    check(out, [d_src], grads, *torch_grads(t_enc, [src], g, **call))
+
+    t_dec = randomize_(
+        torch.nn.TransformerDecoder(
+            torch.nn.TransformerDecoderLayer(D_MODEL, NHEAD, **kw),
+            2,
+            norm=torch.nn.LayerNorm(D_MODEL),
+        ),
+        32,
+    )
+    m_dec = load_from(
+        ma.TransformerDecoder(
+            ma.TransformerDecoderLayer(D_MODEL, NHEAD, **kw), 2, norm=ma.LayerNorm(D_MODEL)
+        ),
+        t_dec,
+    )
+    tgt, memory, g = randn(rng, 4, 2, D_MODEL), randn(rng, 5, 2, D_MODEL), randn(rng, 4, 2, D_MODEL)
+    call = dict(tgt_mask=causal_bool(4), memory_key_padding_mask=padding([5, 2], 5))
+    out, (d_tgt, d_memory), grads = m_dec.forward_backward(tgt, memory, g, **call)
+    check(out, [d_tgt, d_memory], grads, *torch_grads(t_dec, [tgt, memory], g, **call))
+
+
+@pytest.mark.parametrize("config", CONFIGS[:2] + CONFIGS[2:3], ids=CONFIG_IDS[:3])
+def test_transformer(config):
+    norm_first, activation, batch_first, bias = config
+    kw = layer_kwargs(norm_first, activation, batch_first, bias)
+    shape = dict(d_model=D_MODEL, nhead=NHEAD, num_encoder_layers=1, num_decoder_layers=2)
+    t = torch.nn.Transformer(**shape, **kw)
+    t.encoder.use_nested_tensor = False  # padded positions hold real values, as ours
+    t = randomize_(t, 40)
+    m = load_from(ma.Transformer(**shape, **kw), t)
+    rng = np.random.default_rng(41)
+    src = seq(rng, batch_first, 5, 2)
+    tgt = seq(rng, batch_first, 4, 2)
+    g = seq(rng, batch_first, 4, 2)
+    call = dict(
+        tgt_mask=causal_bool(4),
+        src_key_padding_mask=padding([5, 4], 5),
+        memory_key_padding_mask=padding([5, 4], 5),
+        tgt_is_causal=True,
+    )
+    out, (d_src, d_tgt), grads = m.forward_backward(src, tgt, g, **call)
+    check(out, [d_src, d_tgt], grads, *torch_grads(t, [src, tgt], g, **call))
 
 
 def test_bad_grad_output_names_it():
