@@ -210,9 +210,13 @@ class Module:
         """Number of parameter values."""
 
 # What forward_backward returns: (output, grad_input, grads), grads the
-# gradient of every parameter by state_dict name (from zero on each call).
+# gradient of every parameter by state_dict name (from zero on each call);
+# (output, (grad_a, grad_b), grads) for two inputs.
 Grads = dict[str, npt.NDArray[np.float32]]
 ForwardBackward = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], Grads]
+ForwardBackward2 = tuple[
+    npt.NDArray[np.float32], tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]], Grads
+]
 
 class Linear(Module):
     """torch.nn.Linear: y = x W^T + b, weight (out_features, in_features)."""
@@ -346,6 +350,24 @@ class MultiheadAttention(Module):
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
         """Returns (out, weights): weights (N, L, S) averaged, (N, num_heads, L, S)
         per head, or None."""
+    def forward_backward(
+        self,
+        query: ArrayLike,
+        key: ArrayLike,
+        value: ArrayLike,
+        grad_output: ArrayLike,
+        key_padding_mask: MaskArg = None,
+        attn_mask: MaskArg = None,
+        is_causal: bool = False,
+        *,
+        head_mask: ArrayLike | None = None,
+    ) -> tuple[
+        npt.NDArray[np.float32],
+        tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]],
+        Grads,
+    ]:
+        """The training forward and the backward of grad_output: (output, (grad_query,
+        grad_key, grad_value), grads). Self-attention: x's gradient is their sum."""
     @property
     def embed_dim(self) -> int: ...
     @property
@@ -384,6 +406,15 @@ class TransformerEncoderLayer(Module):
         is_causal: bool = False,
     ) -> npt.NDArray[np.float32]:
         """src (L, N, E) -> same shape."""
+    def forward_backward(
+        self,
+        src: ArrayLike,
+        grad_output: ArrayLike,
+        src_mask: MaskArg = None,
+        src_key_padding_mask: MaskArg = None,
+        is_causal: bool = False,
+    ) -> ForwardBackward:
+        """The training forward and the backward of grad_output: (output, grad_src, grads)."""
 
 class TransformerDecoderLayer(Module):
     """torch.nn.TransformerDecoderLayer."""
@@ -414,6 +445,19 @@ class TransformerDecoderLayer(Module):
         memory_is_causal: bool = False,
     ) -> npt.NDArray[np.float32]:
         """tgt (T, N, E), memory (S, N, E) -> (T, N, E)."""
+    def forward_backward(
+        self,
+        tgt: ArrayLike,
+        memory: ArrayLike,
+        grad_output: ArrayLike,
+        tgt_mask: MaskArg = None,
+        memory_mask: MaskArg = None,
+        tgt_key_padding_mask: MaskArg = None,
+        memory_key_padding_mask: MaskArg = None,
+        tgt_is_causal: bool = False,
+        memory_is_causal: bool = False,
+    ) -> ForwardBackward2:
+        """The training forward and the backward: (output, (grad_tgt, grad_memory), grads)."""
 
 class TransformerEncoder(Module):
     """torch.nn.TransformerEncoder: num_layers copies of encoder_layer, then norm."""
@@ -429,6 +473,15 @@ class TransformerEncoder(Module):
         is_causal: bool | None = None,
     ) -> npt.NDArray[np.float32]:
         """src (L, N, E) -> same shape."""
+    def forward_backward(
+        self,
+        src: ArrayLike,
+        grad_output: ArrayLike,
+        mask: MaskArg = None,
+        src_key_padding_mask: MaskArg = None,
+        is_causal: bool | None = None,
+    ) -> ForwardBackward:
+        """The training forward and the backward of grad_output: (output, grad_src, grads)."""
 
 class TransformerDecoder(Module):
     """torch.nn.TransformerDecoder: num_layers copies of decoder_layer, then norm."""
@@ -448,6 +501,19 @@ class TransformerDecoder(Module):
         memory_is_causal: bool = False,
     ) -> npt.NDArray[np.float32]:
         """tgt (T, N, E), memory (S, N, E) -> (T, N, E)."""
+    def forward_backward(
+        self,
+        tgt: ArrayLike,
+        memory: ArrayLike,
+        grad_output: ArrayLike,
+        tgt_mask: MaskArg = None,
+        memory_mask: MaskArg = None,
+        tgt_key_padding_mask: MaskArg = None,
+        memory_key_padding_mask: MaskArg = None,
+        tgt_is_causal: bool | None = None,
+        memory_is_causal: bool = False,
+    ) -> ForwardBackward2:
+        """The training forward and the backward: (output, (grad_tgt, grad_memory), grads)."""
 
 class Transformer(Module):
     """torch.nn.Transformer: encoder and decoder stacks with final norms."""
@@ -481,6 +547,22 @@ class Transformer(Module):
         memory_is_causal: bool = False,
     ) -> npt.NDArray[np.float32]:
         """src (S, N, E), tgt (T, N, E) -> (T, N, E)."""
+    def forward_backward(
+        self,
+        src: ArrayLike,
+        tgt: ArrayLike,
+        grad_output: ArrayLike,
+        src_mask: MaskArg = None,
+        tgt_mask: MaskArg = None,
+        memory_mask: MaskArg = None,
+        src_key_padding_mask: MaskArg = None,
+        tgt_key_padding_mask: MaskArg = None,
+        memory_key_padding_mask: MaskArg = None,
+        src_is_causal: bool | None = None,
+        tgt_is_causal: bool | None = None,
+        memory_is_causal: bool = False,
+    ) -> ForwardBackward2:
+        """The training forward and the backward: (output, (grad_src, grad_tgt), grads)."""
     @staticmethod
     def generate_square_subsequent_mask(sz: int) -> npt.NDArray[np.float32]:
         """float32 (sz, sz): 0 on and below the diagonal, -inf above."""
