@@ -25,6 +25,7 @@
 #include "maskattn/viz/html.hpp"
 #include "maskattn/viz/pictures.hpp"
 #include "print.hpp"
+#include "train_copy.hpp"
 #include "viz.hpp"
 
 namespace maskattn::cli {
@@ -272,7 +273,7 @@ double max_abs_diff(const Tensor<float>& a, const Tensor<float>& b) {
 }
 
 void step_sentence_embeddings(Glyphs g, Pictures& pics, const std::string& model) {
-  heading(7, "A real model: all-MiniLM-L6-v2 sentence embeddings, padded and packed");
+  heading(8, "A real model: all-MiniLM-L6-v2 sentence embeddings, padded and packed");
   std::filesystem::path folder;
   std::optional<models::SentenceEncoder> enc;
   try {
@@ -381,7 +382,27 @@ void step_sentence_embeddings(Glyphs g, Pictures& pics, const std::string& model
        "`maskattn embed` runs the same model on your sentences (see --help)."});
 }
 
-void run_demo(bool ascii, const std::string& model, const std::string& out_dir) {
+void step_training(Pictures& pics, const CopyShowcaseOptions& copy) {
+  heading(7, "Why the look-ahead mask exists: training a Transformer to copy");
+  say({"A decoder is trained on whole target sequences at once (teacher forcing): every",
+       "position predicts its next token in the same pass, and the look-ahead mask keeps",
+       "each one from reading the answer. Here a small model learns to copy sequences."});
+  fmt::print("\n");
+  run_copy_showcase(
+      copy, [&](const std::string& name, const viz::Image& image) { pics.png(name, image); });
+}
+
+struct DemoArgs {
+  bool ascii = false;
+  std::string model;
+  std::string out_dir = "maskattn-demo";
+  CopyShowcaseOptions copy;
+};
+
+void run_demo(const DemoArgs& a) {
+  const bool ascii = a.ascii;
+  const std::string& model = a.model;
+  const std::string& out_dir = a.out_dir;
   const Glyphs g = ascii ? kDigitGlyphs : kBlockGlyphs;
   fmt::print("maskattn demo: masks in attention, step by step\n");
   fmt::print("In mask pictures {} = may attend, {} = masked; rows are queries i, columns keys j.\n",
@@ -395,6 +416,7 @@ void run_demo(bool ascii, const std::string& model, const std::string& out_dir) 
   step_positional(pics);
   step_attention(pics, x);
   step_pitfall(g, pics, x);
+  step_training(pics, a.copy);
   step_sentence_embeddings(g, pics, model);
   pics.summary();
 }
@@ -404,16 +426,29 @@ void run_demo(bool ascii, const std::string& model, const std::string& out_dir) 
 void add_demo_command(CLI::App& app) {
   CLI::App* demo = app.add_subcommand(
       "demo",
-      "Masks, positional encoding and masked attention, step by step, on built-in examples");
-  auto ascii = std::make_shared<bool>(false);
-  demo->add_flag("--ascii", *ascii, "Draw masks with 1 and 0 instead of █ and ·");
-  auto model = std::make_shared<std::string>();
-  demo->add_option("-m,--model", *model,
+      "Masks, positional encoding and masked attention step by step, then a Transformer trained "
+      "to copy sequences (why the look-ahead mask exists) and a real sentence-embedding model");
+  auto args = std::make_shared<DemoArgs>();
+  demo->add_flag("--ascii", args->ascii, "Draw masks with 1 and 0 instead of █ and ·");
+  demo->add_option("-m,--model", args->model,
                    "Model folder of the sentence-embedding step [default: as `embed`]");
-  auto out_dir = std::make_shared<std::string>("maskattn-demo");
-  demo->add_option("--out-dir", *out_dir,
+  demo->add_option("--out-dir", args->out_dir,
                    "Folder for the pictures of the steps (created) [maskattn-demo]");
-  demo->callback([ascii, model, out_dir] { run_demo(*ascii, *model, *out_dir); });
+  CopyShowcaseOptions& c = args->copy;
+  demo->add_flag("--no-look-ahead", c.no_look_ahead,
+                 "Also train the model without the decoder's look-ahead mask, and compare");
+  demo->add_option("--steps", c.steps, "Training steps of the copy task")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000}))
+      ->capture_default_str();
+  demo->add_option("--batch", c.batch, "Sequences per training step")
+      ->check(CLI::Range(int64_t{1}, int64_t{100000}))
+      ->capture_default_str();
+  demo->add_option("--heldout", c.heldout, "Held-out sequences for the accuracy")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000}))
+      ->capture_default_str();
+  demo->add_option("--seed", c.seed, "Seed of the weights, the data and dropout")
+      ->capture_default_str();
+  demo->callback([args] { run_demo(*args); });
 }
 
 }  // namespace maskattn::cli

@@ -19,6 +19,7 @@
 #include "maskattn/error.hpp"
 #include "maskattn/io/npy.hpp"
 #include "maskattn/models/sentence_encoder.hpp"
+#include "progress.hpp"
 
 #ifndef MASKATTN_SOURCE_DIR
 #define MASKATTN_SOURCE_DIR ""
@@ -52,28 +53,6 @@ void read_lines(std::istream& in, std::vector<std::string>& out) {
     out.push_back(line);
   }
 }
-
-// A progress bar on stderr: "[#####.....] 640/2000 sentences  85.3/s  ETA 16 s".
-class ProgressBar {
- public:
-  void update(int64_t done, int64_t total) {
-    const double elapsed =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    const int width = 30;
-    const auto filled = static_cast<int>(static_cast<double>(width) * static_cast<double>(done) /
-                                         static_cast<double>(std::max<int64_t>(total, 1)));
-    const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0;
-    const double eta = rate > 0 ? static_cast<double>(total - done) / rate : 0.0;
-    fmt::print(
-        stderr, "\r[{}{}] {}/{} sentences  {:.1f}/s  {}", std::string(filled, '#'),
-        std::string(width - filled, '.'), done, total, rate,
-        done == total ? fmt::format("{:.1f} s   \n", elapsed) : fmt::format("ETA {:.0f} s ", eta));
-    std::fflush(stderr);
-  }
-
- private:
-  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
-};
 
 // The first `width` display characters of s (UTF-8 aware), "…" when cut.
 std::string clip(const std::string& s, std::size_t width) {
@@ -185,7 +164,7 @@ void run_embed(const EmbedArgs& a) {
   models::EncodeOptions options;
   options.batch_size = a.batch_size;
   options.pack = !a.pad;
-  ProgressBar bar;
+  ProgressBar bar("sentences");
   const bool show_progress =
       !a.no_progress && (a.progress || (isatty(STDERR_FILENO) &&
                                         static_cast<int64_t>(sentences.size()) > a.batch_size));

@@ -154,24 +154,6 @@ nb::tuple load_state_dict_py(Module& m, nb::dict state, bool strict) {
   return nb::make_tuple(r.missing_keys, r.unexpected_keys);
 }
 
-// The gradients of forward_backward: {name: new float32 array}.
-nb::dict gradients_py(const nn::Gradients& grads) {
-  nb::dict out;
-  for (const nn::Gradients::Entry& e : grads.entries())
-    out[e.name.c_str()] = to_numpy(Tensor<float>(e.grad));
-  return out;
-}
-
-// grad_output must have the forward's output shape.
-ArrayArg read_grad_output(nb::handle obj, const std::vector<int64_t>& shape) {
-  ArrayArg a = read_array(obj, "grad_output", "a float32 array shaped like the output");
-  if (a.view.dtype != DType::Float32 || a.view.shape != shape)
-    throw Error("grad_output",
-                fmt::format("a float32 array {} (the output's shape)", shape_string(shape)),
-                a.view.describe());
-  return a;
-}
-
 void bind_module_base(nb::module_& m) {
   nb::class_<Module>(m, "Module", "Base of the modules: parameters by torch's names, modes, seeds.")
       .def(
@@ -1052,6 +1034,24 @@ void bind_transformer(nb::module_& m) {
 }
 
 }  // namespace
+
+nb::dict gradients_py(const nn::Gradients& grads) {
+  nb::dict out;
+  for (const nn::Gradients::Entry& e : grads.entries())
+    out[e.name.c_str()] = to_numpy(Tensor<float>(e.grad));
+  return out;
+}
+
+ArrayArg read_grad_output(nb::handle obj, const std::vector<int64_t>& shape,
+                          std::string_view name) {
+  ArrayArg a = read_array(obj, name, "a float32 array shaped like the output");
+  if (a.view.dtype != DType::Float32 || a.view.shape != shape)
+    throw Error(name,
+                fmt::format("a float32 array {} (the output's shape)", shape_string(shape)),
+                a.view.describe());
+  return a;
+}
+
 
 void bind_nn(nb::module_& m) {
   bind_module_base(m);

@@ -6,12 +6,18 @@
 #include <nanobind/nanobind.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "maskattn/error.hpp"
+
+namespace maskattn::nn {
+class Gradients;
+}  // namespace maskattn::nn
 
 namespace maskattn::python {
 
@@ -27,6 +33,16 @@ void bind_text(nb::module_& m);       // WordPieceTokenizer
 void bind_models(nb::module_& m);     // BertModel, SentenceEncoder
 void bind_viz(nb::module_& m);        // the submodule viz: pictures as PNG bytes and HTML
 void bind_train(nb::module_& m);      // cross_entropy(), Gradients, the submodule optim
+void bind_seq2seq(nb::module_& m);    // Seq2SeqTransformer, CopyTask, Seq2SeqTrainer
+
+struct ArrayArg;  // arrays.hpp
+
+// The gradients of a forward_backward: {parameter name: new float32 array}.
+nb::dict gradients_py(const nn::Gradients& grads);
+// The gradient of a forward's output: a float32 array of exactly `shape`;
+// Error naming `name` otherwise.
+ArrayArg read_grad_output(nb::handle obj, const std::vector<int64_t>& shape,
+                          std::string_view name = "grad_output");
 
 // str, bytes or os.PathLike, as the bytes the file system takes (os.fsencode:
 // what open() does with a path).

@@ -16,6 +16,7 @@ NB_MODULE(_maskattn, m) {
   using maskattn::python::bind_models;
   using maskattn::python::bind_nn;
   using maskattn::python::bind_text;
+  using maskattn::python::bind_seq2seq;
   using maskattn::python::bind_train;
   using maskattn::python::bind_viz;
 
@@ -41,4 +42,5 @@ NB_MODULE(_maskattn, m) {
   bind_models(m);
   bind_viz(m);
   bind_train(m);
+  bind_seq2seq(m);
 }

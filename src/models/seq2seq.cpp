@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/arena.hpp"
+#include "maskattn/nn/gradients.hpp"
 #include "maskattn/nn/kv_cache.hpp"
 #include "nn/rows.hpp"
 
@@ -58,30 +59,88 @@ void Seq2SeqTransformer::embed(const nn::Embedding& table, View<const int64_t, 2
   positional_.forward(x, x, /*batch_first=*/true, offset);
 }
 
-void Seq2SeqTransformer::forward(View<const int64_t, 2> src, std::span<const int64_t> src_lengths,
-                                 View<const int64_t, 2> tgt, View<float, 3> logits) const {
-  const int64_t n = src.size(0), s = src.size(1), t = tgt.size(1), d = options_.transformer.d_model;
+Seq2SeqTransformer::Masks Seq2SeqTransformer::check_forward(View<const int64_t, 2> src,
+                                                            std::span<const int64_t> src_lengths,
+                                                            View<const int64_t, 2> tgt,
+                                                            View<const float, 3> logits) const {
+  const int64_t n = src.size(0), t = tgt.size(1);
   if (tgt.size(0) != n)
     throw Error("tgt", fmt::format("({}, T): the batch of src", n), shape_string(tgt.shape()));
   if (logits.shape() != std::array<int64_t, 3>{n, t, options_.tgt_vocab})
     throw Error("logits", fmt::format("({}, {}, {})", n, t, options_.tgt_vocab),
                 shape_string(logits.shape()));
-  check_lengths(src_lengths, n, s);
+  check_lengths(src_lengths, n, src.size(1));
+  Masks m;
+  m.src.mask = key_lengths(src_lengths);
+  m.memory.mask = key_lengths(src_lengths);
+  if (options_.look_ahead) m.tgt.mask = causal();
+  return m;
+}
+
+void Seq2SeqTransformer::forward(View<const int64_t, 2> src, std::span<const int64_t> src_lengths,
+                                 View<const int64_t, 2> tgt, View<float, 3> logits) const {
+  const Masks m = check_forward(src, src_lengths, tgt, logits);
+  const int64_t n = src.size(0), s = src.size(1), t = tgt.size(1), d = options_.transformer.d_model;
   Arena::Frame frame(thread_arena());
   const View<float, 3> src_x(frame.alloc<float>(n * s * d), {n, s, d});
   const View<float, 3> tgt_x(frame.alloc<float>(n * t * d), {n, t, d});
   const View<float, 3> out(frame.alloc<float>(n * t * d), {n, t, d});
   embed(src_embed_, src, src_x, 0);
   embed(tgt_embed_, tgt, tgt_x, 0);
-  nn::AttentionMasks src_masks, tgt_masks, memory_masks;
-  src_masks.mask = key_lengths(src_lengths);
-  memory_masks.mask = key_lengths(src_lengths);
-  tgt_masks.mask = causal();
-  transformer_.forward(src_x, tgt_x, out, src_masks, tgt_masks, memory_masks);
+  transformer_.forward(src_x, tgt_x, out, m.src, m.tgt, m.memory);
   // logits may have any strides: rows of one stride, or a copy.
   const View<const float, 2> out_rows(out.data(), {n * t, d});
   nn::detail::write_rows(logits, frame,
                          [&](View<float, 2> rows) { generator_.forward(out_rows, rows); });
+}
+
+void Seq2SeqTransformer::forward(View<const int64_t, 2> src, std::span<const int64_t> src_lengths,
+                                 View<const int64_t, 2> tgt, View<float, 3> logits,
+                                 Saved& saved) const {
+  const Masks m = check_forward(src, src_lengths, tgt, logits);
+  const int64_t n = src.size(0), s = src.size(1), t = tgt.size(1), d = options_.transformer.d_model;
+  nn::ensure_shape(saved.src_x, {n, s, d});
+  nn::ensure_shape(saved.tgt_x, {n, t, d});
+  nn::ensure_shape(saved.out, {n, t, d});
+  src_embed_.forward(src, saved.src_x.view<3>());
+  positional_.forward(saved.src_x.view<3>(), saved.src_x.view<3>(), true, 0, saved.src_positional);
+  tgt_embed_.forward(tgt, saved.tgt_x.view<3>());
+  positional_.forward(saved.tgt_x.view<3>(), saved.tgt_x.view<3>(), true, 0, saved.tgt_positional);
+  transformer_.forward(saved.src_x.view<3>(), saved.tgt_x.view<3>(), saved.out.view<3>(), m.src,
+                       m.tgt, m.memory, saved.transformer);
+  Arena::Frame frame(thread_arena());
+  const View<const float, 2> out_rows(saved.out.data(), {n * t, d});
+  nn::detail::write_rows(logits, frame,
+                         [&](View<float, 2> rows) { generator_.forward(out_rows, rows); });
+}
+
+void Seq2SeqTransformer::backward(View<const int64_t, 2> src, std::span<const int64_t> src_lengths,
+                                  View<const int64_t, 2> tgt, const Saved& saved,
+                                  View<const float, 3> dlogits, nn::Gradients& grads) const {
+  check_forward(src, src_lengths, tgt, dlogits);
+  const int64_t n = src.size(0), s = src.size(1), t = tgt.size(1), d = options_.transformer.d_model;
+  const int64_t vocab = options_.tgt_vocab;
+  if (saved.out.shape() != std::vector<int64_t>{n, t, d} ||
+      saved.src_x.shape() != std::vector<int64_t>{n, s, d})
+    throw Error("Seq2SeqTransformer::backward: saved",
+                fmt::format("the forward of this batch: out ({}, {}, {})", n, t, d),
+                shape_string(saved.out.shape()));
+  if (n * t > 1 && dlogits.stride(0) != t * dlogits.stride(1))
+    throw Error("dlogits", "rows of one stride (stride(0) == T * stride(1))",
+                fmt::format("strides {}", shape_string(dlogits.strides())));
+  Arena::Frame frame(thread_arena());
+  const View<const float, 2> dlogit_rows(dlogits.data(), {n * t, vocab}, {dlogits.stride(1), 1});
+  const View<float, 3> dout(frame.alloc<float>(n * t * d), {n, t, d});
+  const View<float, 3> dsrc(frame.alloc<float>(n * s * d), {n, s, d});
+  const View<float, 3> dtgt(frame.alloc<float>(n * t * d), {n, t, d});
+  generator_.backward(View<const float, 2>(saved.out.data(), {n * t, d}), {}, dlogit_rows,
+                      View<float, 2>(dout.data(), {n * t, d}), grads);
+  transformer_.backward(saved.src_x.view<3>(), saved.tgt_x.view<3>(), saved.transformer, dout, dsrc,
+                        dtgt, grads);
+  positional_.backward(saved.tgt_positional, dtgt, dtgt);
+  tgt_embed_.backward(tgt, {}, dtgt, grads);
+  positional_.backward(saved.src_positional, dsrc, dsrc);
+  src_embed_.backward(src, {}, dsrc, grads);
 }
 
 Tensor<int64_t> Seq2SeqTransformer::greedy_decode(View<const int64_t, 2> src,

@@ -26,6 +26,12 @@ struct Seq2SeqOptions {
   int64_t tgt_vocab = 0;
   nn::TransformerOptions transformer;  // layer.batch_first is set: ids are (N, L)
   int64_t max_len = 512;               // longest sequence the positional encoding covers
+  // The decoder's self-attention under the look-ahead mask causal(), as it
+  // must be. false removes it from training's teacher forcing, so every
+  // target position also sees the tokens after it, the one it must predict
+  // among them: only to show what goes wrong (`maskattn demo --no-look-ahead`).
+  // Greedy decoding has no later tokens to see either way.
+  bool look_ahead = true;
 };
 
 class Seq2SeqTransformer : public nn::Module {
@@ -38,6 +44,23 @@ class Seq2SeqTransformer : public nn::Module {
   // position sees a later one).
   void forward(View<const int64_t, 2> src, std::span<const int64_t> src_lengths,
                View<const int64_t, 2> tgt, View<float, 3> logits) const;
+
+  // Training (nn/gradients.hpp): the teacher-forcing forward that keeps what
+  // the backward needs, then the backward from dlogits (the gradient of the
+  // loss with respect to the logits, (N, T, tgt_vocab) in rows of one
+  // stride), adding every parameter's gradient. src, src_lengths and tgt
+  // must be the forward's, unchanged.
+  struct Saved {
+    Tensor<float> src_x, tgt_x;  // (N, S, d), (N, T, d): embeddings plus positions
+    Tensor<float> out;           // (N, T, d): the decoder's output, the generator's input
+    nn::PositionalEncoding::Saved src_positional, tgt_positional;
+    nn::Transformer::Saved transformer;
+  };
+  void forward(View<const int64_t, 2> src, std::span<const int64_t> src_lengths,
+               View<const int64_t, 2> tgt, View<float, 3> logits, Saved& saved) const;
+  void backward(View<const int64_t, 2> src, std::span<const int64_t> src_lengths,
+                View<const int64_t, 2> tgt, const Saved& saved, View<const float, 3> dlogits,
+                nn::Gradients& grads) const;
 
   // Greedy decoding with a KV cache: (N, L) ids, L <= max_len, starting with
   // start_symbol, each next token the argmax of the logits. A sequence that
@@ -54,6 +77,13 @@ class Seq2SeqTransformer : public nn::Module {
   void for_each_child(const ChildFn& fn) override;
 
  private:
+  // Checks the teacher-forcing call's arguments; the masks of its three attentions.
+  struct Masks {
+    nn::AttentionMasks src, tgt, memory;
+  };
+  Masks check_forward(View<const int64_t, 2> src, std::span<const int64_t> src_lengths,
+                      View<const int64_t, 2> tgt, View<const float, 3> logits) const;
+
   // ids (N, L) at positions offset.. -> x (N, L, d_model) = embed * sqrt(d) + PE.
   void embed(const nn::Embedding& table, View<const int64_t, 2> ids, View<float, 3> x,
              int64_t offset) const;

@@ -1,0 +1,31 @@
+// A progress bar: "[#####.....] 640/2000 sentences  85.3/s  ETA 16 s", and
+// whatever the caller adds after the count. On a terminal it redraws one line;
+// elsewhere (a pipe, a log file) it prints a line at every tenth of the work.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+namespace maskattn::cli {
+
+class ProgressBar {
+ public:
+  // `unit`: what is counted ("sentences", "steps"); `out`: stderr or stdout.
+  explicit ProgressBar(std::string unit, std::FILE* out = stderr);
+
+  // done of total; `extra` follows the count ("loss 0.123  41,000 tok/s").
+  void update(int64_t done, int64_t total, const std::string& extra = {});
+
+  double elapsed_seconds() const;
+
+ private:
+  std::string unit_;
+  std::FILE* out_;
+  bool terminal_;
+  int64_t next_line_ = 0;  // when not a terminal: the next count that prints a line
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace maskattn::cli

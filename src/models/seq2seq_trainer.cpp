@@ -1,0 +1,62 @@
+#include "maskattn/models/seq2seq_trainer.hpp"
+
+#include <fmt/format.h>
+
+namespace maskattn::models {
+
+nn::AdamOptions Seq2SeqTrainerOptions::default_adam() {
+  nn::AdamOptions o;
+  o.lr = 1.0;  // the schedule gives each step its rate
+  o.beta1 = 0.9;
+  o.beta2 = 0.98;
+  o.eps = 1e-9;
+  o.weight_decay = 0.0;
+  o.decoupled_weight_decay = true;
+  return o;
+}
+
+Seq2SeqTrainer::Seq2SeqTrainer(Seq2SeqTransformer& model, const Seq2SeqTrainerOptions& options)
+    : model_(model), options_(options), grads_(model), optimizer_(model, options.adam) {
+  if (options.clip_norm < 0.0 || !(options.clip_norm == options.clip_norm))
+    throw Error("Seq2SeqTrainer: clip_norm", ">= 0 (0: no clipping)",
+                fmt::format("{}", options.clip_norm));
+  model_.train();
+}
+
+TrainStep Seq2SeqTrainer::step(const Seq2SeqBatch& batch) {
+  const int64_t n = batch.batch(), t = batch.tgt_in.size(1), vocab = model_.options().tgt_vocab;
+  if (batch.tgt_out.shape() != batch.tgt_in.shape())
+    throw Error("batch.tgt_out",
+                fmt::format("the shape of tgt_in {}", shape_string(batch.tgt_in.shape())),
+                shape_string(batch.tgt_out.shape()));
+  nn::ensure_shape(logits_, {n, t, vocab});
+  const View<float, 3> logits = logits_.view<3>();
+  model_.forward(batch.src.view<2>(), batch.src_lengths, batch.tgt_in.view<2>(), logits, saved_);
+
+  nn::CrossEntropyOptions ce;
+  ce.ignore_index = CopyTask::kIgnore;
+  ce.label_smoothing = options_.label_smoothing;
+  const View<float, 2> rows(logits_.data(), {n * t, vocab});
+  const nn::CrossEntropyResult loss = nn::cross_entropy(
+      rows, View<const int64_t, 1>(batch.tgt_out.data(), {n * t}), ce, rows);  // gradient in place
+
+  grads_.zero();
+  model_.backward(batch.src.view<2>(), batch.src_lengths, batch.tgt_in.view<2>(), saved_, logits,
+                  grads_);
+  TrainStep out{loss.loss, loss.count, loss.correct, 0.0, options_.schedule(optimizer_.steps())};
+  out.grad_norm = options_.clip_norm > 0.0 ? grads_.clip_norm(options_.clip_norm) : grads_.norm();
+  optimizer_.step(grads_, out.lr);
+  return out;
+}
+
+void Seq2SeqTrainer::save(const std::string& path, const nn::CheckpointExtra& extra) const {
+  nn::CheckpointExtra e = extra;
+  e.step = optimizer_.steps();
+  nn::save_checkpoint(path, model_, optimizer_, e);
+}
+
+nn::LoadedCheckpoint Seq2SeqTrainer::load(const std::string& path) {
+  return nn::load_checkpoint(path, model_, optimizer_);
+}
+
+}  // namespace maskattn::models
