@@ -19,6 +19,7 @@ checkpoints): ``maskattn.optim``.
 
 from ._maskattn import (
     BertModel,
+    CopyTask,
     Dropout,
     Embedding,
     FeedForward,
@@ -30,6 +31,8 @@ from ._maskattn import (
     MultiheadAttention,
     PositionalEncoding,
     SentenceEncoder,
+    Seq2SeqTrainer,
+    Seq2SeqTransformer,
     Transformer,
     TransformerDecoder,
     TransformerDecoderLayer,
@@ -68,6 +71,7 @@ from . import optim, viz
 
 __all__ = [
     "BertModel",
+    "CopyTask",
     "Dropout",
     "Embedding",
     "FeedForward",
@@ -79,6 +83,8 @@ __all__ = [
     "MultiheadAttention",
     "PositionalEncoding",
     "SentenceEncoder",
+    "Seq2SeqTrainer",
+    "Seq2SeqTransformer",
     "Transformer",
     "TransformerDecoder",
     "TransformerDecoderLayer",

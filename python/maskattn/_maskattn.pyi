@@ -700,3 +700,77 @@ class Gradients:
     def clip_norm(self, max_norm: float) -> float:
         """torch.nn.utils.clip_grad_norm_: scales every gradient by max_norm / (norm +
         1e-6) when the norm exceeds max_norm; returns the norm before clipping."""
+
+Seq2SeqBatch = dict[str, npt.NDArray[np.int64]]
+
+class Seq2SeqTransformer(Module):
+    """An encoder-decoder Transformer over token ids (embeddings * sqrt(d_model) plus
+    sinusoidal positions, torch.nn.Transformer batch first, a Linear generator)."""
+
+    def __init__(
+        self,
+        src_vocab: int,
+        tgt_vocab: int,
+        *,
+        d_model: int = 512,
+        nhead: int = 8,
+        num_encoder_layers: int = 6,
+        num_decoder_layers: int = 6,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        norm_first: bool = False,
+        max_len: int = 512,
+        look_ahead: bool = True,
+    ) -> None: ...
+    def __call__(
+        self, src: ArrayLike, src_lengths: ArrayLike, tgt: ArrayLike
+    ) -> npt.NDArray[np.float32]:
+        """Teacher forcing: src (N, S), src_lengths (N), tgt (N, T) -> logits (N, T, tgt_vocab)."""
+    def forward_backward(
+        self, src: ArrayLike, src_lengths: ArrayLike, tgt: ArrayLike, grad_logits: ArrayLike
+    ) -> tuple[npt.NDArray[np.float32], Grads]:
+        """The training forward, then the backward of grad_logits: (logits, grads)."""
+    def greedy_decode(
+        self,
+        src: ArrayLike,
+        src_lengths: ArrayLike,
+        start_symbol: int,
+        max_len: int,
+        stop_symbol: int | None = None,
+    ) -> npt.NDArray[np.int64]:
+        """Greedy decoding with a KV cache: (N, L) ids starting with start_symbol."""
+
+class CopyTask:
+    """Random symbol sequences a model must copy (ids 0 pad, 1 start, 2 end, symbols 3..)."""
+
+    def __init__(self, vocab: int = 13, min_len: int = 4, max_len: int = 12) -> None: ...
+    def batch(self, seed: int, index: int, n: int, heldout: bool = False) -> Seq2SeqBatch:
+        """{'src', 'src_lengths', 'tgt_in', 'tgt_out'} of batch `index` of stream `seed`."""
+    def count_exact(
+        self, src: ArrayLike, src_lengths: ArrayLike, decoded: ArrayLike
+    ) -> int:
+        """Sequences the greedy rows `decoded` reproduce exactly."""
+
+class Seq2SeqTrainer:
+    """Training steps of a Seq2SeqTransformer: cross-entropy, backward, clipping, AdamW
+    at the Noam rate."""
+
+    def __init__(
+        self,
+        model: Seq2SeqTransformer,
+        *,
+        warmup: int = 400,
+        factor: float = 1.0,
+        clip_norm: float = 1.0,
+        label_smoothing: float = 0.0,
+    ) -> None: ...
+    def step(
+        self, src: ArrayLike, src_lengths: ArrayLike, tgt_in: ArrayLike, tgt_out: ArrayLike
+    ) -> dict[str, float]:
+        """One step: {'loss', 'tokens', 'correct', 'grad_norm', 'lr'}."""
+    @property
+    def steps(self) -> int: ...
+    def save(self, path: StrOrBytesPath) -> None:
+        """The run so far as a checkpoint."""
+    def load(self, path: StrOrBytesPath) -> int:
+        """Resumes from a checkpoint; returns its step."""
