@@ -2,6 +2,7 @@
 // Seq2SeqTransformer (forward, forward_backward, greedy_decode), CopyTask
 // (batches as dicts of numpy arrays) and Seq2SeqTrainer (one step per batch).
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 

@@ -175,3 +175,15 @@ def test_errors_name_the_argument():
     trainer = ma.Seq2SeqTrainer(m)
     with pytest.raises(ValueError, match="tgt_out"):
         trainer.step(b["src"], b["src_lengths"], b["tgt_in"], b["tgt_out"][:, :-1])
+
+
+def test_greedy_decode_takes_the_argmax_of_teacher_forcing():
+    m, _ = pair(True)
+    m.eval()
+    b = batch()
+    out = m.greedy_decode(b["src"], b["src_lengths"], 1, 6)
+    assert out.shape == (6, 6) and (out[:, 0] == 1).all()
+    logits = m(b["src"], b["src_lengths"], out[:, :-1])
+    np.testing.assert_array_equal(logits.argmax(-1), out[:, 1:])
+    stopped = m.greedy_decode(b["src"], b["src_lengths"], 1, 6, stop_symbol=2)
+    assert stopped.shape[0] == 6
