@@ -119,7 +119,10 @@ struct ModelLeakOptions {
 // checked with causal(), padding with key_lengths(n) & query_lengths(n),
 // packed sequences with documents(ids). The model must take its padding from
 // what it captured (lengths, an attention mask), not from the token values:
-// padded positions receive random ids too. tokens: (B, L_in) in
+// padded positions receive random ids too. A token can only become another
+// id, so a dependence through a saturated softmax (a weight that moves the
+// output by less than float32 resolution) goes unseen: a reported leak is
+// certain, "no leak" means no output moved. tokens: (B, L_in) in
 // [0, vocab_size). Errors name "tokens", "expect", "model output" or
 // "opts.*"; what the model throws passes through.
 LeakReport check_model_leaks(const SequenceModel& model, View<const int64_t, 2> tokens,
