@@ -12,6 +12,10 @@ the argument.
     >>> q = k = v = np.random.randn(2, 4, 5, 8).astype(np.float32)
     >>> out = ma.attention(q, k, v, ma.causal() & ma.key_lengths([5, 3]))
 
+Does a mask hide what it must? ``check_leaks(mask, causal(), B, H, Lq, Lk)``
+perturbs what the expectation hides and reports every query whose output
+changes; ``check_model_leaks`` does the same for a whole sequence model.
+
 Pictures of masks, encodings and attention weights: ``maskattn.viz``.
 """
 
@@ -20,6 +24,8 @@ from ._maskattn import (
     Dropout,
     Embedding,
     LayerNorm,
+    Leak,
+    LeakReport,
     Linear,
     Mask,
     Module,
@@ -39,6 +45,8 @@ from ._maskattn import (
     bias,
     block,
     causal,
+    check_leaks,
+    check_model_leaks,
     documents,
     from_hf_attention_mask,
     from_keras_mask,
@@ -65,6 +73,8 @@ __all__ = [
     "Dropout",
     "Embedding",
     "LayerNorm",
+    "Leak",
+    "LeakReport",
     "Linear",
     "Mask",
     "Module",
@@ -84,6 +94,8 @@ __all__ = [
     "bias",
     "block",
     "causal",
+    "check_leaks",
+    "check_model_leaks",
     "documents",
     "from_hf_attention_mask",
     "from_keras_mask",

@@ -12,20 +12,27 @@
 #include <utility>
 
 #include "maskattn/error.hpp"
+#include "maskattn/mask.hpp"
 
 namespace maskattn::python {
 
 namespace nb = nanobind;
 using namespace nb::literals;
 
-void bind_mask(nb::module_& m);       // Mask, its parts, the adapters
-void bind_attention(nb::module_& m);  // attention()
-void bind_encoding(nb::module_& m);   // sinusoidal_encoding(), mlm_mask()
-void bind_io(nb::module_& m);         // save_safetensors(), load_safetensors(), ...
-void bind_nn(nb::module_& m);         // the modules: Linear ... MultiheadAttention, Transformer
-void bind_text(nb::module_& m);       // WordPieceTokenizer
-void bind_models(nb::module_& m);     // BertModel, SentenceEncoder
-void bind_viz(nb::module_& m);        // the submodule viz: pictures as PNG bytes and HTML
+void bind_mask(nb::module_& m);        // Mask, its parts, the adapters
+void bind_attention(nb::module_& m);   // attention()
+void bind_encoding(nb::module_& m);    // sinusoidal_encoding(), mlm_mask()
+void bind_io(nb::module_& m);          // save_safetensors(), load_safetensors(), ...
+void bind_nn(nb::module_& m);          // the modules: Linear ... MultiheadAttention, Transformer
+void bind_text(nb::module_& m);        // WordPieceTokenizer
+void bind_models(nb::module_& m);      // BertModel, SentenceEncoder
+void bind_viz(nb::module_& m);         // the submodule viz: pictures as PNG bytes and HTML
+void bind_leak_check(nb::module_& m);  // check_leaks(), check_model_leaks(), LeakReport
+
+// A maskattn.Mask, or None for no mask. Arrays are refused (Error naming
+// `name`): their meaning of True depends on the library they come from,
+// which only an adapter can say.
+Mask read_mask(nb::handle obj, std::string_view name);
 
 // Runs f(). The C++ API gathers options in a struct and its errors name them
 // "<prefix><name>" ("opts.scale"); in Python they are keyword arguments, so an

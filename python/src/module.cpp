@@ -12,6 +12,7 @@ NB_MODULE(_maskattn, m) {
   using maskattn::python::bind_attention;
   using maskattn::python::bind_encoding;
   using maskattn::python::bind_io;
+  using maskattn::python::bind_leak_check;
   using maskattn::python::bind_mask;
   using maskattn::python::bind_models;
   using maskattn::python::bind_nn;
@@ -39,4 +40,5 @@ NB_MODULE(_maskattn, m) {
   bind_text(m);
   bind_models(m);
   bind_viz(m);
+  bind_leak_check(m);
 }
