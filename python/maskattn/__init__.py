@@ -14,7 +14,12 @@ the argument.
 
 Pictures of masks, encodings and attention weights: ``maskattn.viz``;
 training (``cross_entropy``, ``Gradients``; optimizers, schedules and
-checkpoints): ``maskattn.optim``.
+checkpoints): ``maskattn.optim``; the copy task's model and trainer:
+``Seq2SeqTransformer``, ``CopyTask``, ``Seq2SeqTrainer``.
+
+Does a mask hide what it must? ``check_leaks(mask, causal(), B, H, Lq, Lk)``
+perturbs what the expectation hides and reports every query whose output
+changes; ``check_model_leaks`` does the same for a whole sequence model.
 """
 
 from ._maskattn import (
@@ -25,6 +30,8 @@ from ._maskattn import (
     FeedForward,
     Gradients,
     LayerNorm,
+    Leak,
+    LeakReport,
     Linear,
     Mask,
     Module,
@@ -48,6 +55,8 @@ from ._maskattn import (
     block,
     causal,
     cross_entropy,
+    check_leaks,
+    check_model_leaks,
     documents,
     from_hf_attention_mask,
     from_keras_mask,
@@ -77,6 +86,8 @@ __all__ = [
     "FeedForward",
     "Gradients",
     "LayerNorm",
+    "Leak",
+    "LeakReport",
     "Linear",
     "Mask",
     "Module",
@@ -100,6 +111,8 @@ __all__ = [
     "block",
     "causal",
     "cross_entropy",
+    "check_leaks",
+    "check_model_leaks",
     "documents",
     "from_hf_attention_mask",
     "from_keras_mask",

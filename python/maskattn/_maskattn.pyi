@@ -151,6 +151,104 @@ def attention_backward(
     """Gradients (dq, dk, dv) of attention() from its inputs, mask and options,
     its out and lse (return_lse=True), and dout = d loss / d out; all float32.
     The dropout is replayed from the seed; dk, dv sum over the query heads of a group."""
+# ---- leak checking -----------------------------------------------------------
+
+class Leak:
+    """Query (output) i of batch b, head h changed when key (token) j, which the
+    expectation hides from it, was perturbed."""
+
+    @property
+    def b(self) -> int:
+        """Batch element."""
+    @property
+    def h(self) -> int:
+        """Head (0 for a model)."""
+    @property
+    def i(self) -> int:
+        """Query, or output position of a model."""
+    @property
+    def j(self) -> int:
+        """Key, or token position of a model."""
+    @property
+    def change(self) -> float:
+        """The largest |difference| in row i's output when j alone was perturbed."""
+    def __repr__(self) -> str: ...
+
+class LeakReport:
+    """What check_leaks() or check_model_leaks() found; str() gives the verdict
+    and the listed leaks as a table."""
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(B, H, Lq, Lk) checked; for a model (B, 1, L_out, L_in)."""
+    @property
+    def hidden_pairs(self) -> int:
+        """The pairs the expectation hides: every one was checked."""
+    @property
+    def runs(self) -> int:
+        """Attention (or model) calls made, the unperturbed one included."""
+    @property
+    def leak_count(self) -> int:
+        """Hidden pairs whose output changed."""
+    @property
+    def max_change(self) -> float:
+        """The largest change among the leaks."""
+    @property
+    def leaks(self) -> list[Leak]:
+        """The first max_listed leaks in (b, h, i, j) order."""
+    @property
+    def over_masked(self) -> int:
+        """Pairs the expectation allows but the mask hides (not a leak)."""
+    @property
+    def first_over_masked(self) -> tuple[int, int, int, int] | None:
+        """(b, h, i, j) of the first over-masked pair, or None."""
+    @property
+    def tolerance(self) -> float:
+        """A change at most this large was no leak."""
+    @property
+    def model(self) -> bool:
+        """True for a check_model_leaks() report."""
+    @property
+    def leaks_found(self) -> bool:
+        """True when some pair leaks."""
+    @property
+    def verdict(self) -> str:
+        """One line: "no leak: ...", "LEAK: ..." or "nothing checked: ..."."""
+    def __str__(self) -> str: ...
+    def __repr__(self) -> str: ...
+
+def check_leaks(
+    mask: Mask | None,
+    expect: Mask | None,
+    batch: int,
+    heads: int,
+    q_len: int,
+    k_len: int,
+    *,
+    head_dim: int = 16,
+    seed: int = 0,
+    tolerance: float = 0.0,
+    max_listed: int = 20,
+    scale: float | None = None,
+    softcap: float = 0.0,
+    backend: Literal["auto", "reference", "flash"] = "auto",
+) -> LeakReport:
+    """Does `mask` hide from every query each key that `expect` hides? Perturbs the
+    hidden keys and values of random q, k, v and reports every query whose output
+    changes."""
+
+def check_model_leaks(
+    model: Callable[[npt.NDArray[np.int64]], ArrayLike],
+    tokens: ArrayLike,
+    expect: Mask | None,
+    *,
+    vocab_size: int,
+    seed: int = 0,
+    tolerance: float = 0.0,
+    max_listed: int = 20,
+) -> LeakReport:
+    """Does output i of model(tokens) (B, L_out, ...) depend on a token that
+    `expect`, bound to (B, 1, L_out, L_in), hides from it?"""
 
 def sinusoidal_encoding(
     length: int,

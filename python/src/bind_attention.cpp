@@ -18,18 +18,6 @@
 namespace maskattn::python {
 namespace {
 
-// A Mask, or None for no mask. Arrays are refused: their meaning of True
-// depends on the library they come from, which only an adapter can say.
-Mask read_mask(nb::handle obj) {
-  if (obj.is_none()) return {};
-  Mask m;
-  if (nb::try_cast(obj, m)) return m;
-  throw Error("mask",
-              "a maskattn.Mask or None (wrap arrays with keep(), block() or bias(), or an "
-              "adapter such as from_sdpa_mask())",
-              python_type_name(obj));
-}
-
 // q's dtype decides: k and v must be stored like it (float32 or bfloat16;
 // no silent conversion of the hot path).
 void check_stored_like_q(const FloatArrayArg<4>& q, const FloatArrayArg<4>& x,
@@ -69,7 +57,7 @@ nb::object attention_py(nb::handle q_obj, nb::handle k_obj, nb::handle v_obj, nb
   const FloatArrayArg<4> v = read_float_array<4>(v_obj, "v", v_dims);
   check_stored_like_q(q, k, "k", k_dims);
   check_stored_like_q(q, v, "v", v_dims);
-  const Mask mask = read_mask(mask_obj);
+  const Mask mask = read_mask(mask_obj, "mask");
   const ArrayArg head_mask_arg = read_array(head_mask, "head_mask");
 
   const AttentionOptions opts =

@@ -62,6 +62,16 @@ class PythonRule {
 
 }  // namespace
 
+Mask read_mask(nb::handle obj, std::string_view name) {
+  if (obj.is_none()) return {};
+  Mask m;
+  if (nb::try_cast(obj, m)) return m;
+  throw Error(name,
+              "a maskattn.Mask or None (wrap arrays with keep(), block() or bias(), or an "
+              "adapter such as from_sdpa_mask())",
+              python_type_name(obj));
+}
+
 void bind_mask(nb::module_& m) {
   nb::class_<Mask>(m, "Mask",
                    "Which (batch b, head h, query i, key j) pairs may attend, plus an optional\n"

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "maskattn/error.hpp"
+#include "maskattn/mask.hpp"
 
 namespace maskattn::nn {
 class Gradients;
@@ -24,16 +25,17 @@ namespace maskattn::python {
 namespace nb = nanobind;
 using namespace nb::literals;
 
-void bind_mask(nb::module_& m);       // Mask, its parts, the adapters
-void bind_attention(nb::module_& m);  // attention()
-void bind_encoding(nb::module_& m);   // sinusoidal_encoding(), mlm_mask()
-void bind_io(nb::module_& m);         // save_safetensors(), load_safetensors(), ...
-void bind_nn(nb::module_& m);         // the modules: Linear ... MultiheadAttention, Transformer
-void bind_text(nb::module_& m);       // WordPieceTokenizer
-void bind_models(nb::module_& m);     // BertModel, SentenceEncoder
-void bind_viz(nb::module_& m);        // the submodule viz: pictures as PNG bytes and HTML
-void bind_train(nb::module_& m);      // cross_entropy(), Gradients, the submodule optim
-void bind_seq2seq(nb::module_& m);    // Seq2SeqTransformer, CopyTask, Seq2SeqTrainer
+void bind_mask(nb::module_& m);        // Mask, its parts, the adapters
+void bind_attention(nb::module_& m);   // attention()
+void bind_encoding(nb::module_& m);    // sinusoidal_encoding(), mlm_mask()
+void bind_io(nb::module_& m);          // save_safetensors(), load_safetensors(), ...
+void bind_nn(nb::module_& m);          // the modules: Linear ... MultiheadAttention, Transformer
+void bind_text(nb::module_& m);        // WordPieceTokenizer
+void bind_models(nb::module_& m);      // BertModel, SentenceEncoder
+void bind_viz(nb::module_& m);         // the submodule viz: pictures as PNG bytes and HTML
+void bind_train(nb::module_& m);       // cross_entropy(), Gradients, the submodule optim
+void bind_seq2seq(nb::module_& m);     // Seq2SeqTransformer, CopyTask, Seq2SeqTrainer
+void bind_leak_check(nb::module_& m);  // check_leaks(), check_model_leaks(), LeakReport
 
 struct ArrayArg;  // arrays.hpp
 
@@ -47,6 +49,11 @@ ArrayArg read_grad_output(nb::handle obj, const std::vector<int64_t>& shape,
 // str, bytes or os.PathLike, as the bytes the file system takes (os.fsencode:
 // what open() does with a path).
 std::string read_path(nb::handle path);
+
+// A maskattn.Mask, or None for no mask. Arrays are refused (Error naming
+// `name`): their meaning of True depends on the library they come from,
+// which only an adapter can say.
+Mask read_mask(nb::handle obj, std::string_view name);
 
 // Runs f(). The C++ API gathers options in a struct and its errors name them
 // "<prefix><name>" ("opts.scale"); in Python they are keyword arguments, so an

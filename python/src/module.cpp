@@ -12,6 +12,7 @@ NB_MODULE(_maskattn, m) {
   using maskattn::python::bind_attention;
   using maskattn::python::bind_encoding;
   using maskattn::python::bind_io;
+  using maskattn::python::bind_leak_check;
   using maskattn::python::bind_mask;
   using maskattn::python::bind_models;
   using maskattn::python::bind_nn;
@@ -43,4 +44,5 @@ NB_MODULE(_maskattn, m) {
   bind_viz(m);
   bind_train(m);
   bind_seq2seq(m);
+  bind_leak_check(m);
 }
