@@ -104,7 +104,7 @@ nb::tuple attention_backward_py(nb::handle q_obj, nb::handle k_obj, nb::handle v
                              outv = float32_view<4>(out, "out", out_dims),
                              doutv = float32_view<4>(dout, "dout", out_dims);
   const View<const float, 3> lsev = float32_view<3>(lse, "lse", "(B, Hq, Lq)");
-  const Mask mask = read_mask(mask_obj);
+  const Mask mask = read_mask(mask_obj, "mask");
   const ArrayArg head_mask_arg = read_array(head_mask, "head_mask");
   const AttentionOptions opts =
       read_options(scale, dropout_p, seed, head_mask_arg, softcap, empty_rows, backend);
