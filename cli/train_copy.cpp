@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "maskattn/attention.hpp"
+#include "maskattn/leak_check.hpp"
 #include "maskattn/models/seq2seq_trainer.hpp"
 #include "maskattn/viz/pictures.hpp"
 #include "progress.hpp"
@@ -57,6 +58,8 @@ RunResult train_and_test(models::Seq2SeqTransformer& model, const CopyShowcaseOp
   const CopyTask task(o.task);
   models::Seq2SeqTrainerOptions to;
   to.schedule = nn::LrSchedule::noam(o.d_model, 1.0, o.warmup);
+  to.total_steps = o.steps;
+  to.cooldown_steps = std::min(o.cooldown, o.steps);
   models::Seq2SeqTrainer trainer(model, to);
   RunResult r;
   ProgressBar bar("steps", stdout);
@@ -169,6 +172,27 @@ void draw_attention(const models::Seq2SeqTransformer& model, const models::Seq2S
   }
 }
 
+// The look-ahead check of `maskattn check`, on the trained decoder: for the
+// first few held-out sequences, perturb the target tokens after each
+// position and see whether the logits at that position move.
+LeakReport decoder_leaks(const models::Seq2SeqTransformer& model,
+                         const models::Seq2SeqBatch& heldout) {
+  const int64_t n = std::min<int64_t>(4, heldout.batch());
+  const int64_t s = heldout.src.size(1), t = heldout.tgt_in.size(1);
+  const View<const int64_t, 2> src(heldout.src.data(), {n, s});
+  const std::span<const int64_t> lengths(heldout.src_lengths.data(), static_cast<std::size_t>(n));
+  const SequenceModel decoder = [&](View<const int64_t, 2> tokens) {
+    Tensor<float> logits({n, t, model.options().tgt_vocab});
+    model.forward(src, lengths, tokens, logits.view<3>());
+    return logits;
+  };
+  ModelLeakOptions o;
+  o.vocab_size = model.options().tgt_vocab;
+  o.max_listed = 3;
+  return check_model_leaks(decoder, View<const int64_t, 2>(heldout.tgt_in.data(), {n, t}), causal(),
+                           o);
+}
+
 double percent(int64_t part, int64_t whole) {
   return 100.0 * static_cast<double>(part) / static_cast<double>(std::max<int64_t>(whole, 1));
 }
@@ -202,6 +226,11 @@ void run_copy_showcase(const CopyShowcaseOptions& o, const SavePicture& save) {
   fmt::print("\n  Exact-sequence accuracy on {} held-out sequences: {:.1f} % ({} of {})\n",
              o.heldout, percent(real.exact, o.heldout), real.exact, o.heldout);
   draw_attention(model, heldout, save, "trained copy model: ");
+  const LeakReport leaks = decoder_leaks(model, heldout);
+  fmt::print(
+      "\n  Leak check of the trained decoder (as `maskattn check` does): change the target\n"
+      "  tokens after each position and watch that position's logits:\n    {}\n",
+      leak_verdict(leaks));
 
   if (cheat) {
     fmt::print("\n  The same model trained WITHOUT the decoder's look-ahead mask:\n\n");
@@ -215,6 +244,8 @@ void run_copy_showcase(const CopyShowcaseOptions& o, const SavePicture& save) {
     fmt::print("  {:<34}{:>17.1f}%{:>17.1f}%\n", "held-out exact sequences (greedy)",
                percent(real.exact, o.heldout), percent(c.exact, o.heldout));
     print_examples(heldout, c, 3);
+    fmt::print("\n  Leak check of this decoder:\n    {}\n",
+               leak_verdict(decoder_leaks(*cheat, heldout)));
     fmt::print(
         "\n  Without the mask, target position t also reads token t+1, the very token it must\n"
         "  predict: training only learns to shift its input, and greedy decoding, which has\n"

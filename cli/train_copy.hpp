@@ -22,6 +22,7 @@ struct CopyShowcaseOptions {
   int64_t d_model = 64, heads = 4, layers = 2, dim_feedforward = 256;
   double dropout = 0.0;
   int64_t warmup = 400;
+  int64_t cooldown = 1000;     // last steps over which the rate falls linearly
   bool no_look_ahead = false;  // also train without the look-ahead mask and compare
 };
 

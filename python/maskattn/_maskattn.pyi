@@ -861,6 +861,8 @@ class Seq2SeqTrainer:
         factor: float = 1.0,
         clip_norm: float = 1.0,
         label_smoothing: float = 0.0,
+        total_steps: int = 0,
+        cooldown_steps: int = 0,
     ) -> None: ...
     def step(
         self, src: ArrayLike, src_lengths: ArrayLike, tgt_in: ArrayLike, tgt_out: ArrayLike

@@ -175,19 +175,24 @@ void bind_seq2seq(nb::module_& m) {
       m, "Seq2SeqTrainer",
       "Training steps of a Seq2SeqTransformer: teacher-forcing forward, cross-entropy\n"
       "(ignore_index -100), backward, gradient clipping, AdamW (betas 0.9, 0.98, eps 1e-9)\n"
-      "at the Noam rate factor * d_model^-0.5 * min(s^-0.5, s * warmup^-1.5).")
+      "at the Noam rate factor * d_model^-0.5 * min(s^-0.5, s * warmup^-1.5), scaled down\n"
+      "linearly over the last cooldown_steps of total_steps.")
       .def(
           "__init__",
           [](Seq2SeqTrainer* self, Seq2SeqTransformer& model, int64_t warmup, double factor,
-             double clip_norm, double label_smoothing) {
+             double clip_norm, double label_smoothing, int64_t total_steps,
+             int64_t cooldown_steps) {
             models::Seq2SeqTrainerOptions o;
+            o.total_steps = total_steps;
+            o.cooldown_steps = cooldown_steps;
             o.schedule = nn::LrSchedule::noam(model.options().transformer.d_model, factor, warmup);
             o.clip_norm = clip_norm;
             o.label_smoothing = label_smoothing;
             new (self) Seq2SeqTrainer(model, o);
           },
           "model"_a, nb::kw_only(), "warmup"_a = 400, "factor"_a = 1.0, "clip_norm"_a = 1.0,
-          "label_smoothing"_a = 0.0, nb::keep_alive<1, 2>())
+          "label_smoothing"_a = 0.0, "total_steps"_a = 0, "cooldown_steps"_a = 0,
+          nb::keep_alive<1, 2>())
       .def(
           "step",
           [](Seq2SeqTrainer& t, nb::handle src, nb::handle src_lengths, nb::handle tgt_in,

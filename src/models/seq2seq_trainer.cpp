@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace maskattn::models {
 
 nn::AdamOptions Seq2SeqTrainerOptions::default_adam() {
@@ -20,7 +22,18 @@ Seq2SeqTrainer::Seq2SeqTrainer(Seq2SeqTransformer& model, const Seq2SeqTrainerOp
   if (options.clip_norm < 0.0 || !(options.clip_norm == options.clip_norm))
     throw Error("Seq2SeqTrainer: clip_norm", ">= 0 (0: no clipping)",
                 fmt::format("{}", options.clip_norm));
+  if (options.cooldown_steps < 0 || options.cooldown_steps > options.total_steps)
+    throw Error("Seq2SeqTrainer: cooldown_steps", "in [0, total_steps]",
+                fmt::format("{} (total_steps {})", options.cooldown_steps, options.total_steps));
   model_.train();
+}
+
+double Seq2SeqTrainer::rate(int64_t steps) const {
+  const double r = options_.schedule(steps);
+  const int64_t left = options_.total_steps - steps;  // this step included
+  if (options_.cooldown_steps == 0 || left > options_.cooldown_steps) return r;
+  return r * static_cast<double>(std::max<int64_t>(left, 1)) /
+         static_cast<double>(options_.cooldown_steps);
 }
 
 TrainStep Seq2SeqTrainer::step(const Seq2SeqBatch& batch) {
@@ -43,7 +56,7 @@ TrainStep Seq2SeqTrainer::step(const Seq2SeqBatch& batch) {
   grads_.zero();
   model_.backward(batch.src.view<2>(), batch.src_lengths, batch.tgt_in.view<2>(), saved_, logits,
                   grads_);
-  TrainStep out{loss.loss, loss.count, loss.correct, 0.0, options_.schedule(optimizer_.steps())};
+  TrainStep out{loss.loss, loss.count, loss.correct, 0.0, rate(optimizer_.steps())};
   out.grad_norm = options_.clip_norm > 0.0 ? grads_.clip_norm(options_.clip_norm) : grads_.norm();
   optimizer_.step(grads_, out.lr);
   return out;

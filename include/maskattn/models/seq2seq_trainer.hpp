@@ -22,6 +22,12 @@ namespace maskattn::models {
 struct Seq2SeqTrainerOptions {
   nn::AdamOptions adam = default_adam();
   nn::LrSchedule schedule = nn::LrSchedule::noam(64, 1.0, 400);
+  // A linear cool-down: over the last `cooldown_steps` of `total_steps` the
+  // schedule's rate is scaled down linearly towards 0 (the last step's rate is
+  // 1 / cooldown_steps of the schedule's). Settles the weights a Noam rate
+  // leaves moving; 0: none.
+  int64_t total_steps = 0;
+  int64_t cooldown_steps = 0;
   double clip_norm = 1.0;  // the global gradient norm's bound; 0: no clipping
   double label_smoothing = 0.0;
 
@@ -45,6 +51,9 @@ class Seq2SeqTrainer {
   Seq2SeqTrainer(Seq2SeqTransformer& model, const Seq2SeqTrainerOptions& options = {});
 
   TrainStep step(const Seq2SeqBatch& batch);
+
+  // The rate of the step after `steps` steps: the schedule's, cooled down.
+  double rate(int64_t steps) const;
 
   int64_t steps() const noexcept { return optimizer_.steps(); }
   const Seq2SeqTrainerOptions& options() const noexcept { return options_; }
