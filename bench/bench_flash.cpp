@@ -77,6 +77,7 @@
 #include <utility>
 #include <vector>
 
+#include "allowed_pairs.hpp"
 #include "child_process.hpp"
 #include "core/parallel_for.hpp"
 #include "gemm_yardstick.hpp"
@@ -85,21 +86,22 @@
 #include "maskattn/mask.hpp"
 #include "maskattn/tensor.hpp"
 #include "read_bandwidth.hpp"
+#include "timing.hpp"
 
 namespace {
 
+using bench::cv;
+using bench::median;
+using bench::median_call;
+using bench::seconds_since;
 using maskattn::Backend;
 using maskattn::BFloat16;
 using maskattn::Mask;
 using maskattn::Tensor;
-using Clock = std::chrono::steady_clock;
+using Clock = bench::Clock;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kMiB = 1024.0 * 1024.0;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 [[noreturn]] void fail(const std::string& what) {
   std::fflush(stdout);
@@ -165,39 +167,9 @@ Mask make_mask(MaskKind kind, int64_t batch, int64_t len) {
   return Mask{};
 }
 
-// Allowed keys of row (b, h, i) in [k0, k1): ranges the mask classifies Empty
-// or Full count at once; Partial ones are halved down to 256 keys, whose
-// values are read and counted.
-int64_t allowed_keys(const maskattn::BoundMask& m, int64_t b, int64_t h, int64_t i, int64_t k0,
-                     int64_t k1, std::vector<float>& values) {
-  switch (m.classify(b, h, i, i + 1, k0, k1)) {
-    case maskattn::TileClass::Empty: return 0;
-    case maskattn::TileClass::Full: return k1 - k0;
-    case maskattn::TileClass::Partial: break;
-  }
-  if (k1 - k0 > 256) {
-    const int64_t mid = k0 + (k1 - k0) / 2;
-    return allowed_keys(m, b, h, i, k0, mid, values) + allowed_keys(m, b, h, i, mid, k1, values);
-  }
-  m.row_values(b, h, i, k0, k1, values.data());
-  return std::count_if(values.begin(), values.begin() + (k1 - k0),
-                       [](float x) { return x != -std::numeric_limits<float>::infinity(); });
-}
-
 // Allowed (b, h, i, j) pairs of a config's mask, exactly.
 int64_t allowed_pairs(const Config& c, const Mask& mask) {
-  const maskattn::BoundMask m = mask.bind({c.batch, c.hq, c.lq, c.lk});
-  std::vector<int64_t> per_head(static_cast<std::size_t>(c.batch * c.hq));
-  maskattn::detail::parallel_for(c.batch * c.hq, [&](int64_t bh) {
-    std::vector<float> values(256);
-    int64_t n = 0;
-    for (int64_t i = 0; i < c.lq; ++i)
-      n += allowed_keys(m, bh / c.hq, bh % c.hq, i, 0, c.lk, values);
-    per_head[static_cast<std::size_t>(bh)] = n;
-  });
-  int64_t total = 0;
-  for (int64_t n : per_head) total += n;
-  return total;
+  return bench::allowed_pairs(mask, {c.batch, c.hq, c.lq, c.lk});
 }
 
 // ---- inputs ------------------------------------------------------------------------
@@ -315,40 +287,6 @@ Config slice_of(const Config& c) {
 
 int64_t slices(const Config& c) { return c.batch * c.hkv; }
 
-// ---- statistics and timing ------------------------------------------------------------
-
-double median(std::vector<double> x) {
-  if (x.empty()) return kNaN;
-  std::sort(x.begin(), x.end());
-  const std::size_t n = x.size();
-  return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
-// Coefficient of variation (sample standard deviation / mean); NaN for fewer than 2.
-double cv(const std::vector<double>& x) {
-  if (x.size() < 2) return kNaN;
-  double mean = 0.0;
-  for (double v : x) mean += v;
-  mean /= static_cast<double>(x.size());
-  double ss = 0.0;
-  for (double v : x) ss += (v - mean) * (v - mean);
-  return std::sqrt(ss / static_cast<double>(x.size() - 1)) / mean;
-}
-
-// Median of one_call()'s seconds, called until min_seconds of wall time have
-// passed (at least once); nullopt if a call fails.
-std::optional<double> median_call(const std::function<std::optional<double>()>& one_call,
-                                  double min_seconds) {
-  std::vector<double> times;
-  const auto start = Clock::now();
-  do {
-    const std::optional<double> t = one_call();
-    if (!t) return std::nullopt;
-    times.push_back(*t);
-  } while (seconds_since(start) < min_seconds);
-  return median(times);
-}
-
 // ---- the memory child process ------------------------------------------------------
 
 constexpr std::string_view kMemoryChildFlag = "--memory_child";
@@ -465,51 +403,20 @@ void check_and_time_reference(Measured& m, const Options& opts) {
 
 // ---- the yardstick -------------------------------------------------------------------
 
-constexpr bench::GemmShape kSquare[] = {{"square", false, false, 2048, 2048, 2048}};
-
-// Measured once per round.
-struct Yardstick {
-  bench::OpenblasChild openblas;  // unusable if it did not start
-  bool have_openblas = false;
-  bench::GemmProblems square{kSquare};
+// Measured once per round: the sgemm rate and the read bandwidth.
+struct Yardstick : bench::SgemmRate {
   bench::ReadBandwidth bandwidth;
-  std::vector<double> gemm, blas, sgemm, read;  // GFLOP/s, GFLOP/s, the faster, GB/s
+  std::vector<double> read;  // GB/s
 
-  // Starts the child and checks both GEMMs once.
-  explicit Yardstick(int threads) : have_openblas(openblas.start(threads)) {
-    if (!(bench::checked_error(bench::call_gemm, kSquare[0], square.operands(0)) <= 1.0))
-      fail("detail::gemm: wrong result");
-    if (have_openblas) {
-      const std::optional<double> e = openblas.ask(bench::kCheck, 0);
-      if (e && !(*e <= 1.0)) fail("OpenBLAS child: wrong result");
-    }
-  }
+  explicit Yardstick(int threads) : SgemmRate(threads) {}
 
   void measure(double min_seconds) {
-    const double flop = bench::gflop(kSquare[0]);
-    double b = kNaN;
-    if (have_openblas) {
-      std::this_thread::sleep_for(bench::kOpenblasSettle);  // after the last OpenMP call
-      const std::optional<double> t =
-          median_call([&] { return openblas.ask(bench::kRun, 0); }, min_seconds);
-      std::this_thread::sleep_for(bench::kOpenblasSettle);  // before the next
-      if (t) b = flop / *t;
-    }
-    const double g =
-        flop /
-        *median_call(
-            [&] { return bench::timed_call(bench::call_gemm, kSquare[0], square.operands(0)); },
-            min_seconds);
-    gemm.push_back(g);
-    blas.push_back(b);
-    sgemm.push_back(std::isnan(b) ? g : std::max(g, b));
+    SgemmRate::measure(min_seconds);
     const std::optional<double> pass =
         median_call([&] { return bandwidth.timed_pass(); }, min_seconds);
     if (!pass) fail("read bandwidth: wrong sum");
     read.push_back(bandwidth.bytes() * 1e-9 / *pass);
   }
-
-  std::string openblas_core() const { return have_openblas ? openblas.core() : "unavailable"; }
 };
 
 // ---- ratios and targets ----------------------------------------------------------------
@@ -762,7 +669,7 @@ void print_memory(const std::optional<MemoryResult>& memory) {
 
 int main(int argc, char** argv) {
   if (const std::optional<int> threads = bench::openblas_child_threads(argc, argv))
-    return bench::serve_openblas(*threads, kSquare);
+    return bench::serve_openblas(*threads, bench::kSgemmSquare);
   if (argc == 2 && argv[1] == kMemoryChildFlag) return memory_child_main();
   const std::optional<Options> opts = parse(argc, argv);
   if (!opts) {

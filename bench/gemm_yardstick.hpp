@@ -24,10 +24,12 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "child_process.hpp"
 #include "kernels/gemm.hpp"
+#include "timing.hpp"
 
 namespace bench {
 
@@ -217,6 +219,60 @@ class OpenblasChild {
  private:
   ChildProcess process_;
   std::string core_;
+};
+
+// ---- the sgemm rate ----------------------------------------------------------------
+// fp32 GEMM 2048 x 2048 x 2048 through detail::gemm (oneDNN, in process) and
+// OpenBLAS in the child; the faster of the two is "the sgemm rate". A program
+// using it answers the child's command line first:
+//   if (auto t = bench::openblas_child_threads(argc, argv))
+//     return bench::serve_openblas(*t, bench::kSgemmSquare);
+
+inline constexpr GemmShape kSgemmSquare[] = {{"square", false, false, 2048, 2048, 2048}};
+
+struct SgemmRate {
+  OpenblasChild openblas;  // unusable if it did not start
+  bool have_openblas = false;
+  GemmProblems square{kSgemmSquare};
+  std::vector<double> gemm, blas, sgemm;  // GFLOP/s per measure(): oneDNN, OpenBLAS, the faster
+
+  // Starts the child and checks both GEMMs once (exits on a wrong result).
+  explicit SgemmRate(int threads) : have_openblas(openblas.start(threads)) {
+    if (!(checked_error(call_gemm, kSgemmSquare[0], square.operands(0)) <= 1.0)) {
+      std::fprintf(stderr, "sgemm yardstick: detail::gemm gives a wrong result\n");
+      std::exit(1);
+    }
+    if (have_openblas) {
+      const std::optional<double> e = openblas.ask(kCheck, 0);
+      if (e && !(*e <= 1.0)) {
+        std::fprintf(stderr, "sgemm yardstick: the OpenBLAS child gives a wrong result\n");
+        std::exit(1);
+      }
+    }
+  }
+
+  // One more measurement of each, every timing the median of calls repeated
+  // for at least min_seconds.
+  void measure(double min_seconds) {
+    const double flop = gflop(kSgemmSquare[0]);
+    double b = std::numeric_limits<double>::quiet_NaN();
+    if (have_openblas) {
+      std::this_thread::sleep_for(kOpenblasSettle);  // after the last OpenMP call
+      const std::optional<double> t =
+          median_call([&] { return openblas.ask(kRun, 0); }, min_seconds);
+      std::this_thread::sleep_for(kOpenblasSettle);  // before the next
+      if (t) b = flop / *t;
+    }
+    const double g =
+        flop /
+        *median_call([&] { return timed_call(call_gemm, kSgemmSquare[0], square.operands(0)); },
+                     min_seconds);
+    gemm.push_back(g);
+    blas.push_back(b);
+    sgemm.push_back(std::isnan(b) ? g : std::max(g, b));
+  }
+
+  std::string openblas_core() const { return have_openblas ? openblas.core() : "unavailable"; }
 };
 
 }  // namespace bench

@@ -346,6 +346,24 @@ class MultiheadAttention(Module):
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
         """Returns (out, weights): weights (N, L, S) averaged, (N, num_heads, L, S)
         per head, or None."""
+    def forward_backward(
+        self,
+        query: ArrayLike,
+        key: ArrayLike,
+        value: ArrayLike,
+        grad_output: ArrayLike,
+        key_padding_mask: MaskArg = None,
+        attn_mask: MaskArg = None,
+        is_causal: bool = False,
+        *,
+        head_mask: ArrayLike | None = None,
+    ) -> tuple[
+        npt.NDArray[np.float32],
+        tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]],
+        Grads,
+    ]:
+        """The training forward and the backward of grad_output: (output, (grad_query,
+        grad_key, grad_value), grads). Self-attention: x's gradient is their sum."""
     @property
     def embed_dim(self) -> int: ...
     @property
@@ -384,6 +402,15 @@ class TransformerEncoderLayer(Module):
         is_causal: bool = False,
     ) -> npt.NDArray[np.float32]:
         """src (L, N, E) -> same shape."""
+    def forward_backward(
+        self,
+        src: ArrayLike,
+        grad_output: ArrayLike,
+        src_mask: MaskArg = None,
+        src_key_padding_mask: MaskArg = None,
+        is_causal: bool = False,
+    ) -> ForwardBackward:
+        """The training forward and the backward of grad_output: (output, grad_src, grads)."""
 
 class TransformerDecoderLayer(Module):
     """torch.nn.TransformerDecoderLayer."""
@@ -414,6 +441,23 @@ class TransformerDecoderLayer(Module):
         memory_is_causal: bool = False,
     ) -> npt.NDArray[np.float32]:
         """tgt (T, N, E), memory (S, N, E) -> (T, N, E)."""
+    def forward_backward(
+        self,
+        tgt: ArrayLike,
+        memory: ArrayLike,
+        grad_output: ArrayLike,
+        tgt_mask: MaskArg = None,
+        memory_mask: MaskArg = None,
+        tgt_key_padding_mask: MaskArg = None,
+        memory_key_padding_mask: MaskArg = None,
+        tgt_is_causal: bool = False,
+        memory_is_causal: bool = False,
+    ) -> tuple[
+        npt.NDArray[np.float32],
+        tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+        Grads,
+    ]:
+        """The training forward and the backward: (output, (grad_tgt, grad_memory), grads)."""
 
 class TransformerEncoder(Module):
     """torch.nn.TransformerEncoder: num_layers copies of encoder_layer, then norm."""

@@ -247,6 +247,45 @@ nb::tuple mha_call(const nn::MultiheadAttention& mha, nb::handle query, nb::hand
   return nb::make_tuple(activation_result(std::move(out), q), w);
 }
 
+// The training forward and backward of grad_output: (out, (grad_query,
+// grad_key, grad_value), grads). Self-attention's input gradient is the sum
+// of the three.
+nb::tuple mha_forward_backward(nn::MultiheadAttention& mha, nb::handle query, nb::handle key,
+                               nb::handle value, nb::handle grad_output,
+                               nb::handle key_padding_mask, nb::handle attn_mask, bool is_causal,
+                               nb::handle head_mask) {
+  const bool bf = mha.batch_first();
+  const char* dims = bf ? "(N, L, E)" : "(L, N, E)";
+  const Activation q = read_activation(query, "query", bf, dims);
+  const Activation k = read_activation(key, "key", bf, bf ? "(N, S, kdim)" : "(S, N, kdim)");
+  const Activation v = read_activation(value, "value", bf, bf ? "(N, S, vdim)" : "(S, N, vdim)");
+  const Activation g = read_activation(grad_output, "grad_output", bf, dims);
+  if (g.view.shape() != q.view.shape() || g.unbatched != q.unbatched)
+    throw Error("grad_output", "a float32 array shaped like the output (as query)",
+                g.arg.view.describe());
+  const auto masks = read_masks(attn_mask, key_padding_mask, is_causal, q.unbatched, "attn_mask",
+                                "key_padding_mask");
+  const ArrayArg head_mask_arg = read_array(head_mask, "head_mask");
+  nn::MultiheadAttentionCall call;
+  call.head_mask = head_mask_arg.view;
+
+  Tensor<float> out = output_like(q.view), dq = output_like(q.view), dk = output_like(k.view),
+                dv = output_like(v.view);
+  nn::Gradients grads(mha);
+  {
+    nb::gil_scoped_release release;
+    nn::MultiheadAttention::Saved saved;
+    mha.forward(q.view, k.view, v.view, out.view<3>(), masks->masks, call, saved);
+    mha.backward(q.view, k.view, v.view, saved, g.view, dq.view<3>(), dk.view<3>(), dv.view<3>(),
+                 grads);
+  }
+  return nb::make_tuple(
+      activation_result(std::move(out), q),
+      nb::make_tuple(activation_result(std::move(dq), q), activation_result(std::move(dk), k),
+                     activation_result(std::move(dv), v)),
+      gradients_py(grads));
+}
+
 void bind_multihead_attention(nb::module_& m) {
   nb::class_<nn::MultiheadAttention, Module>(
       m, "MultiheadAttention",
@@ -282,6 +321,15 @@ void bind_multihead_attention(nb::module_& m) {
            "be a maskattn.Mask. is_causal adds the look-ahead mask. Returns (out,\n"
            "weights) with weights (N, L, S) averaged over heads, (N, num_heads, L, S)\n"
            "otherwise, or None without need_weights.")
+      .def("forward_backward", &mha_forward_backward, "query"_a, "key"_a, "value"_a,
+           "grad_output"_a, "key_padding_mask"_a.none() = nb::none(),
+           "attn_mask"_a.none() = nb::none(), "is_causal"_a = false, nb::kw_only(),
+           "head_mask"_a.none() = nb::none(),
+           "The training forward (dropout active in training mode) and the backward of\n"
+           "grad_output (shaped like the output), with __call__'s arguments (no weights):\n"
+           "returns (output, (grad_query, grad_key, grad_value), grads), grads the gradient\n"
+           "of every parameter by state_dict name. For self-attention (one x as query, key\n"
+           "and value) x's gradient is grad_query + grad_key + grad_value.")
       .def_prop_ro("embed_dim", &nn::MultiheadAttention::embed_dim)
       .def_prop_ro("num_heads", &nn::MultiheadAttention::num_heads)
       .def_prop_ro("num_kv_heads", &nn::MultiheadAttention::num_kv_heads)
@@ -669,6 +717,63 @@ nb::object decoder_call(const auto& module, bool batch_first, nb::handle tgt, nb
   return activation_result(std::move(out), t);
 }
 
+// The layers' forward_backward: the training forward keeping its Saved, then
+// the backward of grad_output (shaped like the output).
+nb::tuple encoder_layer_forward_backward(nn::TransformerEncoderLayer& layer, nb::handle src,
+                                         nb::handle grad_output, nb::handle mask,
+                                         nb::handle key_padding_mask, bool is_causal) {
+  const bool bf = layer.options().batch_first;
+  const Activation x = read_activation(src, "src", bf, seq_dims(bf));
+  const Activation g = read_activation(grad_output, "grad_output", bf, seq_dims(bf));
+  if (g.view.shape() != x.view.shape() || g.unbatched != x.unbatched)
+    throw Error("grad_output", "a float32 array shaped like the output (as src)",
+                g.arg.view.describe());
+  const auto masks = read_masks(mask, key_padding_mask, is_causal, x.unbatched, "src_mask",
+                                "src_key_padding_mask");
+  Tensor<float> out = output_like(x.view), dsrc = output_like(x.view);
+  nn::Gradients grads(layer);
+  {
+    nb::gil_scoped_release release;
+    nn::TransformerEncoderLayer::Saved saved;
+    layer.forward(x.view, out.view<3>(), masks->masks, saved);
+    layer.backward(x.view, saved, g.view, dsrc.view<3>(), grads);
+  }
+  return nb::make_tuple(activation_result(std::move(out), x), activation_result(std::move(dsrc), x),
+                        gradients_py(grads));
+}
+
+nb::tuple decoder_layer_forward_backward(nn::TransformerDecoderLayer& layer, nb::handle tgt,
+                                         nb::handle memory, nb::handle grad_output,
+                                         nb::handle tgt_mask, nb::handle memory_mask,
+                                         nb::handle tgt_key_padding_mask,
+                                         nb::handle memory_key_padding_mask, bool tgt_is_causal,
+                                         bool memory_is_causal) {
+  const bool bf = layer.options().batch_first;
+  const Activation t = read_activation(tgt, "tgt", bf, seq_dims(bf));
+  const Activation mem = read_activation(memory, "memory", bf, seq_dims(bf));
+  const Activation g = read_activation(grad_output, "grad_output", bf, seq_dims(bf));
+  if (g.view.shape() != t.view.shape() || g.unbatched != t.unbatched)
+    throw Error("grad_output", "a float32 array shaped like the output (as tgt)",
+                g.arg.view.describe());
+  const auto tm = read_masks(tgt_mask, tgt_key_padding_mask, tgt_is_causal, t.unbatched, "tgt_mask",
+                             "tgt_key_padding_mask");
+  const auto mm = read_masks(memory_mask, memory_key_padding_mask, memory_is_causal, t.unbatched,
+                             "memory_mask", "memory_key_padding_mask");
+  Tensor<float> out = output_like(t.view), dtgt = output_like(t.view),
+                dmemory = output_like(mem.view);
+  nn::Gradients grads(layer);
+  {
+    nb::gil_scoped_release release;
+    nn::TransformerDecoderLayer::Saved saved;
+    layer.forward(t.view, mem.view, out.view<3>(), tm->masks, mm->masks, saved);
+    layer.backward(t.view, mem.view, saved, g.view, dtgt.view<3>(), dmemory.view<3>(), grads);
+  }
+  return nb::make_tuple(activation_result(std::move(out), t),
+                        nb::make_tuple(activation_result(std::move(dtgt), t),
+                                       activation_result(std::move(dmemory), mem)),
+                        gradients_py(grads));
+}
+
 // torch's layer constructor: (d_model, nhead, dim_feedforward=2048, dropout=0.1,
 // activation="relu", layer_norm_eps=1e-5, batch_first=False, norm_first=False,
 // bias=True), plus num_kv_heads.
@@ -706,6 +811,12 @@ void bind_transformer(nb::module_& m) {
       "src (L, N, E) -> same shape. src_mask (L, S) or (N*nhead, L, S): True =\n"
       "masked, or float, or a maskattn.Mask; src_key_padding_mask (N, S): True =\n"
       "padding; is_causal adds the look-ahead mask.");
+  encoder_layer.def("forward_backward", &encoder_layer_forward_backward, "src"_a, "grad_output"_a,
+                    "src_mask"_a.none() = nb::none(), "src_key_padding_mask"_a.none() = nb::none(),
+                    "is_causal"_a = false,
+                    "The training forward (dropout active in training mode) and the backward\n"
+                    "of grad_output (shaped like the output), with __call__'s masks: returns\n"
+                    "(output, grad_src, grads), grads by state_dict name.");
 
   auto decoder_layer = nb::class_<nn::TransformerDecoderLayer, Module>(
       m, "TransformerDecoderLayer",
@@ -727,6 +838,14 @@ void bind_transformer(nb::module_& m) {
       "tgt (T, N, E), memory (S, N, E) -> (T, N, E). tgt_mask: the look-ahead mask\n"
       "(True = masked, or float, or a maskattn.Mask; or tgt_is_causal); the\n"
       "*_key_padding_mask: True = padding.");
+  decoder_layer.def(
+      "forward_backward", &decoder_layer_forward_backward, "tgt"_a, "memory"_a, "grad_output"_a,
+      "tgt_mask"_a.none() = nb::none(), "memory_mask"_a.none() = nb::none(),
+      "tgt_key_padding_mask"_a.none() = nb::none(), "memory_key_padding_mask"_a.none() = nb::none(),
+      "tgt_is_causal"_a = false, "memory_is_causal"_a = false,
+      "The training forward (dropout active in training mode) and the backward of\n"
+      "grad_output (shaped like the output), with __call__'s masks: returns (output,\n"
+      "(grad_tgt, grad_memory), grads), grads by state_dict name.");
 
   // The stacks copy the layer (and norm) they are given, as torch does.
   nb::class_<nn::TransformerEncoder, Module>(

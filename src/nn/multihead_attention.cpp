@@ -6,7 +6,6 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/gemm.hpp"
 #include "maskattn/attention.hpp"
 #include "nn/attention_masks.hpp"
 #include "nn/init.hpp"
@@ -17,7 +16,6 @@ namespace maskattn::nn {
 namespace {
 
 using maskattn::detail::Arena;
-using maskattn::detail::gemm;
 using maskattn::detail::thread_arena;
 
 // weights is what `call` asks for: (N, 1 or H, L, S').
@@ -39,11 +37,6 @@ void check_no_extra_keys(const MultiheadAttentionOptions& o, const char* what) {
                 "a module without add_bias_kv and add_zero_attn", "one with them");
 }
 
-// A Saved tensor of `shape`: its storage kept when it has that shape.
-void reuse_or_resize(Tensor<float>& t, const std::vector<int64_t>& shape) {
-  if (t.shape() != shape || t.data() == nullptr) t = Tensor<float>(shape);
-}
-
 // keys (N, Hkv, S', D) -> its first s keys (N, Hkv, s, D).
 template <class T>
 View<T, 4> first_keys(const View<T, 4>& keys, int64_t s) {
@@ -60,37 +53,72 @@ void save_head_mask(const AnyView& head_mask, Tensor<float>& saved) {
   }
   if (!head_mask.is_float())
     throw Error("head_mask", "float32 or float64 multipliers (H) or (N, H)", head_mask.describe());
-  reuse_or_resize(saved, head_mask.shape);
+  ensure_shape(saved, head_mask.shape);
   float* to = saved.data();
   for_each_index(head_mask.shape, [&](std::span<const int64_t> index) {
     *to++ = static_cast<float>(head_mask.at(index));
   });
 }
 
-// The backward of y = x W^T + b (project()) for dy (N, out): dx (N, in) = dy W
-// (added to dx when accumulate_dx), dweight (out, in) += dy^T x, dbias (out)
-// += the column sums of dy (in double). Empty dx, null dweight or dbias: not
-// wanted.
-void project_backward(View<const float, 2> x, const float* weight, View<const float, 2> dy,
-                      View<float, 2> dx, float* dweight, float* dbias, bool accumulate_dx) {
-  const int64_t rows = dy.size(0), out = dy.size(1), in = x.size(1);
-  if (rows == 0) return;
-  if (dx.data() != nullptr)
-    gemm(false, false, rows, in, out, 1.0f, dy.data(), dy.stride(0), weight, in,
-         accumulate_dx ? 1.0f : 0.0f, dx.data(), dx.stride(0));
-  if (dweight != nullptr)
-    gemm(true, false, out, in, rows, 1.0f, dy.data(), dy.stride(0), x.data(), x.stride(0), 1.0f,
-         dweight, in);
-  if (dbias != nullptr)
-    for (int64_t c = 0; c < out; ++c) {
-      double sum = 0.0;
-      for (int64_t r = 0; r < rows; ++r) sum += dy(r, c);
-      dbias[c] += static_cast<float>(sum);
-    }
+// saved holds what the training forward records for q (N, H, L, D) and k, v
+// (N, Hkv, S', D) of `rows` query rows.
+void check_saved(const MultiheadAttention::Saved& saved, const std::vector<int64_t>& q_shape,
+                 const std::vector<int64_t>& kv_shape, int64_t rows) {
+  const auto shaped = [](const Tensor<float>& t, const std::vector<int64_t>& want) {
+    return t.data() != nullptr && t.shape() == want;
+  };
+  const int64_t e = q_shape[1] * q_shape[3];
+  if (shaped(saved.q, q_shape) && shaped(saved.k, kv_shape) && shaped(saved.v, kv_shape) &&
+      shaped(saved.attn, {rows, e}) && shaped(saved.lse, {q_shape[0], q_shape[1], q_shape[2]}))
+    return;
+  throw Error("saved",
+              fmt::format("what forward(..., saved) recorded for these query and key: q {}, "
+                          "k and v {}",
+                          shape_string(q_shape), shape_string(kv_shape)),
+              saved.q.data() == nullptr ? std::string("nothing (the training forward has not run)")
+                                        : fmt::format("q {}, k {}", shape_string(saved.q.shape()),
+                                                      shape_string(saved.k.shape())));
 }
+
+// One input projection's backward: its input x, weight slice and output
+// gradient dy; where its weight and bias gradients add (dbias may be null)
+// and its dx (empty: not wanted).
+struct InputGrad {
+  View<const float, 3> x;
+  const float* weight;
+  View<const float, 2> dy;  // (rows, out)
+  float *dweight, *dbias;
+  View<float, 3> dx;
+};
 
 bool same_view(const View<float, 3>& a, const View<float, 3>& b) {
   return a.data() == b.data() && a.shape() == b.shape() && a.strides() == b.strides();
+}
+
+// dW += dy^T x, db += sum dy, dx = dy W for the q, k and v projections; the
+// ones whose dx is the same View add into it (self-attention's one input).
+void inputs_backward(const std::array<InputGrad, 3>& inputs, Arena::Frame& frame) {
+  std::array<bool, 3> done{};
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    if (done[i]) continue;
+    const InputGrad& in = inputs[i];
+    if (in.dx.empty()) {
+      detail::project_backward(detail::as_rows(in.x, frame), in.weight, in.dy, {}, in.dweight,
+                               in.dbias, false);
+      continue;
+    }
+    detail::write_rows(in.dx, frame, [&](View<float, 2> dx_rows) {
+      bool first = true;
+      for (std::size_t j = i; j < inputs.size(); ++j) {
+        const InputGrad& other = inputs[j];
+        if (done[j] || !same_view(other.dx, in.dx)) continue;
+        detail::project_backward(detail::as_rows(other.x, frame), other.weight, other.dy, dx_rows,
+                                 other.dweight, other.dbias, !first);
+        first = false;
+        done[j] = true;
+      }
+    });
+  }
 }
 
 }  // namespace
@@ -274,7 +302,7 @@ void MultiheadAttention::forward_impl(View<const float, 3> query, View<const flo
   View<const float, 4> v4 = detail::heads(v_rows, ldkv, 0, ks, hkv, d);
   if (saved != nullptr) {
     // The training forward attends from its saved copies, per head.
-    reuse_or_resize(saved->q, {n, h, l, d});
+    ensure_shape(saved->q, {n, h, l, d});
     detail::copy_heads(q4, saved->q.view<4>());
     q4 = saved->q.view<4>();
   }
@@ -284,8 +312,8 @@ void MultiheadAttention::forward_impl(View<const float, 3> query, View<const flo
   if (s2 != s || saved != nullptr) {
     View<float, 4> k_ext, v_ext;  // (N, Hkv, S', D)
     if (saved != nullptr) {
-      reuse_or_resize(saved->k, {n, hkv, s2, d});
-      reuse_or_resize(saved->v, {n, hkv, s2, d});
+      ensure_shape(saved->k, {n, hkv, s2, d});
+      ensure_shape(saved->v, {n, hkv, s2, d});
       k_ext = saved->k.view<4>(), v_ext = saved->v.view<4>();
     } else {
       k_ext = View<float, 4>(frame.alloc<float>(n * hkv * s2 * d), {n, hkv, s2, d});
@@ -310,7 +338,7 @@ void MultiheadAttention::forward_impl(View<const float, 3> query, View<const flo
   }
 
   // ---- the mask: torch's masks, is_causal and any Mask, over the S' keys -------
-  Mask mask = detail::combined_mask(masks, h, l, s, s2 - s, frame);
+  const Mask mask = detail::combined_mask(masks, h, l, s, s2 - s, frame);
   if (saved != nullptr) saved->mask = mask;
 
   attend_heads(q4, k4, v4, mask, call, weights, out, saved);
@@ -381,8 +409,8 @@ void MultiheadAttention::attend_heads(View<const float, 4> q4, View<const float,
   float* attn_rows = nullptr;
   View<float, 3> lse;  // (N, H, L), for the backward
   if (saved != nullptr) {
-    reuse_or_resize(saved->attn, {qs.rows(), e});
-    reuse_or_resize(saved->lse, {n, h, l});
+    ensure_shape(saved->attn, {qs.rows(), e});
+    ensure_shape(saved->lse, {n, h, l});
     attn_rows = saved->attn.data();
     lse = saved->lse.view<3>();
   } else {
@@ -437,21 +465,7 @@ void MultiheadAttention::backward(View<const float, 3> query, View<const float, 
   const auto [n, l, s] = check_inputs(query, key, value);
   const int64_t s2 = key_len(s);
   const detail::SeqLayout qs{l, n, bf}, ks{s, n, bf};
-  const auto shaped = [](const Tensor<float>& t, std::vector<int64_t> want) {
-    return t.data() != nullptr && t.shape() == want;
-  };
-  if (!shaped(saved.q, {n, h, l, d}) || !shaped(saved.k, {n, hkv, s2, d}) ||
-      !shaped(saved.v, {n, hkv, s2, d}) || !shaped(saved.attn, {qs.rows(), e}) ||
-      !shaped(saved.lse, {n, h, l}))
-    throw Error("saved",
-                fmt::format("what forward(..., saved) recorded for these query and key: q {}, "
-                            "k and v {}",
-                            shape_string(std::vector<int64_t>{n, h, l, d}),
-                            shape_string(std::vector<int64_t>{n, hkv, s2, d})),
-                saved.q.data() == nullptr
-                    ? std::string("nothing (the training forward has not run)")
-                    : fmt::format("q {}, k {}", shape_string(saved.q.shape()),
-                                  shape_string(saved.k.shape())));
+  check_saved(saved, {n, h, l, d}, {n, hkv, s2, d}, qs.rows());
   if (dout.shape() != query.shape())
     throw Error("dout", shape_string(query.shape()) + " (as query)", shape_string(dout.shape()));
   const auto check_grad = [](const View<float, 3>& g, const View<const float, 3>& x,
@@ -469,9 +483,8 @@ void MultiheadAttention::backward(View<const float, 3> query, View<const float, 
   // ---- out_proj: d_attn = dout W_o; dW_o += dout^T attn; db_o += sum dout ------
   const View<const float, 2> attn(saved.attn.data(), {qs.rows(), e});  // (L*N, E)
   float* d_attn = frame.alloc<float>(qs.rows() * e);                   // (L*N, E)
-  project_backward(attn, out_proj_.weight().data(), detail::as_rows(dout, frame),
-                   View<float, 2>(d_attn, {qs.rows(), e}), grads[out_proj_.weight()].data(),
-                   out_proj_.has_bias() ? grads[out_proj_.bias()].data() : nullptr, false);
+  out_proj_.backward(attn, {}, detail::as_rows(dout, frame), View<float, 2>(d_attn, {qs.rows(), e}),
+                     grads);
 
   // ---- attention: dq as rows like q's, dk and dv as rows like k's ---------------
   float* dq = frame.alloc<float>(qs.rows() * e);    // (L*N, E)
@@ -529,39 +542,11 @@ void MultiheadAttention::backward(View<const float, 3> query, View<const float, 
     dbk = dbq + e;
     dbv = dbk + ekv;
   }
-  struct Input {
-    View<const float, 3> x;
-    const float* weight;
-    View<const float, 2> dy;  // (rows, out)
-    float *dweight, *dbias;
-    View<float, 3> dx;
-  };
-  const std::array<Input, 3> inputs{
-      Input{query, p.wq, View<const float, 2>(dq, {qs.rows(), e}), dwq, dbq, dquery},
-      Input{key, p.wk, View<const float, 2>(dk, {ks.rows(), ekv}), dwk, dbk, dkey},
-      Input{value, p.wv, View<const float, 2>(dv, {ks.rows(), ekv}), dwv, dbv, dvalue}};
-  std::array<bool, 3> done{};
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
-    if (done[i]) continue;
-    const Input& in = inputs[i];
-    if (in.dx.empty()) {
-      project_backward(detail::as_rows(in.x, frame), in.weight, in.dy, {}, in.dweight, in.dbias,
-                       false);
-      continue;
-    }
-    // Every input whose dx is this same view adds into it (self-attention).
-    detail::write_rows(in.dx, frame, [&](View<float, 2> dx_rows) {
-      bool first = true;
-      for (std::size_t j = i; j < inputs.size(); ++j) {
-        const Input& other = inputs[j];
-        if (done[j] || !same_view(other.dx, in.dx)) continue;
-        project_backward(detail::as_rows(other.x, frame), other.weight, other.dy, dx_rows,
-                         other.dweight, other.dbias, !first);
-        first = false;
-        done[j] = true;
-      }
-    });
-  }
+  inputs_backward(
+      {InputGrad{query, p.wq, View<const float, 2>(dq, {qs.rows(), e}), dwq, dbq, dquery},
+       InputGrad{key, p.wk, View<const float, 2>(dk, {ks.rows(), ekv}), dwk, dbk, dkey},
+       InputGrad{value, p.wv, View<const float, 2>(dv, {ks.rows(), ekv}), dwv, dbv, dvalue}},
+      frame);
 }
 
 }  // namespace maskattn::nn
