@@ -1,6 +1,9 @@
 // Stacks of Transformer layers and the encoder-decoder Transformer, as
 // torch.nn.TransformerEncoder, TransformerDecoder and Transformer (state_dict
 // names "layers.<i>.*", "norm.*", "encoder.*", "decoder.*").
+//
+// Training (nn/gradients.hpp): forward(..., Saved&) and backward() of each,
+// through every layer and the final norms.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +11,7 @@
 #include <span>
 #include <vector>
 
+#include "maskattn/nn/gradients.hpp"
 #include "maskattn/nn/kv_cache.hpp"
 #include "maskattn/nn/layer_norm.hpp"
 #include "maskattn/nn/module.hpp"
@@ -25,6 +29,19 @@ class TransformerEncoder : public Module {
   void forward(View<const float, 3> src, View<float, 3> out,
                const AttentionMasks& src_masks = {}) const;
 
+  // Training. out must not be src here (the backward reads src).
+  struct Saved {
+    std::vector<TransformerEncoderLayer::Saved> layers;
+    std::vector<Tensor<float>> outputs;  // each layer's output (like src): the next one's input
+    LayerNorm::Saved norm;
+  };
+  void forward(View<const float, 3> src, View<float, 3> out, const AttentionMasks& src_masks,
+               Saved& saved) const;
+  // dout (like src) -> dsrc (like src; empty: not wanted); adds every
+  // parameter's gradient.
+  void backward(View<const float, 3> src, const Saved& saved, View<const float, 3> dout,
+                View<float, 3> dsrc, Gradients& grads) const;
+
   int64_t num_layers() const noexcept { return static_cast<int64_t>(layers_.size()); }
   TransformerEncoderLayer& layer(int64_t i) { return layers_.at(static_cast<std::size_t>(i)); }
   const TransformerEncoderLayer& layer(int64_t i) const {
@@ -39,6 +56,9 @@ class TransformerEncoder : public Module {
   void for_each_child(const ChildFn& fn) override;
 
  private:
+  void forward_impl(View<const float, 3> src, View<float, 3> out, const AttentionMasks& src_masks,
+                    Saved* saved) const;
+
   std::vector<TransformerEncoderLayer> layers_;
   std::optional<LayerNorm> norm_;
 };
@@ -51,6 +71,22 @@ class TransformerDecoder : public Module {
   // tgt (T, N, E), memory (S, N, E) -> out like tgt; out may be tgt itself.
   void forward(View<const float, 3> tgt, View<const float, 3> memory, View<float, 3> out,
                const AttentionMasks& tgt_masks = {}, const AttentionMasks& memory_masks = {}) const;
+
+  // Training. out must not be tgt here (the backward reads tgt).
+  struct Saved {
+    std::vector<TransformerDecoderLayer::Saved> layers;
+    std::vector<Tensor<float>> outputs;  // each layer's output (like tgt): the next one's input
+    LayerNorm::Saved norm;
+  };
+  void forward(View<const float, 3> tgt, View<const float, 3> memory, View<float, 3> out,
+               const AttentionMasks& tgt_masks, const AttentionMasks& memory_masks,
+               Saved& saved) const;
+  // dout (like tgt) -> dtgt (like tgt) and dmemory (like memory: the sum over
+  // the layers) (empty: not wanted; written, not added); adds every
+  // parameter's gradient.
+  void backward(View<const float, 3> tgt, View<const float, 3> memory, const Saved& saved,
+                View<const float, 3> dout, View<float, 3> dtgt, View<float, 3> dmemory,
+                Gradients& grads) const;
 
   // One step of incremental decoding (see kv_cache.hpp): tgt holds T new
   // tokens of every sequence (T, N, E); out gets their outputs, exactly what
@@ -78,6 +114,10 @@ class TransformerDecoder : public Module {
   void for_each_child(const ChildFn& fn) override;
 
  private:
+  void forward_impl(View<const float, 3> tgt, View<const float, 3> memory, View<float, 3> out,
+                    const AttentionMasks& tgt_masks, const AttentionMasks& memory_masks,
+                    Saved* saved) const;
+
   std::vector<TransformerDecoderLayer> layers_;
   std::optional<LayerNorm> norm_;
 };
@@ -104,6 +144,21 @@ class Transformer : public Module {
                const AttentionMasks& src_masks = {}, const AttentionMasks& tgt_masks = {},
                const AttentionMasks& memory_masks = {}) const;
 
+  // Training: the encoder's and decoder's, and the memory between them.
+  struct Saved {
+    TransformerEncoder::Saved encoder;
+    Tensor<float> memory;  // (S, N, E) as src: encoder(src)
+    TransformerDecoder::Saved decoder;
+  };
+  void forward(View<const float, 3> src, View<const float, 3> tgt, View<float, 3> out,
+               const AttentionMasks& src_masks, const AttentionMasks& tgt_masks,
+               const AttentionMasks& memory_masks, Saved& saved) const;
+  // dout (like tgt) -> dsrc (like src), dtgt (like tgt) (empty: not wanted);
+  // adds every parameter's gradient.
+  void backward(View<const float, 3> src, View<const float, 3> tgt, const Saved& saved,
+                View<const float, 3> dout, View<float, 3> dsrc, View<float, 3> dtgt,
+                Gradients& grads) const;
+
   // memory = encoder(src), (S, N, E); for decoding step by step.
   void encode(View<const float, 3> src, View<float, 3> memory,
               const AttentionMasks& src_masks = {}) const;
@@ -124,6 +179,11 @@ class Transformer : public Module {
   void for_each_child(const ChildFn& fn) override;  // "encoder", "decoder"
 
  private:
+  // The checks of both forwards.
+  void check_call(View<const float, 3> src, View<const float, 3> tgt,
+                  const AttentionMasks& src_masks, const AttentionMasks& tgt_masks,
+                  const AttentionMasks& memory_masks) const;
+
   TransformerOptions options_;
   TransformerEncoder encoder_;
   TransformerDecoder decoder_;
