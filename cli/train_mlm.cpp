@@ -180,8 +180,8 @@ void run(const Config& c) {
   fmt::print("  {:>6}  {:>10}  {:>9}  {:>13}  {:>12}  {:>9}\n", "step", "train loss", "train acc",
              "held-out loss", "held-out acc", "tokens/s");
   const MlmStats first = trainer.evaluate(eval);
-  fmt::print("  {:>6}  {:>10}  {:>9}  {:>13.3f}  {:>12}  {:>9}\n", 0, "", "", first.loss,
-             percent(first.accuracy()), "");
+  fmt::print("  {:>6}  {:>10}  {:>9}  {:>13.3f}  {:>12}\n", 0, "", "", first.loss,
+             percent(first.accuracy()));
 
   ProgressLine progress;
   Window window;
