@@ -38,6 +38,7 @@ constexpr uint64_t kEvalSeed = 0x6d6c6d;  // the same held-out masks for every -
 constexpr int kEvalPoints = 6;            // table rows after step 0
 constexpr int64_t kExamples = 8;          // held-out sentences shown with their guesses
 constexpr int64_t kTopK = 3;
+const MlmOptions kMasking;        // BERT's: 15% of the words, 80% [MASK], 10% random, 10% kept
 constexpr double kPeakLr = 5e-3;  // measured against 2e-3 and 1e-2 over 1000 steps
 
 double seconds_since(Clock::time_point t) {
@@ -167,12 +168,14 @@ void run(const Config& c) {
       "masks), {} held out; {} words + [PAD] [UNK] [MASK]\n"
       "  model      {} pre-norm encoder layers, d_model {}, {} heads, feed-forward {}, "
       "sinusoidal positions, output layer tied to the embedding: {} parameters\n"
-      "  training   {} steps of {} sentences; {}% of the words chosen (80% [MASK], 10% random, "
-      "10% kept); AdamW, warm-up {} steps to {:g} then 1/sqrt(step), clip 1.0; seed {}\n\n",
+      "  training   {} steps of {} sentences; {:g}% of the words chosen ({:g}% [MASK], {:g}% "
+      "random, the rest kept); AdamW, warm-up {} steps to {:g} then 1/sqrt(step), clip {:g}; "
+      "seed {}\n\n",
       corpus.train.size(), shortest, longest, corpus.held_out.size(),
       vocab.size() - WordVocab::kNumSpecial, mo.num_layers, mo.d_model, mo.nhead,
-      mo.dim_feedforward, model.num_parameters(), c.steps, c.batch, 15, warmup, to.schedule.factor,
-      c.seed);
+      mo.dim_feedforward, model.num_parameters(), c.steps, c.batch, 100 * kMasking.mlm_probability,
+      100 * kMasking.mask_replace_prob, 100 * kMasking.random_replace_prob, warmup,
+      to.schedule.factor, to.max_grad_norm, c.seed);
   fmt::print(
       "Held-out masked-token accuracy: {} masked words of {} held-out sentences (each masked "
       "{} ways)\n",
@@ -191,7 +194,7 @@ void run(const Config& c) {
   MlmStats last = first;
   for (int64_t step = 1; step <= c.steps; ++step) {
     const Clock::time_point t0 = Clock::now();
-    MlmOptions masking;  // BERT's 15% and 80/10/10
+    MlmOptions masking = kMasking;
     masking.seed = c.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(step);
     const MaskedBatch batch = models::make_masked_batch(vocab, sampler.next(c.batch), masking);
     window.add(trainer.step(batch));
