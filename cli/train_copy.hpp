@@ -14,8 +14,8 @@ namespace maskattn::cli {
 
 struct CopyShowcaseOptions {
   models::CopyTaskOptions task;  // 10 symbols, lengths 4..12
-  int64_t steps = 2000;
-  int64_t batch = 64;
+  int64_t steps = 3000;
+  int64_t batch = 128;
   int64_t heldout = 1000;  // held-out sequences for the exact-sequence accuracy
   uint64_t seed = 1;
   // The model: a small encoder-decoder Transformer.

@@ -41,6 +41,8 @@ struct StepScalars {
 // One parameter's update over elements [begin, end).
 void update(float* p, const float* g, float* m, float* v, int64_t begin, int64_t end,
             const StepScalars& s) {
+  // Elementwise IEEE operations: the same bits in SIMD lanes as one at a time.
+#pragma omp simd
   for (int64_t i = begin; i < end; ++i) {
     const float grad = g[i] + s.l2 * p[i];
     const float param = p[i] * s.decay;

@@ -60,11 +60,14 @@ void LayerNorm::normalize(View<const float, 2> x, View<float, 2> y, float* mean_
     for (int64_t r = begin; r < end; ++r) {
       const float* xr = x.row(r);
       float* yr = y.row(r);
-      // Two passes in double: mean, then the biased variance around it.
+      // Two passes in double: mean, then the biased variance around it
+      // (SIMD lanes: each sums every lanes-th element, then the lanes add).
       double mean = 0.0;
+#pragma omp simd reduction(+ : mean)
       for (int64_t j = 0; j < dim_; ++j) mean += xr[j];
       mean *= inv_d;
       double var = 0.0;
+#pragma omp simd reduction(+ : var)
       for (int64_t j = 0; j < dim_; ++j) {
         const double c = xr[j] - mean;
         var += c * c;
@@ -72,11 +75,18 @@ void LayerNorm::normalize(View<const float, 2> x, View<float, 2> y, float* mean_
       const double inv_std = 1.0 / std::sqrt(var * inv_d + eps_);
       if (mean_out) mean_out[r] = static_cast<float>(mean);
       if (rstd_out) rstd_out[r] = static_cast<float>(inv_std);
-      for (int64_t j = 0; j < dim_; ++j) {
-        float v = static_cast<float>((xr[j] - mean) * inv_std);
-        if (w) v *= w[j];
-        if (b) v += b[j];
-        yr[j] = v;
+      if (w && b) {
+#pragma omp simd
+        for (int64_t j = 0; j < dim_; ++j)
+          yr[j] = static_cast<float>((xr[j] - mean) * inv_std) * w[j] + b[j];
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < dim_; ++j) {
+          float v = static_cast<float>((xr[j] - mean) * inv_std);
+          if (w) v *= w[j];
+          if (b) v += b[j];
+          yr[j] = v;
+        }
       }
     }
   });
@@ -113,6 +123,7 @@ void LayerNorm::backward(View<const float, 2> x, const Saved& saved, View<const 
       for (int64_t r = 0; r < n; ++r) {
         const float* xr = x.row(r);
         const float* g = dy.row(r);
+#pragma omp simd
         for (int64_t j = begin; j < end; ++j) {
           sw[j - begin] += static_cast<double>(g[j]) * ((xr[j] - double{mean[r]}) * rstd[r]);
           sb[j - begin] += g[j];
@@ -127,22 +138,30 @@ void LayerNorm::backward(View<const float, 2> x, const Saved& saved, View<const 
   // With g = dy w: dx = rstd (g - mean(g) - xhat mean(g xhat)).
   const double inv_d = 1.0 / static_cast<double>(dim_);
   maskattn::detail::parallel_for_ranges(n, 64, [&](int64_t begin, int64_t end) {
+    maskattn::detail::Arena::Frame frame(maskattn::detail::thread_arena());
+    double* gw = frame.alloc<double>(dim_);  // g = dy w of the row
     for (int64_t r = begin; r < end; ++r) {
       const float* xr = x.row(r);
       const float* g = dy.row(r);
+      const double m = mean[r], s = rstd[r];
+      if (w) {
+#pragma omp simd
+        for (int64_t j = 0; j < dim_; ++j) gw[j] = static_cast<double>(g[j]) * w[j];
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < dim_; ++j) gw[j] = g[j];
+      }
       double sum_g = 0.0, sum_gx = 0.0;
+#pragma omp simd reduction(+ : sum_g, sum_gx)
       for (int64_t j = 0; j < dim_; ++j) {
-        const double gj = w ? static_cast<double>(g[j]) * w[j] : g[j];
-        sum_g += gj;
-        sum_gx += gj * ((xr[j] - double{mean[r]}) * rstd[r]);
+        sum_g += gw[j];
+        sum_gx += gw[j] * ((xr[j] - m) * s);
       }
       const double mg = sum_g * inv_d, mgx = sum_gx * inv_d;
       float* out = dx.row(r);
-      for (int64_t j = 0; j < dim_; ++j) {
-        const double gj = w ? static_cast<double>(g[j]) * w[j] : g[j];
-        const double xhat = (xr[j] - double{mean[r]}) * rstd[r];
-        out[j] = static_cast<float>(rstd[r] * (gj - mg - xhat * mgx));
-      }
+#pragma omp simd
+      for (int64_t j = 0; j < dim_; ++j)
+        out[j] = static_cast<float>(s * (gw[j] - mg - (xr[j] - m) * s * mgx));
     }
   });
 }

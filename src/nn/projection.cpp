@@ -42,8 +42,9 @@ void project_backward(View<const float, 2> x, const float* weight, View<const fl
       double* sum = frame.alloc<double>(end - begin);
       std::fill(sum, sum + (end - begin), 0.0);
       for (int64_t r = 0; r < n; ++r) {
-        const float* row = dy.row(r);
-        for (int64_t c = begin; c < end; ++c) sum[c - begin] += row[c];
+        const float* row = dy.row(r) + begin;
+#pragma omp simd
+        for (int64_t c = 0; c < end - begin; ++c) sum[c] += row[c];
       }
       for (int64_t c = begin; c < end; ++c) dbias[c] += static_cast<float>(sum[c - begin]);
     });

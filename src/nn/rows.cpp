@@ -46,6 +46,7 @@ void add_rows(View<float, 2> acc, View<const float, 2> x) {
     for (int64_t r = begin; r < end; ++r) {
       float* a = acc.row(r);
       const float* b = x.row(r);
+#pragma omp simd
       for (int64_t c = 0; c < cols; ++c) a[c] += b[c];
     }
   });
