@@ -2,7 +2,6 @@
 #include "train_mlm.hpp"
 
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -16,6 +15,7 @@
 #include "maskattn/models/masked_lm_trainer.hpp"
 #include "maskattn/text/tiny_corpus.hpp"
 #include "maskattn/text/word_vocab.hpp"
+#include "progress.hpp"
 
 namespace maskattn::cli {
 namespace {
@@ -46,27 +46,6 @@ double seconds_since(Clock::time_point t) {
 }
 
 std::string percent(double x) { return fmt::format("{:.1f}%", 100.0 * x); }
-
-// "step 300/1200  loss 2.314  masked acc 41.2%  12345 tok/s": on stderr, over
-// itself on a terminal.
-class ProgressLine {
- public:
-  ProgressLine() : tty_(isatty(fileno(stderr)) != 0) {}
-  void show(int64_t step, int64_t steps, double loss, double acc, double tokens_per_s) {
-    if (!tty_ || seconds_since(last_) < 0.2) return;
-    last_ = Clock::now();
-    fmt::print(stderr, "\rstep {}/{}  loss {:.3f}  masked acc {}  {:.0f} tok/s   ", step, steps,
-               loss, percent(acc), tokens_per_s);
-    std::fflush(stderr);
-  }
-  void clear() {
-    if (tty_) fmt::print(stderr, "\r{:60}\r", "");
-  }
-
- private:
-  bool tty_;
-  Clock::time_point last_ = Clock::now();
-};
 
 // Sums of a few steps' statistics, for the averages of a table row.
 struct Window {
@@ -186,7 +165,7 @@ void run(const Config& c) {
   fmt::print("  {:>6}  {:>10}  {:>9}  {:>13.3f}  {:>12}\n", 0, "", "", first.loss,
              percent(first.accuracy()));
 
-  ProgressLine progress;
+  ProgressBar progress("steps", stderr, /*terminal_only=*/true);
   Window window;
   double train_seconds = 0.0, window_seconds = 0.0;
   int64_t tokens = 0, window_tokens = 0;
@@ -202,8 +181,10 @@ void run(const Config& c) {
     train_seconds += dt;
     window_seconds += dt;
     for (const int64_t len : batch.lengths) window_tokens += len;
-    progress.show(step, c.steps, window.loss(), window.accuracy(),
-                  static_cast<double>(window_tokens) / window_seconds);
+    progress.update(step, c.steps,
+                    fmt::format("loss {:.3f}  masked acc {}  {:.0f} tok/s", window.loss(),
+                                percent(window.accuracy()),
+                                static_cast<double>(window_tokens) / window_seconds));
     if (step * kEvalPoints < static_cast<int64_t>(next_point) * c.steps && step != c.steps)
       continue;
     while (static_cast<int64_t>(next_point) * c.steps <= step * kEvalPoints) ++next_point;
