@@ -25,20 +25,25 @@ losses are compared (same weights, same batch: they must agree to 1e-4).
 A timing is the median over --repeats windows of --steps steps each, after
 --warmup steps; tokens/s counts the source and target positions of a batch.
 
-Options: --batch (64), --steps (50), --repeats (5), --warmup (10),
---max-len (12).
+Options: --batch (64; the demo trains with 128), --steps (50), --repeats (5),
+--warmup (10), --max-len (12), --threads (2: OMP_NUM_THREADS and
+torch.set_num_threads).
 """
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")  # read when OpenMP starts: before the imports
+import sys
+
+# --threads N (default 2) is read here: OpenMP reads OMP_NUM_THREADS when it
+# starts, before the imports below.
+THREADS = int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv else 2
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
 
 import argparse
 import math
 import statistics
-import sys
 import time
 
 import numpy as np
@@ -91,8 +96,9 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--max-len", type=int, default=12)
+    p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     vocab = 13
     task = ma.CopyTask(vocab=vocab, min_len=4, max_len=a.max_len)
     model = ma.Seq2SeqTransformer(src_vocab=vocab, tgt_vocab=vocab, d_model=D_MODEL, nhead=HEADS,
@@ -143,7 +149,7 @@ def main() -> int:
                 step(b)
             times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"batch {a.batch}, {a.steps} steps per window, {a.repeats} windows, "
+    print(f"{THREADS} threads, batch {a.batch}, {a.steps} steps per window, {a.repeats} windows, "
           f"{tokens / a.steps:.0f} tokens per step")
     for name in ("maskattn", "torch"):
         print(f"  {name:<9} {med[name] / a.steps * 1e3:7.2f} ms/step  "

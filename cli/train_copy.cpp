@@ -235,12 +235,12 @@ void run_copy_showcase(const CopyShowcaseOptions& o, const SavePicture& save) {
   if (cheat) {
     fmt::print("\n  The same model trained WITHOUT the decoder's look-ahead mask:\n\n");
     const RunResult c = train_and_test(*cheat, o, heldout);
-    const int64_t early = std::min<int64_t>(100, o.steps);
     fmt::print("\n  {:<34}{:>18}{:>18}\n", "", "look-ahead mask", "no look-ahead");
-    fmt::print("  {:<34}{:>18.4f}{:>18.4f}\n", fmt::format("training loss near step {}", early),
-               loss_near(real.losses, early), loss_near(c.losses, early));
-    fmt::print("  {:<34}{:>18.4f}{:>18.4f}\n", fmt::format("training loss at step {}", o.steps),
-               loss_near(real.losses, o.steps), loss_near(c.losses, o.steps));
+    for (const int64_t at : {int64_t{250}, int64_t{500}, int64_t{1000}, o.steps}) {
+      if (at > o.steps || (at != o.steps && at * 2 > o.steps)) continue;
+      fmt::print("  {:<34}{:>18.2e}{:>18.2e}\n", fmt::format("training loss near step {}", at),
+                 loss_near(real.losses, at), loss_near(c.losses, at));
+    }
     fmt::print("  {:<34}{:>17.1f}%{:>17.1f}%\n", "held-out exact sequences (greedy)",
                percent(real.exact, o.heldout), percent(c.exact, o.heldout));
     print_examples(heldout, c, 3);

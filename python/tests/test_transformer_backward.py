@@ -26,12 +26,11 @@ memory's gradient summed over the decoder's layers) and torch.nn.Transformer.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
 from conftest import randn
+from test_nn_backward import load_from, randomize_
 
 import maskattn as ma
 
@@ -45,22 +44,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:enable_nested_tensor is True"),
     pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors"),
 ]
-
-
-def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.normal_()
-            if p.dim() == 2:
-                p.div_(math.sqrt(p.shape[1]))
-    return module.eval()
-
-
-def load_from(ma_module, t_module: torch.nn.Module):
-    result = ma_module.load_state_dict({k: v.detach() for k, v in t_module.state_dict().items()})
-    assert tuple(result) == ([], [])
-    return ma_module.eval()
 
 
 def torch_grads(t_module, inputs: list[np.ndarray], grad_output: np.ndarray, **kwargs):
