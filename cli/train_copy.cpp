@@ -193,6 +193,23 @@ LeakReport decoder_leaks(const models::Seq2SeqTransformer& model,
                            o);
 }
 
+// Mean cross-entropy of teacher forcing on the held-out batch, the decoder's
+// self-attention with or without the look-ahead mask (the weights of `model`).
+double heldout_loss(const models::Seq2SeqTransformer& model, const CopyShowcaseOptions& o,
+                    const models::Seq2SeqBatch& heldout, bool look_ahead) {
+  models::Seq2SeqTransformer m(model_options(o, look_ahead));
+  m.load_state_dict(model.state_dict());
+  m.eval();
+  const int64_t n = heldout.batch(), t = heldout.tgt_in.size(1), v = o.task.vocab;
+  Tensor<float> logits({n, t, v});
+  m.forward(heldout.src.view<2>(), heldout.src_lengths, heldout.tgt_in.view<2>(), logits.view<3>());
+  nn::CrossEntropyOptions ce;
+  ce.ignore_index = CopyTask::kIgnore;
+  return nn::cross_entropy(View<const float, 2>(logits.data(), {n * t, v}),
+                           View<const int64_t, 1>(heldout.tgt_out.data(), {n * t}), ce)
+      .loss;
+}
+
 double percent(int64_t part, int64_t whole) {
   return 100.0 * static_cast<double>(part) / static_cast<double>(std::max<int64_t>(whole, 1));
 }
@@ -241,6 +258,10 @@ void run_copy_showcase(const CopyShowcaseOptions& o, const SavePicture& save) {
       fmt::print("  {:<34}{:>18.2e}{:>18.2e}\n", fmt::format("training loss near step {}", at),
                  loss_near(real.losses, at), loss_near(c.losses, at));
     }
+    fmt::print("  {:<34}{:>18.2e}{:>18.2e}\n", "held-out loss, as each was trained",
+               heldout_loss(model, o, heldout, true), heldout_loss(*cheat, o, heldout, false));
+    fmt::print("  {:<34}{:>18.2e}{:>18.2e}\n", "held-out loss, future hidden",
+               heldout_loss(model, o, heldout, true), heldout_loss(*cheat, o, heldout, true));
     fmt::print("  {:<34}{:>17.1f}%{:>17.1f}%\n", "held-out exact sequences (greedy)",
                percent(real.exact, o.heldout), percent(c.exact, o.heldout));
     print_examples(heldout, c, 3);
@@ -248,8 +269,9 @@ void run_copy_showcase(const CopyShowcaseOptions& o, const SavePicture& save) {
                leak_verdict(decoder_leaks(*cheat, heldout)));
     fmt::print(
         "\n  Without the mask, target position t also reads token t+1, the very token it must\n"
-        "  predict: training only learns to shift its input, and greedy decoding, which has\n"
-        "  no token t+1 to read, fails.\n");
+        "  predict. Here the source holds the answer too, so both training losses fall alike;\n"
+        "  but the second model learned to read the future: hide it, as decoding must (there\n"
+        "  is no token t+1 yet), and its loss explodes and greedy decoding fails.\n");
   }
 }
 
