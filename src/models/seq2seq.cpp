@@ -54,9 +54,13 @@ void Seq2SeqTransformer::for_each_child(const ChildFn& fn) {
 }
 
 void Seq2SeqTransformer::embed(const nn::Embedding& table, View<const int64_t, 2> ids,
-                               View<float, 3> x, int64_t offset) const {
+                               View<float, 3> x, int64_t offset,
+                               nn::PositionalEncoding::Saved* saved) const {
   table.forward(ids, x);  // scaled by sqrt(d_model)
-  positional_.forward(x, x, /*batch_first=*/true, offset);
+  if (saved)
+    positional_.forward(x, x, /*batch_first=*/true, offset, *saved);
+  else
+    positional_.forward(x, x, /*batch_first=*/true, offset);
 }
 
 Seq2SeqTransformer::Masks Seq2SeqTransformer::check_forward(View<const int64_t, 2> src,
@@ -79,37 +83,39 @@ Seq2SeqTransformer::Masks Seq2SeqTransformer::check_forward(View<const int64_t, 
 
 void Seq2SeqTransformer::forward(View<const int64_t, 2> src, std::span<const int64_t> src_lengths,
                                  View<const int64_t, 2> tgt, View<float, 3> logits) const {
-  const Masks m = check_forward(src, src_lengths, tgt, logits);
-  const int64_t n = src.size(0), s = src.size(1), t = tgt.size(1), d = options_.transformer.d_model;
-  Arena::Frame frame(thread_arena());
-  const View<float, 3> src_x(frame.alloc<float>(n * s * d), {n, s, d});
-  const View<float, 3> tgt_x(frame.alloc<float>(n * t * d), {n, t, d});
-  const View<float, 3> out(frame.alloc<float>(n * t * d), {n, t, d});
-  embed(src_embed_, src, src_x, 0);
-  embed(tgt_embed_, tgt, tgt_x, 0);
-  transformer_.forward(src_x, tgt_x, out, m.src, m.tgt, m.memory);
-  // logits may have any strides: rows of one stride, or a copy.
-  const View<const float, 2> out_rows(out.data(), {n * t, d});
-  nn::detail::write_rows(logits, frame,
-                         [&](View<float, 2> rows) { generator_.forward(out_rows, rows); });
+  forward_impl(src, src_lengths, tgt, logits, nullptr);
 }
 
 void Seq2SeqTransformer::forward(View<const int64_t, 2> src, std::span<const int64_t> src_lengths,
                                  View<const int64_t, 2> tgt, View<float, 3> logits,
                                  Saved& saved) const {
+  forward_impl(src, src_lengths, tgt, logits, &saved);
+}
+
+void Seq2SeqTransformer::forward_impl(View<const int64_t, 2> src,
+                                      std::span<const int64_t> src_lengths,
+                                      View<const int64_t, 2> tgt, View<float, 3> logits,
+                                      Saved* saved) const {
   const Masks m = check_forward(src, src_lengths, tgt, logits);
   const int64_t n = src.size(0), s = src.size(1), t = tgt.size(1), d = options_.transformer.d_model;
-  nn::ensure_shape(saved.src_x, {n, s, d});
-  nn::ensure_shape(saved.tgt_x, {n, t, d});
-  nn::ensure_shape(saved.out, {n, t, d});
-  src_embed_.forward(src, saved.src_x.view<3>());
-  positional_.forward(saved.src_x.view<3>(), saved.src_x.view<3>(), true, 0, saved.src_positional);
-  tgt_embed_.forward(tgt, saved.tgt_x.view<3>());
-  positional_.forward(saved.tgt_x.view<3>(), saved.tgt_x.view<3>(), true, 0, saved.tgt_positional);
-  transformer_.forward(saved.src_x.view<3>(), saved.tgt_x.view<3>(), saved.out.view<3>(), m.src,
-                       m.tgt, m.memory, saved.transformer);
   Arena::Frame frame(thread_arena());
-  const View<const float, 2> out_rows(saved.out.data(), {n * t, d});
+  // (N, len, d) activations: the Saved's tensors in training, else scratch.
+  const auto activations = [&](Tensor<float> Saved::*keep, int64_t len) {
+    if (!saved) return View<float, 3>(frame.alloc<float>(n * len * d), {n, len, d});
+    nn::ensure_shape(saved->*keep, {n, len, d});
+    return (saved->*keep).view<3>();
+  };
+  const View<float, 3> src_x = activations(&Saved::src_x, s);
+  const View<float, 3> tgt_x = activations(&Saved::tgt_x, t);
+  const View<float, 3> out = activations(&Saved::out, t);
+  embed(src_embed_, src, src_x, 0, saved ? &saved->src_positional : nullptr);
+  embed(tgt_embed_, tgt, tgt_x, 0, saved ? &saved->tgt_positional : nullptr);
+  if (saved)
+    transformer_.forward(src_x, tgt_x, out, m.src, m.tgt, m.memory, saved->transformer);
+  else
+    transformer_.forward(src_x, tgt_x, out, m.src, m.tgt, m.memory);
+  // logits may have any strides: rows of one stride, or a copy.
+  const View<const float, 2> out_rows(out.data(), {n * t, d});
   nn::detail::write_rows(logits, frame,
                          [&](View<float, 2> rows) { generator_.forward(out_rows, rows); });
 }

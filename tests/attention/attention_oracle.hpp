@@ -251,4 +251,33 @@ template <class F>
   return ::testing::AssertionFailure() << "no exception (wanted one for \"" << argument << "\")";
 }
 
+// The gradients of a backward problem, laid out like its q, k and v.
+struct GradientBuffers {
+  Buffer4 dq, dk, dv;
+  GradientBuffers(const Shape& s, Layout layout)
+      : dq({s.batch, s.hq, s.lq, s.d}, layout),
+        dk({s.batch, s.hkv, s.lk, s.d}, layout),
+        dv({s.batch, s.hkv, s.lk, s.dv}, layout) {}
+};
+
+// A backward problem's inputs: q, k, v and dout (g), unit normal from `seed`
+// in that order, and room for the forward's out and lse.
+struct BackwardInputs {
+  Buffer4 q, k, v, g;
+  Tensor<float> out, lse;
+  BackwardInputs(const Shape& s, Layout layout, unsigned seed)
+      : q({s.batch, s.hq, s.lq, s.d}, layout),
+        k({s.batch, s.hkv, s.lk, s.d}, layout),
+        v({s.batch, s.hkv, s.lk, s.dv}, layout),
+        g({s.batch, s.hq, s.lq, s.dv}, layout),
+        out({s.batch, s.hq, s.lq, s.dv}),
+        lse({s.batch, s.hq, s.lq}) {
+    std::mt19937 rng(seed);
+    q.fill_normal(rng);
+    k.fill_normal(rng);
+    v.fill_normal(rng);
+    g.fill_normal(rng);
+  }
+};
+
 }  // namespace maskattn::testing_attention

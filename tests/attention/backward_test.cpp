@@ -29,8 +29,10 @@ namespace {
 
 using testing_attention::allow_all;
 using testing_attention::BackendSuite;
+using testing_attention::BackwardInputs;
 using testing_attention::both;
 using testing_attention::Buffer4;
+using testing_attention::GradientBuffers;
 using testing_attention::kInf;
 using testing_attention::Layout;
 using testing_attention::naive_attention;
@@ -83,43 +85,23 @@ struct Problem {
   unsigned seed = 1;
 };
 
-struct Gradients {
-  Buffer4 dq, dk, dv;
-  explicit Gradients(const Problem& p)
-      : dq({p.s.batch, p.s.hq, p.s.lq, p.s.d}, p.layout),
-        dk({p.s.batch, p.s.hkv, p.s.lk, p.s.d}, p.layout),
-        dv({p.s.batch, p.s.hkv, p.s.lk, p.s.dv}, p.layout) {}
-};
-
 // The inputs of a problem, its forward (out, lse) on the backend under test,
 // and its backward.
 class BackwardRun {
  public:
   explicit BackwardRun(const Problem& p)
-      : p_(p),
-        q_({p.s.batch, p.s.hq, p.s.lq, p.s.d}, p.layout),
-        k_({p.s.batch, p.s.hkv, p.s.lk, p.s.d}, p.layout),
-        v_({p.s.batch, p.s.hkv, p.s.lk, p.s.dv}, p.layout),
-        g_({p.s.batch, p.s.hq, p.s.lq, p.s.dv}, p.layout),
-        out_({p.s.batch, p.s.hq, p.s.lq, p.s.dv}),
-        lse_({p.s.batch, p.s.hq, p.s.lq}),
-        grads_(p) {
-    std::mt19937 rng(p.seed);
-    q_.fill_normal(rng);
-    k_.fill_normal(rng);
-    v_.fill_normal(rng);
-    g_.fill_normal(rng);
-    attention(q_.cview(), k_.cview(), v_.cview(), out_.view<4>(), p.mask, on_backend(p.opts), {},
-              lse_.view<3>());
-    attention_backward(q_.cview(), k_.cview(), v_.cview(), out_.view<4>(), lse_.view<3>(),
-                       g_.cview(), grads_.dq.view(), grads_.dk.view(), grads_.dv.view(), p.mask,
-                       on_backend(p.opts));
+      : p_(p), in_(p.s, p.layout, p.seed), grads_(p.s, p.layout) {
+    attention(in_.q.cview(), in_.k.cview(), in_.v.cview(), in_.out.view<4>(), p.mask,
+              on_backend(p.opts), {}, in_.lse.view<3>());
+    attention_backward(in_.q.cview(), in_.k.cview(), in_.v.cview(), in_.out.view<4>(),
+                       in_.lse.view<3>(), in_.g.cview(), grads_.dq.view(), grads_.dk.view(),
+                       grads_.dv.view(), p.mask, on_backend(p.opts));
   }
 
-  const Gradients& grads() const { return grads_; }
-  const Buffer4& q() const { return q_; }
-  const Buffer4& k() const { return k_; }
-  const Buffer4& v() const { return v_; }
+  const GradientBuffers& grads() const { return grads_; }
+  const Buffer4& q() const { return in_.q; }
+  const Buffer4& k() const { return in_.k; }
+  const Buffer4& v() const { return in_.v; }
 
   // sum(out * g) by the naive loop on double inputs.
   double loss(const Double4& q, const Double4& k, const Double4& v) const {
@@ -129,15 +111,14 @@ class BackwardRun {
     for (int64_t b = 0; b < p_.s.batch; ++b)
       for (int64_t h = 0; h < p_.s.hq; ++h)
         for (int64_t i = 0; i < p_.s.lq; ++i)
-          for (int64_t d = 0; d < p_.s.dv; ++d, ++x) sum += e.out[x] * g_(b, h, i, d);
+          for (int64_t d = 0; d < p_.s.dv; ++d, ++x) sum += e.out[x] * in_.g(b, h, i, d);
     return sum;
   }
 
  private:
   const Problem& p_;
-  Buffer4 q_, k_, v_, g_;
-  Tensor<float> out_, lse_;
-  Gradients grads_;
+  BackwardInputs in_;
+  GradientBuffers grads_;
 };
 
 // Central differences of the loss along every element of input `which` (0 q,

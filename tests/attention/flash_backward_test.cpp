@@ -50,43 +50,25 @@ struct Case {
   unsigned seed = 1;
 };
 
-struct Gradients {
-  Buffer4 dq, dk, dv;
-  explicit Gradients(const Case& c)
-      : dq({c.s.batch, c.s.hq, c.s.lq, c.s.d}, c.layout),
-        dk({c.s.batch, c.s.hkv, c.s.lk, c.s.d}, c.layout),
-        dv({c.s.batch, c.s.hkv, c.s.lk, c.s.dv}, c.layout) {}
-};
+using Gradients = testing_attention::GradientBuffers;
 
 // A case's inputs, dout and forward (flash: out and lse), ready for backwards.
 class Problem {
  public:
-  explicit Problem(const Case& c)
-      : c_(c),
-        q_({c.s.batch, c.s.hq, c.s.lq, c.s.d}, c.layout),
-        k_({c.s.batch, c.s.hkv, c.s.lk, c.s.d}, c.layout),
-        v_({c.s.batch, c.s.hkv, c.s.lk, c.s.dv}, c.layout),
-        g_({c.s.batch, c.s.hq, c.s.lq, c.s.dv}, c.layout),
-        out_({c.s.batch, c.s.hq, c.s.lq, c.s.dv}),
-        lse_({c.s.batch, c.s.hq, c.s.lq}) {
-    std::mt19937 rng(c.seed);
-    q_.fill_normal(rng);
-    k_.fill_normal(rng);
-    v_.fill_normal(rng);
-    g_.fill_normal(rng);
-  }
+  explicit Problem(const Case& c) : c_(c), in_(c.s, c.layout, c.seed) {}
 
-  Buffer4& k() { return k_; }
-  Buffer4& v() { return v_; }
+  Buffer4& k() { return in_.k; }
+  Buffer4& v() { return in_.v; }
 
   void forward() {
     AttentionOptions o = c_.opts;
     o.backend = Backend::Flash;
-    attention(q_.cview(), k_.cview(), v_.cview(), out_.view<4>(), c_.mask, o, {}, lse_.view<3>());
+    attention(in_.q.cview(), in_.k.cview(), in_.v.cview(), in_.out.view<4>(), c_.mask, o, {},
+              in_.lse.view<3>());
   }
 
   Gradients backward(Backend backend) const {
-    Gradients g(c_);
+    Gradients g(c_.s, c_.layout);
     // Sentinels: every element must be written.
     for (const Buffer4* b : {&g.dq, &g.dk, &g.dv}) {
       const View<float, 4> x = b->view();
@@ -97,22 +79,22 @@ class Problem {
     }
     AttentionOptions o = c_.opts;
     o.backend = backend;
-    attention_backward(q_.cview(), k_.cview(), v_.cview(), out_.view<4>(), lse_.view<3>(),
-                       g_.cview(), g.dq.view(), g.dk.view(), g.dv.view(), c_.mask, o);
+    attention_backward(in_.q.cview(), in_.k.cview(), in_.v.cview(), in_.out.view<4>(),
+                       in_.lse.view<3>(), in_.g.cview(), g.dq.view(), g.dk.view(), g.dv.view(),
+                       c_.mask, o);
     return g;
   }
 
   double lse_scale() const {
     double m = 1.0;
-    for (float x : lse_)
+    for (float x : in_.lse)
       if (std::isfinite(x)) m = std::max(m, std::fabs(double(x)));
     return m;
   }
 
  private:
   const Case& c_;
-  Buffer4 q_, k_, v_, g_;
-  Tensor<float> out_, lse_;
+  testing_attention::BackwardInputs in_;
 };
 
 std::string describe(const Case& c) {

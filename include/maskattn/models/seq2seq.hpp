@@ -84,9 +84,14 @@ class Seq2SeqTransformer : public nn::Module {
   Masks check_forward(View<const int64_t, 2> src, std::span<const int64_t> src_lengths,
                       View<const int64_t, 2> tgt, View<const float, 3> logits) const;
 
-  // ids (N, L) at positions offset.. -> x (N, L, d_model) = embed * sqrt(d) + PE.
+  // Both teacher-forcing forwards; with `saved`, the training one.
+  void forward_impl(View<const int64_t, 2> src, std::span<const int64_t> src_lengths,
+                    View<const int64_t, 2> tgt, View<float, 3> logits, Saved* saved) const;
+
+  // ids (N, L) at positions offset.. -> x (N, L, d_model) = embed * sqrt(d) + PE
+  // (the positional dropout's draw kept in `saved` when given).
   void embed(const nn::Embedding& table, View<const int64_t, 2> ids, View<float, 3> x,
-             int64_t offset) const;
+             int64_t offset, nn::PositionalEncoding::Saved* saved = nullptr) const;
 
   Seq2SeqOptions options_;
   nn::Embedding src_embed_, tgt_embed_;
