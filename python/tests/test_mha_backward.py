@@ -31,7 +31,7 @@ import pytest
 import torch
 from conftest import randn
 from test_nn_backward import load_from, randomize_
-from test_nn_parity import bool_mask, float_mask, look_ahead_bool
+from test_nn_parity import look_ahead_bool, mha_masks
 
 import maskattn as ma
 
@@ -108,24 +108,6 @@ def inputs(rng, cfg: dict, mode: str):
     return (seq(L_CROSS, E), seq(S_CROSS, kdim), seq(S_CROSS, vdim)), L_CROSS, S_CROSS
 
 
-def masks(rng, attn_kind, kpm_kind, l: int, s: int, batched: bool):
-    heads3 = N * H if batched else H
-    attn = {
-        None: lambda: None,
-        "bool2d": lambda: bool_mask(rng, l, s),
-        "float2d": lambda: float_mask(rng, l, s),
-        "bool3d": lambda: bool_mask(rng, heads3, l, s),
-        "float3d": lambda: float_mask(rng, heads3, l, s),
-    }[attn_kind]()
-    kpm_shape = (N, s) if batched else (s,)
-    kpm = {
-        None: lambda: None,
-        "bool": lambda: bool_mask(rng, *kpm_shape),
-        "float": lambda: float_mask(rng, *kpm_shape),
-    }[kpm_kind]()
-    return attn, kpm
-
-
 def as_torch(a):
     return None if a is None else torch.from_numpy(a)
 
@@ -146,7 +128,7 @@ def test_forward_backward_equals_torch_autograd(cfg_name, call_name, mode):
     t = randomize_(torch.nn.MultiheadAttention(E, H, dropout=0.0, **cfg), 7).train()
     m = load_from(ma.MultiheadAttention(E, H, dropout=0.0, **cfg), t).train()
     (q, k, v), l, s = inputs(rng, cfg, mode)
-    attn_mask, kpm = masks(rng, attn_kind, kpm_kind, l, s, batched=q.ndim == 3)
+    attn_mask, kpm = mha_masks(rng, attn_kind, kpm_kind, l, s, batched=q.ndim == 3)
     grad_output = randn(rng, *q.shape)
 
     out, (dq, dk, dv), grads = m.forward_backward(
