@@ -120,21 +120,28 @@ void Adam::step(const Gradients& grads, double lr) {
   s.beta2 = static_cast<float>(o.beta2);
   s.one_minus_beta2 = static_cast<float>(1.0 - o.beta2);
   s.eps = static_cast<float>(o.eps);
+  // Every parameter in one parallel region: the elements of all slots, laid
+  // end to end, split into ranges (most parameters are too small to be worth
+  // a region of their own). Each element is updated on its own, so the result
+  // does not depend on the threads.
+  std::vector<StepScalars> scalars(slots_.size(), s);
+  std::vector<int64_t> start(slots_.size() + 1, 0);
   for (std::size_t i = 0; i < slots_.size(); ++i) {
-    Slot& slot = slots_[i];
-    StepScalars si = s;
-    const double wd = slot.decay ? o.weight_decay : 0.0;
-    si.l2 = o.decoupled_weight_decay ? 0.0f : static_cast<float>(wd);
-    si.decay = o.decoupled_weight_decay ? static_cast<float>(1.0 - lr * wd) : 1.0f;
-    float* p = slot.param->data();
-    const float* g = entries[i].grad.data();
-    float* m = slot.exp_avg.data();
-    float* v = slot.exp_avg_sq.data();
-    // Each element is updated on its own: the result does not depend on threads.
-    detail::parallel_for_ranges(slot.param->numel(), 1 << 15, [&](int64_t begin, int64_t end) {
-      update(p, g, m, v, begin, end, si);
-    });
+    const double wd = slots_[i].decay ? o.weight_decay : 0.0;
+    scalars[i].l2 = o.decoupled_weight_decay ? 0.0f : static_cast<float>(wd);
+    scalars[i].decay = o.decoupled_weight_decay ? static_cast<float>(1.0 - lr * wd) : 1.0f;
+    start[i + 1] = start[i] + slots_[i].param->numel();
   }
+  detail::parallel_for_ranges(start.back(), 1 << 15, [&](int64_t begin, int64_t end) {
+    auto i = static_cast<std::size_t>(std::upper_bound(start.begin(), start.end(), begin) -
+                                      start.begin() - 1);
+    for (; i < slots_.size() && start[i] < end; ++i) {
+      Slot& slot = slots_[i];
+      update(slot.param->data(), entries[i].grad.data(), slot.exp_avg.data(),
+             slot.exp_avg_sq.data(), std::max(begin, start[i]) - start[i],
+             std::min(end, start[i + 1]) - start[i], scalars[i]);
+    }
+  });
 }
 
 StateDict Adam::state_dict() const {
