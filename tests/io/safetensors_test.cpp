@@ -487,6 +487,32 @@ TEST_F(Safetensors, EveryMalformedFileIsAnErrorNamingItAtOpen) {
   }
 }
 
+// The fuzzer's entry (detail::safetensors_from_bytes) runs open()'s parser:
+// the same Error for every malformed file, the same tensors for a good one.
+TEST_F(Safetensors, FromBytesChecksWhatOpenChecks) {
+  for (const BadFile& bad : bad_files()) {
+    SCOPED_TRACE(bad.what);
+    const auto parse = [&] { detail::safetensors_from_bytes(bad.bytes, "in memory"); };
+    EXPECT_TRUE(throws_error_naming(parse, "safetensors file \"in memory\""));
+    EXPECT_TRUE(throws_error_naming(parse, bad.says));
+  }
+  Tensor<float> w({2, 3});
+  for (int64_t i = 0; i < 6; ++i) w.data()[i] = 0.25f * static_cast<float>(i) - 1.0f;
+  Tensor<bool> m({3});
+  m.data()[1] = true;
+  const std::string path = file("good.safetensors");
+  save_safetensors(path, {{"w", w}, {"m", m}}, {{"k", "v"}});
+  const SafetensorsFile f = detail::safetensors_from_bytes(read_bytes(path), "in memory");
+  EXPECT_EQ(f.path(), "in memory");
+  EXPECT_EQ(f.names(), (std::vector<std::string>{"m", "w"}));
+  EXPECT_EQ(f.metadata(), (std::map<std::string, std::string>{{"k", "v"}}));
+  const AnyView fw = f.view("w"), fm = f.view("m");
+  EXPECT_EQ(fw.shape, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(std::memcmp(fw.data, w.data(), 6 * sizeof(float)), 0);
+  EXPECT_EQ(fm.at_int(std::vector<int64_t>{1}), 1);
+  EXPECT_EQ(fm.at_int(std::vector<int64_t>{2}), 0);
+}
+
 TEST_F(Safetensors, UnreadablePathsAreErrorsNamingThem) {
   const std::string missing = file("missing.safetensors");
   EXPECT_TRUE(throws_error_naming([&] { SafetensorsFile::open(missing); }, missing));
