@@ -131,27 +131,39 @@ DType dtype_of_descr(const std::string& descr, std::string_view name) {
               fmt::format("descr {}", descr));
 }
 
-// "(2, 3)", "(5,)", "()" -> sizes.
+// A Python tuple of non-negative integers, as numpy writes it: "(2, 3)",
+// "(5,)" (one element needs its comma: "(5)" is an int), "()". Anything else,
+// "(2 3)" or "(,2)" among them, is an Error rather than a guess.
 std::vector<int64_t> parse_shape(const std::string& text, std::string_view name) {
-  if (text.size() < 2 || text.front() != '(' || text.back() != ')')
-    throw Error(name, "a shape tuple in the .npy header", text);
+  const auto malformed = [&] {
+    return Error(name, "a shape tuple of non-negative integers in the .npy header", text);
+  };
+  if (text.size() < 2 || text.front() != '(' || text.back() != ')') throw malformed();
   std::vector<int64_t> shape;
   std::size_t i = 1;
-  while (i + 1 < text.size()) {
-    while (i + 1 < text.size() && (text[i] == ' ' || text[i] == ',')) ++i;
-    if (i + 1 >= text.size()) break;
+  const std::size_t close = text.size() - 1;
+  const auto skip_spaces = [&] {
+    while (i < close && text[i] == ' ') ++i;
+  };
+  bool trailing_comma = false;
+  skip_spaces();
+  while (i < close) {
     int64_t v = 0;
-    bool digits = false;
-    while (i + 1 < text.size() && text[i] >= '0' && text[i] <= '9') {
+    const std::size_t first = i;
+    for (; i < close && text[i] >= '0' && text[i] <= '9'; ++i) {
       if (v > (std::numeric_limits<int64_t>::max() - 9) / 10)
         throw Error(name, "sizes that fit in int64", text);
       v = v * 10 + (text[i] - '0');
-      digits = true;
-      ++i;
     }
-    if (!digits) throw Error(name, "a shape tuple of non-negative integers", text);
+    if (i == first) throw malformed();
     shape.push_back(v);
+    skip_spaces();
+    trailing_comma = i < close && text[i] == ',';
+    if (i < close && !trailing_comma) throw malformed();  // "(2 3)"
+    if (trailing_comma) ++i;
+    skip_spaces();
   }
+  if (shape.size() == 1 && !trailing_comma) throw malformed();  // "(5)"
   return shape;
 }
 

@@ -237,5 +237,23 @@ TEST(NpyRead, ShapeClaimingMoreThanTheFileHoldsIsAnErrorNotAnAllocation) {
       throws_error_naming([&] { (void)npy_from_pipe(npy_bytes(dict, big + "x")); }, "more bytes"));
 }
 
+// Found by fuzz/npy_fuzzer: "(3, 6885  8 4)" was read as four sizes. The
+// shape is a Python tuple as numpy writes it, or an Error.
+TEST(NpyRead, ShapeIsAPythonTupleOrAnError) {
+  const auto shape_of = [](const std::string& tuple, const std::string& data) {
+    return npy_back(npy_bytes("{'descr': '|u1', 'fortran_order': False, 'shape': " + tuple + ", }",
+                              data))
+        .shape();
+  };
+  EXPECT_EQ(shape_of("(2, 3)", std::string(6, '\0')), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(shape_of("(2, 3,)", std::string(6, '\0')), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(shape_of("(5,)", std::string(5, '\0')), (std::vector<int64_t>{5}));
+  EXPECT_EQ(shape_of("()", std::string(1, '\0')), (std::vector<int64_t>{}));
+  for (const std::string bad : {"(2 3)", "(,2)", "(5)", "(2,,3)", "(,)", "(2, -3)", "(2, 3a)"})
+    EXPECT_TRUE(
+        throws_error_naming([&] { (void)shape_of(bad, std::string(6, '\0')); }, "a shape tuple"))
+        << bad;
+}
+
 }  // namespace
 }  // namespace maskattn
