@@ -213,7 +213,8 @@ Json parse_header(std::string_view text, const std::string& path) {
   };
   try {
     return Json::parse(text.begin(), text.end(), no_duplicates);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {
+    // parse_error, and out_of_range for a number no double holds (1e400).
     throw Error(file_arg(path), "a JSON header",
                 fmt::format("{} (header of {} bytes)", printable(e.what()), text.size()));
   }

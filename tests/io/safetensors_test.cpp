@@ -394,6 +394,9 @@ std::vector<BadFile> bad_files() {
       {"header not JSON", raw_file(R"({"a":)"), "", "a JSON header"},
       {"header bytes not UTF-8", raw_file("{\"\xff\xfe\":1}"), "", "a JSON header"},
       {"header trailing garbage", raw_file("{}x"), "", "a JSON header"},
+      // Found by fuzz/safetensors_fuzzer: nlohmann's out_of_range escaped.
+      {"number past double's range",
+       raw_file(R"({"a":)" + entry("F32", "[1e400]", "[0,4]") + "}", f4), "", "a JSON header"},
       {"header an array", raw_file("[1,2]"), "", "a JSON object"},
       {"header a string", raw_file(R"("x")"), "", "a JSON object"},
       {"entry not an object", raw_file(R"({"a":3})"), "a", "an object"},
