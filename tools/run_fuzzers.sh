@@ -53,13 +53,14 @@ summary=()
 failed=0
 for target in "${targets[@]}"; do
   corpus=$scratch/$target/corpus
-  artifacts=$build_dir/artifacts/$target
+  # Absolute paths: a fuzzer may change its working directory (cli_fuzzer does).
+  artifacts=$PWD/$build_dir/artifacts/$target
   mkdir -p "$corpus" "$artifacts"
   if [[ -d fuzz/corpus/$target ]]; then cp -R "fuzz/corpus/$target/." "$corpus/"; fi
   seeds=$(find "$corpus" -type f | wc -l)
   options=(-max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048
     -artifact_prefix="$artifacts/")
-  if [[ -f fuzz/$target.dict ]]; then options+=(-dict="fuzz/$target.dict"); fi
+  if [[ -f fuzz/$target.dict ]]; then options+=(-dict="$PWD/fuzz/$target.dict"); fi
   log=$scratch/$target.log
   echo "== $target: ${seconds} s from $seeds seeds (fuzz/corpus/$target)"
   # In a subshell, so that the shell's own "Aborted" note goes to the log too.
