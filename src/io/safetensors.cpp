@@ -250,14 +250,19 @@ Entry read_entry(const std::string& name, const Json& j, int64_t data_bytes,
   const Json& shape = j.at("shape");
   if (!shape.is_array())
     throw Error(arg + " shape", "a list of non-negative integers", brief(shape));
-  int64_t numel = 1;
+  // As checked_numel (tensor.hpp) counts, with a brief message: the non-zero
+  // sizes' product must fit too, or the view's strides would overflow.
+  int64_t nonzero = 1;
+  bool empty = false;
   for (const Json& s : shape) {
     const std::optional<int64_t> size = as_size(s);
     if (!size) throw Error(arg + " shape", "a list of non-negative integers", brief(shape));
     e.shape.push_back(*size);
-    if (__builtin_mul_overflow(numel, *size, &numel))
+    empty = empty || *size == 0;
+    if (*size > 0 && __builtin_mul_overflow(nonzero, *size, &nonzero))
       throw Error(arg + " shape", "an element count that fits in int64", brief(shape));
   }
+  const int64_t numel = empty ? 0 : nonzero;
   int64_t bits = 0;
   if (__builtin_mul_overflow(numel, e.info->bits, &bits))
     throw Error(arg + " shape", "a byte size that fits in int64", brief(shape));

@@ -183,6 +183,12 @@ TEST(NpyRead, MalformedFilesAreErrorsNamingThem) {
                     "99999999999), }",
                     data)),
       "test.npy"));
+  // Found by fuzz/npy_fuzzer: no element, but strides past int64.
+  EXPECT_TRUE(throws_error_naming(
+      bad(npy_bytes(
+          "{'descr': '|b1', 'fortran_order': False, 'shape': (0, 1129703, 907000, 11297038), }",
+          "")),
+      "fits in int64"));
   EXPECT_TRUE(throws_error_naming(
       bad(npy_bytes("{'descr': '|b1', 'fortran_order': False, 'shape': (2,), }", "\x01\x02")),
       "bool elements 0 or 1"));
