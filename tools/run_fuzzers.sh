@@ -63,8 +63,9 @@ for target in "${targets[@]}"; do
   if [[ -f fuzz/$target.dict ]]; then options+=(-dict="$PWD/fuzz/$target.dict"); fi
   log=$scratch/$target.log
   echo "== $target: ${seconds} s from $seeds seeds (fuzz/corpus/$target)"
-  # In a subshell, so that the shell's own "Aborted" note goes to the log too.
-  ("$build_dir/fuzz/$target" "${options[@]}" "$corpus") >"$log" 2>&1
+  # In a subshell that waits for it (the exit keeps bash from exec'ing the
+  # fuzzer in its place), so that the shell's "Aborted" note goes to the log.
+  ("$build_dir/fuzz/$target" "${options[@]}" "$corpus"; exit $?) >"$log" 2>&1
   status=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
