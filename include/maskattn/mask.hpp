@@ -13,6 +13,8 @@
 // row that no key may attend to is an *empty row*; attention() defines its
 // result (see EmptyRows).
 //
+// Enum arguments (Align, Dims2) other than their named values are Errors.
+//
 // A Mask is bound to a problem shape (B, H, Lq, Lk) with bind(); the bound
 // mask checks that every part fits and answers, for a tile of queries x keys,
 // whether it is Empty (nothing allowed), Full (everything allowed) or Partial

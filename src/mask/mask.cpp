@@ -46,6 +46,14 @@ std::string Mask::describe() const {
   return s;
 }
 
+namespace detail {
+void check_align(Align align, std::string_view argument) {
+  if (align != Align::TopLeft && align != Align::BottomRight)
+    throw Error(argument, "Align::TopLeft or Align::BottomRight",
+                std::to_string(static_cast<int>(align)));
+}
+}  // namespace detail
+
 BoundMask Mask::bind(const MaskShape& shape) const {
   if (shape.batch < 0 || shape.heads < 0 || shape.q_len < 0 || shape.k_len < 0)
     throw Error(
