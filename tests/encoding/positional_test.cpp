@@ -115,8 +115,8 @@ TEST(Positional, LayoutOutOfRangeIsAnError) {
   const auto bad = static_cast<PeLayout>(2);
   EXPECT_TRUE(throws_error_naming([&] { sinusoidal_encoding(2, 4, 10000.0, bad); }, "layout"));
   Tensor<float> out({2, 4});
-  EXPECT_TRUE(throws_error_naming([&] { sinusoidal_encoding(out.view<2>(), 10000.0, bad); },
-                                  "layout"));
+  EXPECT_TRUE(
+      throws_error_naming([&] { sinusoidal_encoding(out.view<2>(), 10000.0, bad); }, "layout"));
 }
 
 TEST(Positional, BadInput) {

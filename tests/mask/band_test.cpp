@@ -142,7 +142,10 @@ TEST(Band, EnumValuesOutOfRangeAreErrors) {
   EXPECT_TRUE(throws_error_naming([&] { alibi(std::vector<float>{1.0f}, bad); }, "alibi: align"));
   const bool m[4] = {true, true, true, true};
   EXPECT_TRUE(throws_error_naming(
-      [&] { keep(View<const bool, 2>(m, {2, 2}), static_cast<Dims2>(3)); }, "keep: dims2"));
+      [&] {
+        keep(View<const bool, 2>(m, {2, 2}), static_cast<Dims2>(3));
+      },
+      "keep: dims2"));
 }
 
 TEST(Band, BadInput) {
