@@ -13,6 +13,8 @@
 // row that no key may attend to is an *empty row*; attention() defines its
 // result (see EmptyRows).
 //
+// Enum arguments (Align, Dims2) other than their named values are Errors.
+//
 // A Mask is bound to a problem shape (B, H, Lq, Lk) with bind(); the bound
 // mask checks that every part fits and answers, for a tile of queries x keys,
 // whether it is Empty (nothing allowed), Full (everything allowed) or Partial
@@ -96,7 +98,9 @@ class BoundMask {
   bool has_bias() const noexcept { return has_bias_; }
 
   // Exact classification of the tile [q_begin, q_end) x [k_begin, k_end) of
-  // batch b, head h. An empty range is Empty.
+  // batch b, head h (the ranges clipped to the bound shape). An empty range
+  // is Empty. Every member below: Error naming b, h, i, j or the range for a
+  // position outside the bound (B, H, Lq, Lk).
   TileClass classify(int64_t b, int64_t h, int64_t q_begin, int64_t q_end, int64_t k_begin,
                      int64_t k_end) const;
 

@@ -5,7 +5,7 @@
 //   Concatenated  (halves):     PE(pos, i)  = sin(angle), PE(pos, d/2 + i) = cos(angle)
 //
 // d must be even (an odd d is an Error: the pairs of sin/cos would not close);
-// base finite and > 1; length, offset >= 0.
+// base finite and > 1; length, offset >= 0; layout one of PeLayout's values.
 // Computed in double precision, stored as float.
 #pragma once
 

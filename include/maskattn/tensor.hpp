@@ -40,6 +40,12 @@ int64_t checked_mul(int64_t a, int64_t b, std::string_view what);
 int64_t checked_numel(std::span<const int64_t> shape, std::string_view what);
 // "(2, 3, 4)"
 std::string shape_string(std::span<const int64_t> shape);
+// Throws Error(what, ...) unless the byte offset of a strided view's last
+// element, sum_d (shape[d] - 1) * strides[d] * element_size, fits in int64_t
+// (a view with no elements always does): offsets are then computed without
+// overflow wherever the view is read.
+void check_strided_extent(std::span<const int64_t> shape, std::span<const int64_t> strides,
+                          int64_t element_size, std::string_view what);
 
 template <class T, int N>
 class View {
@@ -62,8 +68,9 @@ class View {
     }
   }
 
-  // Strided view. Sizes and strides must be non-negative and the last
-  // dimension contiguous (stride 1, or any stride when its size is <= 1).
+  // Strided view. Sizes and strides must be non-negative, the last
+  // dimension contiguous (stride 1, or any stride when its size is <= 1), and
+  // the last element's byte offset must fit in int64_t.
   View(T* data, const std::array<int64_t, N>& shape, const std::array<int64_t, N>& strides)
       : data_(data), shape_(shape), strides_(strides) {
     checked_numel(shape, "View shape");
@@ -74,6 +81,7 @@ class View {
     if (shape_[N - 1] > 1 && strides_[N - 1] != 1)
       throw Error("View strides", "last dimension contiguous (stride 1)", shape_string(strides_));
     if (shape_[N - 1] <= 1) strides_[N - 1] = 1;
+    check_strided_extent(shape_, strides_, static_cast<int64_t>(sizeof(T)), "View strides");
   }
 
   // View<T, N> -> View<const T, N>

@@ -306,7 +306,9 @@ void WeightsTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
         float* s = st + j * bq + v;
         const VF x =
             hn::Sub(hn::Sub(hn::Load(d, s), hn::Load(d, row_m + v)), hn::Load(d, row_log_l + v));
-        const VF p = Exp2NonPositive(d, x);
+        // A masked score (-inf) gives exactly 0, also in a row whose m is NaN.
+        const VF p =
+            hn::IfThenZeroElse(hn::Eq(hn::Load(d, s), hn::Set(d, kNegInf)), Exp2NonPositive(d, x));
         hn::Store(hn::Mul(p, head), d, s);
       }
     if (c.dropout_p > 0.0f) ApplyDropout(c, t.b, t.h, t.q0, nq, k0, nk, st);

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <new>
 
@@ -34,6 +35,25 @@ int64_t checked_numel(std::span<const int64_t> shape, std::string_view what) {
       throw Error(what, "a size product that fits in int64", shape_string(shape) + " (overflow)");
   }
   return empty ? 0 : nonzero;
+}
+
+void check_strided_extent(std::span<const int64_t> shape, std::span<const int64_t> strides,
+                          int64_t element_size, std::string_view what) {
+  for (int64_t s : shape)
+    if (s == 0) return;
+  int64_t last = 0;  // in elements
+  bool overflow = false;
+  for (std::size_t d = 0; d < shape.size() && d < strides.size(); ++d) {
+    int64_t step = 0;
+    overflow = overflow || __builtin_mul_overflow(shape[d] - 1, strides[d], &step) ||
+               __builtin_add_overflow(last, step, &last);
+  }
+  int64_t bytes = 0;
+  overflow = overflow || __builtin_mul_overflow(last, element_size, &bytes);
+  if (overflow)
+    throw Error(what, "strides whose largest offset fits in int64",
+                fmt::format("strides {} for shape {} (overflow)", shape_string(strides),
+                            shape_string(shape)));
 }
 
 std::string shape_string(std::span<const int64_t> shape) {
@@ -103,6 +123,9 @@ AnyView::AnyView(const void* data_, DType dtype_, std::vector<int64_t> shape_,
   checked_numel(shape, "AnyView shape");
   for (int64_t s : strides)
     if (s < 0) throw Error("AnyView strides", "non-negative strides", shape_string(strides));
+  constexpr int64_t kSizes[] = {1, 1, 4, 8, 4, 8};  // Bool .. Float64, in DType's order
+  const auto t = static_cast<std::size_t>(dtype);
+  check_strided_extent(shape, strides, t < std::size(kSizes) ? kSizes[t] : 8, "AnyView strides");
 }
 
 bool AnyView::is_contiguous() const noexcept {

@@ -26,6 +26,12 @@ void check_dim(int64_t dim, std::string_view argument, std::string_view actual) 
     throw Error(argument, "an even dim >= 2 (sin and cos columns come in pairs)", actual);
 }
 
+void check_layout(PeLayout layout) {
+  if (layout != PeLayout::Interleaved && layout != PeLayout::Concatenated)
+    throw Error("layout", "PeLayout::Interleaved or PeLayout::Concatenated",
+                std::to_string(static_cast<int>(layout)));
+}
+
 // out: (length, dim), already checked.
 void fill(View<float, 2> out, double base, PeLayout layout, int64_t offset) {
   const int64_t length = out.size(0), dim = out.size(1), half = dim / 2;
@@ -53,6 +59,7 @@ Tensor<float> sinusoidal_encoding(int64_t length, int64_t dim, double base, PeLa
   if (length < 0) throw Error("length", "length >= 0", std::to_string(length));
   check_dim(dim, "dim", std::to_string(dim));
   check_base(base);
+  check_layout(layout);
   checked_mul(length, dim, "length");
   Tensor<float> pe({length, dim});
   fill(pe.view<2>(), base, layout, 0);
@@ -65,6 +72,7 @@ void sinusoidal_encoding(View<float, 2> out, double base, PeLayout layout, int64
   if (out.empty() && out.size(0) > 0)
     throw Error("out", fmt::format("a view with data for shape {}", shape), "a null view");
   check_base(base);
+  check_layout(layout);
   if (offset < 0) throw Error("offset", "offset >= 0", std::to_string(offset));
   if (offset > std::numeric_limits<int64_t>::max() - out.size(0))
     throw Error("offset", fmt::format("offset + length <= {}", std::numeric_limits<int64_t>::max()),

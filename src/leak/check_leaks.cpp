@@ -3,6 +3,8 @@
 // which, and in what order).
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <array>
 #include <limits>
 #include <random>
 #include <string>
@@ -29,6 +31,12 @@ LeakReport check_leaks(const Mask& mask, const Mask& expect, const MaskShape& sh
         "shape", "(B, H, Lq, Lk) sizes >= 1",
         fmt::format("({}, {}, {}, {})", shape.batch, shape.heads, shape.q_len, shape.k_len));
   check_options(opts);
+  // Every (b, h, i, j) pair is counted, and q, k, v of (B, H, L, D) allocated.
+  checked_numel(std::array<int64_t, 4>{shape.batch, shape.heads, shape.q_len, shape.k_len},
+                "shape");
+  checked_numel(std::array<int64_t, 4>{shape.batch, shape.heads, std::max(shape.q_len, shape.k_len),
+                                       opts.head_dim},
+                "shape");
   const BoundMask bound_mask = detail::bind_named(mask, shape, "mask");
   const BoundMask bound_expect = detail::bind_named(expect, shape, "expect");
 

@@ -84,6 +84,7 @@ void power_of_two_slopes(int64_t n, std::vector<double>& out) {
 }  // namespace
 
 Mask alibi(std::span<const float> slopes, Align align) {
+  detail::check_align(align, "alibi: align");
   for (std::size_t h = 0; h < slopes.size(); ++h)
     if (!std::isfinite(slopes[h]))
       throw Error("alibi: slopes", "finite slopes", fmt::format("slopes[{}] = {}", h, slopes[h]));

@@ -97,10 +97,12 @@ class BandPart final : public detail::MaskPart {
 }  // namespace
 
 Mask causal(Align align) {
+  detail::check_align(align, "causal: align");
   return Mask(std::make_shared<BandPart>(BandPart::Kind::Causal, kUnbounded, 0, 0, align));
 }
 
 Mask sliding_window(int64_t left, int64_t right, Align align) {
+  detail::check_align(align, "sliding_window: align");
   if (left < 0)
     throw Error("sliding_window: left", "a width >= 0 (or kUnbounded)", std::to_string(left));
   if (right < 0)
@@ -109,6 +111,7 @@ Mask sliding_window(int64_t left, int64_t right, Align align) {
 }
 
 Mask prefix_lm(int64_t n, Align align) {
+  detail::check_align(align, "prefix_lm: align");
   if (n < 0) throw Error("prefix_lm: n", "a prefix length >= 0", std::to_string(n));
   return Mask(std::make_shared<BandPart>(BandPart::Kind::PrefixLm, kUnbounded, 0, n, align));
 }

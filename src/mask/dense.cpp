@@ -238,6 +238,9 @@ std::shared_ptr<const BoundMaskPart> bind_dense(std::shared_ptr<const DenseMap> 
 
 Mask dense_mask(const AnyView& m, DenseKind kind, Dims2 dims2, std::string_view name) {
   const std::string arg(name);
+  if (dims2 != Dims2::QueryKey && dims2 != Dims2::BatchKey)
+    throw Error(arg + ": dims2", "Dims2::QueryKey or Dims2::BatchKey",
+                std::to_string(static_cast<int>(dims2)));
   if (m.empty()) throw Error(arg, "a mask tensor", "nothing");
   if (kind == DenseKind::Bias) {
     if (!m.is_float())

@@ -46,6 +46,14 @@ std::string Mask::describe() const {
   return s;
 }
 
+namespace detail {
+void check_align(Align align, std::string_view argument) {
+  if (align != Align::TopLeft && align != Align::BottomRight)
+    throw Error(argument, "Align::TopLeft or Align::BottomRight",
+                std::to_string(static_cast<int>(align)));
+}
+}  // namespace detail
+
 BoundMask Mask::bind(const MaskShape& shape) const {
   if (shape.batch < 0 || shape.heads < 0 || shape.q_len < 0 || shape.k_len < 0)
     throw Error(
@@ -60,8 +68,32 @@ BoundMask Mask::bind(const MaskShape& shape) const {
   return bound;
 }
 
+namespace {
+
+// index in [0, size): else Error naming it (what BoundMask's callers pass is
+// the caller's input: a position outside the bound shape would read past the
+// parts' data).
+void check_index(int64_t index, int64_t size, const char* name, const MaskShape& s) {
+  if (index < 0 || index >= size)
+    throw Error(name,
+                fmt::format("an index in [0, {}) of the bound (B, H, Lq, Lk) = ({}, {}, {}, {})",
+                            size, s.batch, s.heads, s.q_len, s.k_len),
+                std::to_string(index));
+}
+
+// 0 <= begin <= end <= size.
+void check_range(int64_t begin, int64_t end, int64_t size, const char* name) {
+  if (begin < 0 || begin > end || end > size)
+    throw Error(name, fmt::format("0 <= begin <= end <= {}", size),
+                fmt::format("[{}, {})", begin, end));
+}
+
+}  // namespace
+
 TileClass BoundMask::classify(int64_t b, int64_t h, int64_t q_begin, int64_t q_end, int64_t k_begin,
                               int64_t k_end) const {
+  check_index(b, shape_.batch, "b", shape_);
+  check_index(h, shape_.heads, "h", shape_);
   q_begin = std::max<int64_t>(q_begin, 0);
   k_begin = std::max<int64_t>(k_begin, 0);
   q_end = std::min(q_end, shape_.q_len);
@@ -91,18 +123,28 @@ TileClass BoundMask::classify(int64_t b, int64_t h, int64_t q_begin, int64_t q_e
 
 void BoundMask::row_values(int64_t b, int64_t h, int64_t i, int64_t k_begin, int64_t k_end,
                            float* out) const {
+  check_index(b, shape_.batch, "b", shape_);
+  check_index(h, shape_.heads, "h", shape_);
+  check_index(i, shape_.q_len, "i", shape_);
+  check_range(k_begin, k_end, shape_.k_len, "k_begin, k_end");
   std::fill(out, out + (k_end - k_begin), 0.0f);
   for (const auto& p : parts_) p->apply_row(b, h, i, k_begin, k_end, out);
 }
 
 void BoundMask::tile_values(int64_t b, int64_t h, int64_t q_begin, int64_t q_end, int64_t k_begin,
                             int64_t k_end, float* out, int64_t ld) const {
+  check_index(b, shape_.batch, "b", shape_);
+  check_index(h, shape_.heads, "h", shape_);
+  check_range(q_begin, q_end, shape_.q_len, "q_begin, q_end");
+  check_range(k_begin, k_end, shape_.k_len, "k_begin, k_end");
   const int64_t nq = q_end - q_begin;
+  if (ld < nq) throw Error("ld", fmt::format("ld >= q_end - q_begin = {}", nq), std::to_string(ld));
   for (int64_t j = k_begin; j < k_end; ++j) std::fill_n(out + (j - k_begin) * ld, nq, 0.0f);
   for (const auto& p : parts_) p->apply_tile(b, h, q_begin, q_end, k_begin, k_end, out, ld);
 }
 
 float BoundMask::value(int64_t b, int64_t h, int64_t i, int64_t j) const {
+  check_index(j, shape_.k_len, "j", shape_);
   float x = 0.0f;
   row_values(b, h, i, j, j + 1, &x);
   return x;

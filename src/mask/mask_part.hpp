@@ -16,6 +16,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "maskattn/mask.hpp"
 
@@ -46,6 +47,10 @@ class MaskPart {
   // Throws Error naming "mask" when the part does not fit the shape.
   virtual std::shared_ptr<const BoundMaskPart> bind(const MaskShape& shape) const = 0;
 };
+
+// Throws Error(argument) for an Align that is neither TopLeft nor BottomRight
+// (a cast integer): it would silently read as BottomRight.
+void check_align(Align align, std::string_view argument);
 
 // Classification of the band lo <= j - i <= hi over a tile (exact: every
 // integer j - i between k0 - (q1 - 1) and (k1 - 1) - q0 occurs in the tile).

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <string_view>
 
 #include "core/arena.hpp"
 #include "core/counter_rng.hpp"
@@ -103,6 +104,21 @@ void MaskedLm::forward(View<const int64_t, 2> ids, std::span<const int64_t> leng
   forward_impl(ids, lengths, logits, &saved);
 }
 
+namespace {
+// Runs the embedding's lookup; its "Embedding: ids[b, l]" Errors are the
+// caller's ids[b, l].
+template <class F>
+void named_ids(F&& lookup) {
+  try {
+    lookup();
+  } catch (const Error& e) {
+    constexpr std::string_view kPrefix = "Embedding: ";
+    if (!e.argument().starts_with(kPrefix)) throw;
+    throw Error(e.argument().substr(kPrefix.size()), e.expected(), e.actual());
+  }
+}
+}  // namespace
+
 void MaskedLm::forward_impl(View<const int64_t, 2> ids, std::span<const int64_t> lengths,
                             View<float, 3> logits, Saved* saved) const {
   check_batch(ids, lengths, options_.max_len);
@@ -122,11 +138,11 @@ void MaskedLm::forward_impl(View<const int64_t, 2> ids, std::span<const int64_t>
   nn::AttentionMasks masks;
   masks.mask = key_lengths(lengths);  // every layer: no position sees the padding
   if (saved) {
-    embed_.forward(ids, x, saved->embed);
+    named_ids([&] { embed_.forward(ids, x, saved->embed); });
     positional_.forward(x, x, /*batch_first=*/true, 0, saved->positional);
     encoder_.forward(x, h, masks, saved->encoder);
   } else {
-    embed_.forward(ids, x);
+    named_ids([&] { embed_.forward(ids, x); });
     positional_.forward(x, x, /*batch_first=*/true, 0);
     encoder_.forward(x, h, masks);
   }

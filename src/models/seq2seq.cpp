@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/arena.hpp"
@@ -56,7 +58,15 @@ void Seq2SeqTransformer::for_each_child(const ChildFn& fn) {
 void Seq2SeqTransformer::embed(const nn::Embedding& table, View<const int64_t, 2> ids,
                                View<float, 3> x, int64_t offset,
                                nn::PositionalEncoding::Saved* saved) const {
-  table.forward(ids, x);  // scaled by sqrt(d_model)
+  try {
+    table.forward(ids, x);  // scaled by sqrt(d_model)
+  } catch (const Error& e) {
+    // "Embedding: ids[b, l]" is the caller's src[b, l] or tgt[b, l].
+    constexpr std::string_view kIds = "Embedding: ids";
+    if (!e.argument().starts_with(kIds)) throw;
+    throw Error((&table == &src_embed_ ? "src" : "tgt") + e.argument().substr(kIds.size()),
+                e.expected(), e.actual());
+  }
   if (saved)
     positional_.forward(x, x, /*batch_first=*/true, offset, *saved);
   else

@@ -37,6 +37,10 @@ double Seq2SeqTrainer::rate(int64_t steps) const {
 }
 
 TrainStep Seq2SeqTrainer::step(const Seq2SeqBatch& batch) {
+  if (batch.src.rank() != 2 || batch.tgt_in.rank() != 2 || batch.batch() < 1)
+    throw Error("batch", "src (N, S) and tgt_in (N, T) with N >= 1",
+                fmt::format("src {}, tgt_in {}", shape_string(batch.src.shape()),
+                            shape_string(batch.tgt_in.shape())));
   const int64_t n = batch.batch(), t = batch.tgt_in.size(1), vocab = model_.options().tgt_vocab;
   if (batch.tgt_out.shape() != batch.tgt_in.shape())
     throw Error("batch.tgt_out",

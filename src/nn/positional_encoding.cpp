@@ -9,8 +9,20 @@
 
 namespace maskattn::nn {
 
+namespace {
+// The (max_len, d_model) table, with the Errors naming the constructor's arguments.
+Tensor<float> encoding_table(int64_t d_model, int64_t max_len) {
+  try {
+    return sinusoidal_encoding(max_len, d_model);
+  } catch (const Error& e) {
+    const std::string arg = e.argument() == "dim" ? "d_model" : "max_len";
+    throw Error("PositionalEncoding: " + arg, e.expected(), e.actual());
+  }
+}
+}  // namespace
+
 PositionalEncoding::PositionalEncoding(int64_t d_model, double dropout, int64_t max_len)
-    : pe_(sinusoidal_encoding(max_len, d_model)), dropout_(dropout) {}
+    : pe_(encoding_table(d_model, max_len)), dropout_(dropout) {}
 
 void PositionalEncoding::for_each_child(const ChildFn& fn) { fn("dropout", dropout_); }
 

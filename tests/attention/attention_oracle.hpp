@@ -161,11 +161,17 @@ Expected naive_attention(const Shape& s, const In& q, const In& k, const In& v, 
           for (int64_t j = 0; j < s.lk; ++j) e.weights[row * s.lk + j] = fill;
           continue;
         }
+        // lse = m + log sum_j exp(s_j - m), m the largest score (NaN scores
+        // skipped here, they make the sum NaN): exact for scores of +-1e4 too.
+        double m = -kInf;
+        for (double x : sc)
+          if (x > m) m = x;
         double sum = 0.0;
-        for (double x : sc) sum += std::exp(x);  // unit-variance data: no overflow
-        const double lse = std::log(sum);
+        for (double x : sc) sum += std::exp(x - m);
+        const double lse = m + std::log(sum);
         e.lse[row] = lse;
         for (int64_t j = 0; j < s.lk; ++j) {
+          if (mask(b, h, i, j) == -kInf) continue;  // exactly 0, whatever the row holds
           double p = std::exp(sc[static_cast<std::size_t>(j)] - lse);
           if (o.head_mask) p *= o.head_mask(b, h);
           if (o.dropout_p > 0.0f)
@@ -176,6 +182,59 @@ Expected naive_attention(const Shape& s, const In& q, const In& k, const In& v, 
       }
     }
   return e;
+}
+
+// Gradients of naive_attention (no softcap, head mask or dropout) in double,
+// from the textbook formulas: with p the forward's probabilities,
+//   dv_j += p_ij dout_i,  dP_ij = dout_i . v_j,  Di = sum_j p_ij dP_ij,
+//   dS_ij = p_ij (dP_ij - Di),  dq_i = scale sum_j dS_ij k_j,  dk_j += scale dS_ij q_i
+// over allowed (i, j) only (a masked pair contributes nothing, NaN or not).
+// dq (B, Hq, Lq, D), dk (B, Hkv, Lk, D), dv (B, Hkv, Lk, Dv), contiguous.
+struct ExpectedGradients {
+  std::vector<double> dq, dk, dv;
+};
+template <class In>
+ExpectedGradients naive_attention_backward(const Shape& s, const In& q, const In& k, const In& v,
+                                           const In& dout, const Rule& mask, double scale_opt) {
+  NaiveOptions o;
+  o.scale = scale_opt;
+  const Expected f = naive_attention(s, q, k, v, mask, o);
+  const double scale = scale_opt != 0.0 ? scale_opt : 1.0 / std::sqrt(static_cast<double>(s.d));
+  ExpectedGradients g;
+  g.dq.assign(static_cast<std::size_t>(s.batch * s.hq * s.lq * s.d), 0.0);
+  g.dk.assign(static_cast<std::size_t>(s.batch * s.hkv * s.lk * s.d), 0.0);
+  g.dv.assign(static_cast<std::size_t>(s.batch * s.hkv * s.lk * s.dv), 0.0);
+  for (int64_t b = 0; b < s.batch; ++b)
+    for (int64_t h = 0; h < s.hq; ++h) {
+      const int64_t hk = h / (s.hq / s.hkv);
+      for (int64_t i = 0; i < s.lq; ++i) {
+        const std::size_t row = static_cast<std::size_t>((b * s.hq + h) * s.lq + i);
+        std::vector<double> dp(static_cast<std::size_t>(s.lk), 0.0);
+        double di = 0.0;
+        for (int64_t j = 0; j < s.lk; ++j) {
+          if (mask(b, h, i, j) == -kInf) continue;
+          const double p = f.weights[row * s.lk + j];
+          double x = 0.0;
+          for (int64_t e = 0; e < s.dv; ++e) {
+            x += dout(b, h, i, e) * v(b, hk, j, e);
+            g.dv[static_cast<std::size_t>(((b * s.hkv + hk) * s.lk + j) * s.dv + e)] +=
+                p * dout(b, h, i, e);
+          }
+          dp[static_cast<std::size_t>(j)] = x;
+          di += p * x;
+        }
+        for (int64_t j = 0; j < s.lk; ++j) {
+          if (mask(b, h, i, j) == -kInf) continue;
+          const double ds = f.weights[row * s.lk + j] * (dp[static_cast<std::size_t>(j)] - di);
+          for (int64_t e = 0; e < s.d; ++e) {
+            g.dq[row * s.d + e] += scale * ds * k(b, hk, j, e);
+            g.dk[static_cast<std::size_t>(((b * s.hkv + hk) * s.lk + j) * s.d + e)] +=
+                scale * ds * q(b, h, i, e);
+          }
+        }
+      }
+    }
+  return g;
 }
 
 // The backend the oracle suites run on: they are instantiated once per

@@ -203,6 +203,17 @@ TEST_P(EmptyRowPolicies, NoQueriesOrBatchIsANoOp) {
   }
 }
 
+// Regression: an output with no element (B = 0) whose strides were derived
+// from the zero size (BLHD memory of (0, L, H, D): a stride 0) was rejected
+// as "overlapping itself" (MultiheadAttention with N = 0 hit it).
+TEST_P(EmptyRowPolicies, AnEmptyOutputMayHaveAnyStrides) {
+  Tensor<float> q({0, 2, 3, 2});
+  const View<float, 4> out(q.data(), {0, 2, 3, 2}, {4, 2, 0, 1});
+  AttentionOptions o;
+  o.backend = GetParam();
+  attention(q.view<4>(), q.view<4>(), q.view<4>(), out, causal(), o);
+}
+
 MASKATTN_INSTANTIATE_FOR_BACKENDS(EmptyRowPolicies);
 
 }  // namespace

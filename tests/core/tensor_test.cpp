@@ -98,6 +98,21 @@ TEST(View, StridedConstructorChecks) {
   EXPECT_EQ(&col(3, 0), data + 12);
 }
 
+// Regression: a stride whose offsets overflow int64 was accepted, and
+// attention()'s overlap check then computed the view's extent with signed
+// overflow (the kernels read through wrapped offsets).
+TEST(View, StridesWhoseOffsetsOverflowAreErrors) {
+  float data[16] = {};
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  EXPECT_THROW((View<float, 2>(data, {3, 2}, {kMax / 2, 1})), Error);  // 2 * (kMax / 2) + 1
+  EXPECT_THROW((View<float, 2>(data, {2, 2}, {kMax / 2, 1})), Error);  // bytes: x 4
+  EXPECT_NO_THROW((View<char, 2>(nullptr, {2, 1}, {kMax / 2, 1})));    // bytes fit
+  EXPECT_NO_THROW((View<float, 2>(data, {0, 2}, {kMax, 1})));          // no element
+  EXPECT_NO_THROW((View<float, 2>(data, {1, 2}, {kMax, 1})));          // stride never taken
+  EXPECT_THROW(AnyView(data, DType::Float64, {2, 2}, {kMax / 8, 1}), Error);
+  EXPECT_NO_THROW(AnyView(data, DType::UInt8, {2, 2}, {kMax / 8, 1}));
+}
+
 TEST(Tensor, AlignedZeroedAndDeepCopy) {
   Tensor<float> t({3, 5});
   EXPECT_EQ(reinterpret_cast<std::uintptr_t>(t.data()) % 64, 0u);

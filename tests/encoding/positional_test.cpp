@@ -110,6 +110,15 @@ TEST(Positional, EmptyLength) {
   EXPECT_EQ(pe.numel(), 0);
 }
 
+// Regression: a PeLayout cast from another integer was read as Concatenated.
+TEST(Positional, LayoutOutOfRangeIsAnError) {
+  const auto bad = static_cast<PeLayout>(2);
+  EXPECT_TRUE(throws_error_naming([&] { sinusoidal_encoding(2, 4, 10000.0, bad); }, "layout"));
+  Tensor<float> out({2, 4});
+  EXPECT_TRUE(
+      throws_error_naming([&] { sinusoidal_encoding(out.view<2>(), 10000.0, bad); }, "layout"));
+}
+
 TEST(Positional, BadInput) {
   EXPECT_TRUE(throws_error_naming([] { sinusoidal_encoding(-1, 4); }, "length"));
   EXPECT_TRUE(throws_error_naming([] { sinusoidal_encoding(4, 0); }, "dim"));

@@ -263,6 +263,14 @@ TEST(CheckLeaks, VerdictWords) {
 TEST(CheckLeaks, ErrorsNameTheArgument) {
   const MaskShape s{1, 1, 8, 8};
   EXPECT_TRUE(throws_error_naming([&] { check_leaks(causal(), causal(), {1, 1, 0, 8}); }, "shape"));
+  // Regression: a shape whose B*H*Lq*Lk overflows was an Error naming
+  // "Tensor shape", an internal buffer, not the argument.
+  constexpr int64_t kHuge = int64_t{1} << 32;
+  EXPECT_TRUE(throws_error_naming(
+      [&] {
+        check_leaks(causal(), causal(), {kHuge, kHuge, kHuge, 2});
+      },
+      "shape: expected a size"));
   LeakCheckOptions o;
   o.head_dim = 0;
   EXPECT_TRUE(throws_error_naming([&] { check_leaks(causal(), causal(), s, o); }, "opts.head_dim"));

@@ -132,6 +132,22 @@ TEST(Band, Describe) {
   EXPECT_EQ(prefix_lm(3).describe(), "prefix_lm(3, top_left)");
 }
 
+// Regression: an Align cast from any other integer was accepted and read as
+// BottomRight; a Dims2 likewise as QueryKey.
+TEST(Band, EnumValuesOutOfRangeAreErrors) {
+  const auto bad = static_cast<Align>(5);
+  EXPECT_TRUE(throws_error_naming([&] { causal(bad); }, "causal: align"));
+  EXPECT_TRUE(throws_error_naming([&] { sliding_window(1, 1, bad); }, "sliding_window: align"));
+  EXPECT_TRUE(throws_error_naming([&] { prefix_lm(1, bad); }, "prefix_lm: align"));
+  EXPECT_TRUE(throws_error_naming([&] { alibi(std::vector<float>{1.0f}, bad); }, "alibi: align"));
+  const bool m[4] = {true, true, true, true};
+  EXPECT_TRUE(throws_error_naming(
+      [&] {
+        keep(View<const bool, 2>(m, {2, 2}), static_cast<Dims2>(3));
+      },
+      "keep: dims2"));
+}
+
 TEST(Band, BadInput) {
   EXPECT_TRUE(throws_error_naming([] { sliding_window(-1, 0); }, "sliding_window: left"));
   EXPECT_TRUE(throws_error_naming([] { sliding_window(1, -2); }, "sliding_window: right"));

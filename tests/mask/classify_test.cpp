@@ -82,5 +82,30 @@ TEST(TileValues, EqualRowValuesTransposed) {
   EXPECT_GT(checked, 25000);
 }
 
+// Regression: positions outside the bound shape were not checked: the parts
+// read past their data (key_lengths of B = 1 read lengths[3] for batch 3; a
+// dense (2, 2) mask asked for keys [0, 5) read past its map).
+TEST(BoundMask, PositionsOutsideTheBoundShapeAreErrors) {
+  using oracle::throws_error_naming;
+  const bool m[4] = {true, false, true, true};
+  const BoundMask lengths = key_lengths(std::vector<int64_t>{1}).bind({1, 1, 2, 2});
+  const BoundMask dense = keep(View<const bool, 2>(m, {2, 2})).bind({1, 1, 2, 2});
+  float out[8];
+  EXPECT_TRUE(throws_error_naming([&] { lengths.row_values(3, 0, 0, 0, 2, out); }, "b"));
+  EXPECT_TRUE(throws_error_naming([&] { lengths.classify(1, 0, 0, 2, 0, 2); }, "b"));
+  EXPECT_TRUE(throws_error_naming([&] { dense.row_values(0, 1, 0, 0, 2, out); }, "h"));
+  EXPECT_TRUE(throws_error_naming([&] { dense.row_values(0, 0, 2, 0, 2, out); }, "i"));
+  EXPECT_TRUE(throws_error_naming([&] { dense.row_values(0, 0, 0, 0, 5, out); }, "k_begin, k_end"));
+  EXPECT_TRUE(throws_error_naming([&] { dense.row_values(0, 0, 0, 2, 1, out); }, "k_begin, k_end"));
+  EXPECT_TRUE(
+      throws_error_naming([&] { dense.tile_values(0, 0, 0, 3, 0, 2, out, 4); }, "q_begin, q_end"));
+  EXPECT_TRUE(throws_error_naming([&] { dense.tile_values(0, 0, 0, 2, 0, 2, out, 1); }, "ld"));
+  EXPECT_TRUE(throws_error_naming([&] { dense.value(0, 0, 0, -1); }, "j"));
+  EXPECT_TRUE(throws_error_naming([&] { dense.allowed(0, 0, -1, 0); }, "i"));
+  // Tile ranges are clipped by classify (documented), positions inside work.
+  EXPECT_EQ(dense.classify(0, 0, 0, 9, 0, 9), TileClass::Partial);
+  EXPECT_FALSE(dense.allowed(0, 0, 0, 1));
+}
+
 }  // namespace
 }  // namespace maskattn

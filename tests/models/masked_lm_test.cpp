@@ -298,6 +298,13 @@ TEST(MaskedLm, Errors) {
   Tensor<float> wrong({kN, kL, kVocab + 1});
   EXPECT_TRUE(throws_error_naming(
       [&] { model.forward(batch.ids.view<2>(), batch.lengths, wrong.view<3>()); }, "logits"));
+  // Regression: an id outside the vocabulary was named "Embedding: ids[b, l]",
+  // a part of the model, not its argument.
+  Tensor<int64_t> bad_ids = batch.ids;
+  bad_ids.data()[1] = kVocab;
+  EXPECT_TRUE(throws_error_naming(
+      [&] { model.forward(bad_ids.view<2>(), batch.lengths, logits.view<3>()); },
+      "maskattn: ids[0, 1]:"));
   Tensor<int64_t> long_ids({1, 17});
   Tensor<float> long_logits({1, 17, kVocab});
   const std::vector<int64_t> one{17};

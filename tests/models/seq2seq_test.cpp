@@ -179,7 +179,7 @@ TEST(Seq2Seq, BadArguments) {
   Tensor<int64_t> bad = src;
   bad.data()[0] = kVocab;
   EXPECT_TRUE(throws_error_naming([&] { model.greedy_decode(bad.view<2>(), lengths, kStart, 4); },
-                                  "Embedding: ids[0, 0]"));
+                                  "src[0, 0]"));
 }
 
 }  // namespace

@@ -192,5 +192,52 @@ TEST(Seq2SeqTrainer, ResumedRunContinuesBitForBit) {
         << a[i].first;
 }
 
+// Regression: a batch without tensors threw std::out_of_range (the trainer
+// read tgt_in.size(1) of an empty tensor) instead of an Error.
+TEST(Seq2SeqTrainer, AnEmptyBatchIsAnErrorNamingIt) {
+  Seq2SeqOptions o;
+  o.src_vocab = o.tgt_vocab = 8;
+  o.transformer.d_model = 8, o.transformer.nhead = 2;
+  o.transformer.num_encoder_layers = o.transformer.num_decoder_layers = 1;
+  o.transformer.layer.dim_feedforward = 16;
+  o.max_len = 16;
+  Seq2SeqTransformer model(o);
+  Seq2SeqTrainer trainer(model);
+  try {
+    trainer.step(Seq2SeqBatch{});
+    FAIL() << "no Error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), "batch");
+  }
+  EXPECT_EQ(trainer.steps(), 0);
+}
+
+// Regression: an id outside the vocabulary was named "Embedding: ids[b, l]"
+// whether it was in src or tgt.
+TEST(Seq2SeqTraining, IdsOutOfTheVocabularyNameSrcOrTgt) {
+  Seq2SeqOptions o;
+  o.src_vocab = o.tgt_vocab = 8;
+  o.transformer.d_model = 8, o.transformer.nhead = 2;
+  o.transformer.num_encoder_layers = o.transformer.num_decoder_layers = 1;
+  o.transformer.layer.dim_feedforward = 16;
+  o.max_len = 16;
+  const Seq2SeqTransformer model(o);
+  const int64_t good[2] = {3, 4}, bad[2] = {3, 8}, len[1] = {2};
+  Tensor<float> logits({1, 2, 8});
+  auto run = [&](const int64_t* src, const int64_t* tgt) {
+    model.forward(View<const int64_t, 2>(src, {1, 2}), len, View<const int64_t, 2>(tgt, {1, 2}),
+                  logits.view<3>());
+  };
+  for (auto [src, tgt, name] :
+       {std::tuple{bad, good, "src[0, 1]"}, std::tuple{good, bad, "tgt[0, 1]"}}) {
+    try {
+      run(src, tgt);
+      ADD_FAILURE() << "no Error for " << name;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.argument(), name);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace maskattn::models

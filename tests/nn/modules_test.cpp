@@ -557,8 +557,10 @@ TEST(ModulesErrors, EveryForwardNamesItsBadArgument) {
   EXPECT_TRUE(
       throws_error_for([&] { dropout.forward(x2.view<2>(), short2.view<2>()); }, "Dropout: y"));
   nn::FeedForward ff(6, 8);
-  EXPECT_TRUE(throws_error_for([&] { ff.forward(bad2.view<2>(), y2.view<2>()); }, "FeedForward: x"));
-  EXPECT_TRUE(throws_error_for([&] { ff.forward(x2.view<2>(), short2.view<2>()); }, "FeedForward: y"));
+  EXPECT_TRUE(
+      throws_error_for([&] { ff.forward(bad2.view<2>(), y2.view<2>()); }, "FeedForward: x"));
+  EXPECT_TRUE(
+      throws_error_for([&] { ff.forward(x2.view<2>(), short2.view<2>()); }, "FeedForward: y"));
   nn::Embedding emb(5, 6);
   Tensor<int64_t> ids({2, 3});
   Tensor<float> emb_bad({2, 3, 5});
@@ -620,6 +622,23 @@ TEST(ModulesErrors, EveryForwardNamesItsBadArgument) {
       [&] { transformer.forward(mem.view<3>(), n3.view<3>(), n3.view<3>()); }, "tgt"));
   EXPECT_TRUE(throws_error_for(
       [&] { transformer.forward(e7.view<3>(), x3.view<3>(), y3.view<3>()); }, "src"));
+}
+
+// Regression: constructors whose sizes overflow named an internal tensor
+// ("Tensor shape") or threw std::bad_alloc (KvCache allocated its lengths
+// before checking), and PositionalEncoding(3) named "dim", an argument it
+// does not have.
+TEST(ModulesErrors, ConstructorsNameTheirArgumentsForOverflowingSizes) {
+  constexpr int64_t kHuge = int64_t{1} << 32;
+  EXPECT_TRUE(throws_error_naming([] { nn::Linear(kHuge, kHuge); }, "Linear:"));
+  EXPECT_TRUE(
+      throws_error_naming([] { nn::PositionalEncoding(3); }, "PositionalEncoding: d_model"));
+  EXPECT_TRUE(throws_error_naming([] { nn::PositionalEncoding(4, 0.1, int64_t{1} << 62); },
+                                  "PositionalEncoding: max_len"));
+  nn::TransformerLayerOptions o;
+  o.dim_feedforward = 8;
+  const nn::TransformerDecoder dec(nn::TransformerDecoderLayer(4, 2, o), 1);
+  EXPECT_TRUE(throws_error_naming([&] { nn::KvCache(dec, kHuge, kHuge); }, "KvCache: batch"));
 }
 
 }  // namespace
