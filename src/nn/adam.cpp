@@ -172,17 +172,20 @@ void Adam::load_state_dict(const StateDict& state) {
     expected += 2;
   }
   if (state.size() != expected) {
-    for (const auto& [name, view] : state)
+    for (const auto& entry : state) {
+      const std::string& name = entry.first;  // a lambda cannot capture a structured binding
       if (name != "step" && !std::any_of(slots_.begin(), slots_.end(), [&](const Slot& s) {
             return name == "exp_avg." + s.name || name == "exp_avg_sq." + s.name;
           }))
         throw Error("optimizer state", "only step, exp_avg.<parameter>, exp_avg_sq.<parameter>",
-                    fmt::format("unexpected tensor \"{}\" {}", name, view.describe()));
+                    fmt::format("unexpected tensor \"{}\" {}", name, entry.second.describe()));
+    }
   }
   // Everything checked: copy (any strides) into the existing storage.
-  for (auto& [src, dst] : copies) {
-    float* out = dst->data();
-    for_each_index(dst->shape(), [&](std::span<const int64_t> index) {
+  for (const auto& copy : copies) {
+    const AnyView* src = copy.first;
+    float* out = copy.second->data();
+    for_each_index(copy.second->shape(), [&](std::span<const int64_t> index) {
       int64_t off = 0;
       for (std::size_t d = 0; d < index.size(); ++d) off += index[d] * src->strides[d];
       *out++ = static_cast<const float*>(src->data)[off];
