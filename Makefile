@@ -7,11 +7,13 @@
 #                   every test: C++, CLI and Python (ctest --preset dev)
 #   make build      set up and build the dev preset (build/dev)
 #   make test-asan  the tests again under AddressSanitizer + UBSan (build/asan)
+#   make test-tsan  the threading tests under ThreadSanitizer (build/tsan: clang,
+#                   LLVM's OpenMP; docs/threads.md)
 #   make bench      build, then run the benchmarks
 #   make clean      remove the preset build directories
 
 .DEFAULT_GOAL := build
-.PHONY: build demo test test-asan bench clean
+.PHONY: build demo test test-asan test-tsan bench clean
 
 build:
 	@bash tools/setup.sh dev
@@ -30,6 +32,11 @@ test-asan:
 	@cmake --build --preset asan
 	@ctest --preset asan
 
+test-tsan:
+	@bash tools/setup.sh tsan
+	@cmake --build --preset tsan
+	@ctest --preset tsan
+
 bench: build
 	@set -e; n=0; for b in build/dev/bench/bench_*; do \
 	  if [ -f "$$b" ] && [ -x "$$b" ]; then n=$$((n + 1)); "$$b"; fi; \
@@ -37,4 +44,4 @@ bench: build
 	[ $$n -gt 0 ] || { echo "make bench: no build/dev/bench/bench_* programs" >&2; exit 1; }
 
 clean:
-	rm -rf build/dev build/asan
+	rm -rf build/dev build/asan build/tsan
