@@ -20,17 +20,23 @@ if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
     "CMAKE_CXX_COMPILER is ${CMAKE_CXX_COMPILER_ID} ${CMAKE_CXX_COMPILER}")
 endif()
 if(NOT OpenMP_omp_LIBRARY)
-  message(FATAL_ERROR "MASKATTN_TSAN: FindOpenMP found no libomp (Debian: libomp-dev)")
+  message(FATAL_ERROR "MASKATTN_TSAN: FindOpenMP found no libomp (Debian: libomp-14-dev)")
 endif()
 file(REAL_PATH ${OpenMP_omp_LIBRARY} maskattn_libomp)
 get_filename_component(maskattn_llvm_lib_dir ${OpenMP_omp_LIBRARY} DIRECTORY)
 find_library(MASKATTN_ARCHER_STATIC libarcher_static.a HINTS ${maskattn_llvm_lib_dir} REQUIRED
-  DOC "LLVM's Archer (libomp-dev): libomp's synchronisation for ThreadSanitizer")
+  DOC "LLVM's Archer (libomp-14-dev): libomp's synchronisation for ThreadSanitizer")
 
 set(maskattn_openmp_dir ${PROJECT_BINARY_DIR}/openmp)
 file(MAKE_DIRECTORY ${maskattn_openmp_dir})
 file(CREATE_LINK ${maskattn_libomp} ${maskattn_openmp_dir}/libgomp.so.1 SYMBOLIC)
-add_link_options("$<$<STREQUAL:$<TARGET_PROPERTY:TYPE>,EXECUTABLE>:LINKER:--disable-new-dtags;LINKER:-rpath,${maskattn_openmp_dir};LINKER:--whole-archive;${MASKATTN_ARCHER_STATIC};LINKER:--no-whole-archive>")
+# Every executable: that directory in its DT_RPATH (not DT_RUNPATH), and all of
+# Archer (nothing references it: libomp looks its ompt_start_tool up by name).
+set(maskattn_tsan_executable_link_options
+  LINKER:--disable-new-dtags "LINKER:-rpath,${maskattn_openmp_dir}"
+  LINKER:--whole-archive ${MASKATTN_ARCHER_STATIC} LINKER:--no-whole-archive)
+add_link_options(
+  "$<$<STREQUAL:$<TARGET_PROPERTY:TYPE>,EXECUTABLE>:${maskattn_tsan_executable_link_options}>")
 
 # TSan turns every load and store into a call into its runtime, so no loop can
 # be vectorised; clang then warns that it could not honour `#pragma omp simd`
