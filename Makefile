@@ -7,13 +7,15 @@
 #                   every test: C++, CLI and Python (ctest --preset dev)
 #   make build      set up and build the dev preset (build/dev)
 #   make test-asan  the tests again under AddressSanitizer + UBSan (build/asan)
+#   make test-tsan  the threading tests under ThreadSanitizer (build/tsan: clang,
+#                   LLVM's OpenMP; docs/threads.md)
 #   make bench      build, then run the benchmarks
 #   make fuzz       build the libFuzzer targets (clang, ASan + UBSan: build/fuzz)
 #                   and run each for FUZZ_SECONDS (30) from its seed corpus
 #   make clean      remove the preset build directories
 
 .DEFAULT_GOAL := build
-.PHONY: build demo test test-asan bench fuzz clean
+.PHONY: build demo test test-asan test-tsan bench fuzz clean
 
 FUZZ_SECONDS ?= 30
 
@@ -34,6 +36,11 @@ test-asan:
 	@cmake --build --preset asan
 	@ctest --preset asan
 
+test-tsan:
+	@bash tools/setup.sh tsan
+	@cmake --build --preset tsan
+	@ctest --preset tsan
+
 bench: build
 	@set -e; n=0; for b in build/dev/bench/bench_*; do \
 	  if [ -f "$$b" ] && [ -x "$$b" ]; then n=$$((n + 1)); "$$b"; fi; \
@@ -46,4 +53,4 @@ fuzz:
 	@bash tools/run_fuzzers.sh $(FUZZ_SECONDS)
 
 clean:
-	rm -rf build/dev build/asan build/fuzz
+	rm -rf build/dev build/asan build/tsan build/fuzz

@@ -49,6 +49,12 @@ apt_packages=(
   libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev libicu-dev libhwy-dev libopenblas-dev
   libpng-dev libfreetype-dev fonts-dejavu-core
 )
+# The tsan preset: clang 14, its ThreadSanitizer runtime, and LLVM's OpenMP
+# runtime with Archer, which tells TSan about OpenMP's synchronisation
+# (cmake/thread_sanitizer.cmake).
+for preset in "${presets[@]}"; do
+  [[ $preset == tsan ]] && apt_packages+=(clang-14 libclang-rt-14-dev libomp-14-dev)
+done
 # The tests open the HTML pictures in headless Chromium, driven by Selenium
 # through Debian's chromedriver (never a browser download).
 if ((with_tests)); then apt_packages+=(chromium chromium-driver); fi

@@ -110,6 +110,21 @@ class Buffer4 {
   View<float, 4> view_;
 };
 
+// bfloat16 copies of float buffers (contiguous BHLD, whatever the buffer's layout).
+struct Bf16Copy {
+  Tensor<BFloat16> t;
+  explicit Bf16Copy(const Buffer4& b)
+      : t({b.view().size(0), b.view().size(1), b.view().size(2), b.view().size(3)}) {
+    const View<float, 4> v = b.view();
+    BFloat16* p = t.data();
+    for (int64_t a = 0; a < v.size(0); ++a)
+      for (int64_t c = 0; c < v.size(1); ++c)
+        for (int64_t d = 0; d < v.size(2); ++d)
+          for (int64_t e = 0; e < v.size(3); ++e) *p++ = to_bfloat16(v(a, c, d, e));
+  }
+  View<const BFloat16, 4> view() const { return t.view<4>(); }
+};
+
 // Options of the naive loop, mirroring AttentionOptions.
 struct NaiveOptions {
   double scale = 0.0;  // 0 = 1/sqrt(D)

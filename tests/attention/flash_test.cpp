@@ -39,12 +39,11 @@
 namespace maskattn {
 namespace {
 
+using testing_attention::Bf16Copy;
 using testing_attention::Buffer4;
 using testing_attention::Layout;
 using testing_attention::Shape;
 using testing_attention::shape_text;
-
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 using testing_attention::max_abs;
 using testing_attention::same_within;
@@ -65,21 +64,6 @@ struct Case {
 // Results of one backend.
 struct Result {
   Tensor<float> out, weights, lse;
-};
-
-// bfloat16 copies of float buffers (same layout, contiguous BHLD).
-struct Bf16Copy {
-  Tensor<BFloat16> t;
-  explicit Bf16Copy(const Buffer4& b)
-      : t({b.view().size(0), b.view().size(1), b.view().size(2), b.view().size(3)}) {
-    const View<float, 4> v = b.view();
-    BFloat16* p = t.data();
-    for (int64_t a = 0; a < v.size(0); ++a)
-      for (int64_t c = 0; c < v.size(1); ++c)
-        for (int64_t d = 0; d < v.size(2); ++d)
-          for (int64_t e = 0; e < v.size(3); ++e) *p++ = to_bfloat16(v(a, c, d, e));
-  }
-  View<const BFloat16, 4> view() const { return t.view<4>(); }
 };
 
 class Inputs {
