@@ -8,10 +8,14 @@
 #   make build      set up and build the dev preset (build/dev)
 #   make test-asan  the tests again under AddressSanitizer + UBSan (build/asan)
 #   make bench      build, then run the benchmarks
+#   make fuzz       build the libFuzzer targets (clang, ASan + UBSan: build/fuzz)
+#                   and run each for FUZZ_SECONDS (30) from its seed corpus
 #   make clean      remove the preset build directories
 
 .DEFAULT_GOAL := build
-.PHONY: build demo test test-asan bench clean
+.PHONY: build demo test test-asan bench fuzz clean
+
+FUZZ_SECONDS ?= 30
 
 build:
 	@bash tools/setup.sh dev
@@ -36,5 +40,10 @@ bench: build
 	done; \
 	[ $$n -gt 0 ] || { echo "make bench: no build/dev/bench/bench_* programs" >&2; exit 1; }
 
+fuzz:
+	@bash tools/setup.sh fuzz
+	@cmake --build --preset fuzz
+	@bash tools/run_fuzzers.sh $(FUZZ_SECONDS)
+
 clean:
-	rm -rf build/dev build/asan
+	rm -rf build/dev build/asan build/fuzz

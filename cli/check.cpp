@@ -47,25 +47,34 @@ LeakReport run_named(const Mask& mask, const Mask& expect, const MaskShape& shap
   }
 }
 
-void run_check(const CheckCommand& c) {
+// The flags checked and turned into what check_leaks() takes.
+struct PreparedCheck {
+  BuiltMask tested, expect;
+  MaskShape shape;
+  LeakCheckOptions opts;
+};
+
+PreparedCheck prepare_check(const CheckCommand& c) {
   MaskFlags expect_flags = c.expect;
   expect_flags.heads = c.mask.heads;  // a 3-D --expect-from-torch-mha is (B * heads, L, S)
-  const BuiltMask tested = build_mask(c.mask);
-  const BuiltMask expect = build_mask(expect_flags);
-  if (expect.mask.allows_all())
+  PreparedCheck p{build_mask(c.mask), build_mask(expect_flags), {}, {}};
+  if (p.expect.mask.allows_all())
     throw Error("--expect-*",
                 "an expectation: what the mask must hide (--expect-causal, --expect-lengths, "
                 "--expect-window, --expect-documents, ...)",
                 "none");
-  const MaskShape shape = resolve_shape(c.mask, {tested.implied, expect.implied});
-  LeakCheckOptions opts;
-  opts.head_dim = c.head_dim;
-  opts.seed = c.seed;
-  opts.tolerance = c.tolerance;
-  opts.max_listed = c.show;
-  opts.attention.backend = read_backend(c.backend);
-  opts.attention.scale = c.scale;
+  p.shape = resolve_shape(c.mask, {p.tested.implied, p.expect.implied});
+  p.opts.head_dim = c.head_dim;
+  p.opts.seed = c.seed;
+  p.opts.tolerance = c.tolerance;
+  p.opts.max_listed = c.show;
+  p.opts.attention.backend = read_backend(c.backend);
+  p.opts.attention.scale = c.scale;
+  return p;
+}
 
+void run_check(const CheckCommand& c) {
+  const auto& [tested, expect, shape, opts] = prepare_check(c);
   fmt::print("mask under test: {}\n", tested.mask.describe());
   fmt::print("must be hidden:  what {} hides\n", expect.mask.describe());
   fmt::print("over (B={}, H={}, Lq={}, Lk={}), random q, k, v with D = {}, {} backend\n",
@@ -79,7 +88,7 @@ void run_check(const CheckCommand& c) {
 
 }  // namespace
 
-void add_check_command(CLI::App& app) {
+void add_check_command(CLI::App& app, Mode mode) {
   auto c = std::make_shared<CheckCommand>();
   CLI::App* cmd = app.add_subcommand(
       "check",
@@ -101,7 +110,12 @@ void add_check_command(CLI::App& app) {
       "  maskattn check --causal bottom-right --q-len 4 --k-len 12 --expect-causal\n"
       "  maskattn check --causal --expect-causal --expect-lengths 5,3,8\n"
       "  maskattn check --from-hf attention_mask.npy --expect-lengths 7,4");
-  cmd->callback([c] { run_check(*c); });
+  cmd->callback([c, mode] {
+    if (mode == Mode::Run)
+      run_check(*c);
+    else
+      (void)prepare_check(*c);
+  });
 }
 
 }  // namespace maskattn::cli

@@ -6,12 +6,14 @@
 
 #include <CLI/CLI.hpp>
 
+#include "app.hpp"
+
 namespace maskattn::cli {
 
 // The exit status of `maskattn check` when the mask leaks (1 is bad input).
 inline constexpr int kLeakExitCode = 2;
 
-// Registers the `check` subcommand on app.
-void add_check_command(CLI::App& app);
+// Registers the `check` subcommand on app (Mode: app.hpp).
+void add_check_command(CLI::App& app, Mode mode);
 
 }  // namespace maskattn::cli

@@ -423,7 +423,7 @@ void run_demo(const DemoArgs& a) {
 
 }  // namespace
 
-void add_demo_command(CLI::App& app) {
+void add_demo_command(CLI::App& app, Mode mode) {
   CLI::App* demo = app.add_subcommand(
       "demo",
       "Masks, positional encoding and masked attention step by step, then a Transformer trained "
@@ -448,7 +448,9 @@ void add_demo_command(CLI::App& app) {
       ->capture_default_str();
   demo->add_option("--seed", c.seed, "Seed of the weights, the data and dropout")
       ->capture_default_str();
-  demo->callback([args] { run_demo(*args); });
+  demo->callback([args, mode] {
+    if (mode == Mode::Run) run_demo(*args);
+  });
 }
 
 }  // namespace maskattn::cli

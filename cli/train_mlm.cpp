@@ -105,9 +105,13 @@ void print_probes(const models::MaskedLm& model, const WordVocab& vocab,
       right, n, baseline);
 }
 
-void run(const Config& c) {
+void check_config(const Config& c) {
   if (c.steps < 1) throw Error("--steps", ">= 1", std::to_string(c.steps));
   if (c.batch < 1) throw Error("--batch", ">= 1", std::to_string(c.batch));
+}
+
+void run(const Config& c) {
+  check_config(c);
   const text::TinyCorpus& corpus = text::tiny_corpus();
   const WordVocab vocab(corpus.train);
 
@@ -212,7 +216,7 @@ void run(const Config& c) {
 
 }  // namespace
 
-void add_train_mlm_command(CLI::App& app) {
+void add_train_mlm_command(CLI::App& app, Mode mode) {
   auto config = std::make_shared<Config>();
   CLI::App* cmd = app.add_subcommand(
       "train-mlm",
@@ -222,7 +226,12 @@ void add_train_mlm_command(CLI::App& app) {
   cmd->add_option("--batch", config->batch, "Sentences per batch")->capture_default_str();
   cmd->add_option("--seed", config->seed, "Seed of the initial weights, batches and masks")
       ->capture_default_str();
-  cmd->callback([config] { run(*config); });
+  cmd->callback([config, mode] {
+    if (mode == Mode::Run)
+      run(*config);
+    else
+      check_config(*config);
+  });
 }
 
 }  // namespace maskattn::cli

@@ -6,9 +6,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include "app.hpp"
+
 namespace maskattn::cli {
 
-// Registers the `train-mlm` subcommand on app.
-void add_train_mlm_command(CLI::App& app);
+// Registers the `train-mlm` subcommand on app (Mode: app.hpp).
+void add_train_mlm_command(CLI::App& app, Mode mode);
 
 }  // namespace maskattn::cli

@@ -40,11 +40,14 @@ void add_output_flags(CLI::App* cmd, Output& o, const std::string& default_name)
   cmd->add_option("--format", o.format, "png or html [from the extension of --output]");
 }
 
-// Writes the picture in the format --format or the extension of -o says.
-// `choose` says how to draw fewer panels when a PNG would have too many.
-void write_output(const Output& o, const std::string& default_name,
-                  const std::function<viz::Image()>& png, const std::function<std::string()>& html,
-                  std::string_view choose = "") {
+// Where a picture goes and as what: "png" or "html".
+struct OutputFile {
+  std::string path, format;
+};
+
+// The format --format or the extension of -o says, and the file (default_name
+// and the format's extension when -o is not given).
+OutputFile resolve_output(const Output& o, const std::string& default_name) {
   std::string format = o.format;
   const std::string ext = fs::path(o.path).extension().string();
   if (format.empty()) {
@@ -56,7 +59,15 @@ void write_output(const Output& o, const std::string& default_name,
       throw Error("--output", "a .png or .html file (or --format png|html)", o.path);
   }
   if (format != "png" && format != "html") throw Error("--format", "png or html", format);
-  const std::string path = o.path.empty() ? default_name + "." + format : o.path;
+  return {o.path.empty() ? default_name + "." + format : o.path, format};
+}
+
+// Writes the picture where resolve_output() says.
+// `choose` says how to draw fewer panels when a PNG would have too many.
+void write_output(const Output& o, const std::string& default_name,
+                  const std::function<viz::Image()>& png, const std::function<std::string()>& html,
+                  std::string_view choose = "") {
+  const auto [path, format] = resolve_output(o, default_name);
   if (format == "html") return write_html_file(path, html());
   try {
     write_png_file(path, png());
@@ -118,10 +129,20 @@ struct MaskCommand {
   Output out;
 };
 
-void run_mask(const MaskCommand& c) {
+// The mask of the flags (Lq and Lk from the labels where the flags say none).
+BuiltMask mask_of(const MaskCommand& c) {
   MaskFlags flags = c.mask;
   c.tokens.imply_lengths(flags);
-  const BuiltMask m = build_mask(flags);
+  return build_mask(flags);
+}
+
+void check_mask(const MaskCommand& c) {
+  (void)mask_of(c).mask.describe();
+  (void)resolve_output(c.out, "mask");
+}
+
+void run_mask(const MaskCommand& c) {
+  const BuiltMask m = mask_of(c);
   viz::MaskPictureOptions o;
   o.title = c.title;
   o.diagonal = m.diagonal;
@@ -147,13 +168,19 @@ struct PeCommand {
   Output out;
 };
 
-void run_pe(const PeCommand& c) {
+// --layout, after checking --length.
+PeLayout check_pe(const PeCommand& c) {
   PeLayout layout = PeLayout::Interleaved;
   if (c.layout == "concatenated")
     layout = PeLayout::Concatenated;
   else if (c.layout != "interleaved")
     throw Error("--layout", "interleaved or concatenated", c.layout);
   if (c.length < 1) throw Error("--length", "a length >= 1", std::to_string(c.length));
+  return layout;
+}
+
+void run_pe(const PeCommand& c) {
+  const PeLayout layout = check_pe(c);
   const Tensor<float> pe = sinusoidal_encoding(c.length, c.dim, c.base, layout);
   viz::EncodingPictureOptions o;
   o.title = c.title;
@@ -271,7 +298,9 @@ void run_attention_model(const AttentionCommand& c) {
       [&] { return viz::attention_html(layers, a.mask, o); }, kChoosePanels);
 }
 
-void run_attention(const AttentionCommand& c) {
+// Which of the two the flags ask for (true: a model on --text), after checking
+// that the flags fit it.
+bool check_attention(const AttentionCommand& c) {
   const bool model = !c.text.empty(), call = !c.q.empty() || !c.k.empty();
   if (model == call)
     throw Error("viz attention",
@@ -281,13 +310,26 @@ void run_attention(const AttentionCommand& c) {
     if (!c.tokens.both.empty() || !c.tokens.query.empty() || !c.tokens.key.empty())
       throw Error("--tokens", "no labels with --text (the model's tokens label the axes)",
                   "labels");
-    run_attention_model(c);
   } else {
     if (!c.layers.empty()) throw Error("--layer", "a model (--text)", "one attention call (--q)");
     if (c.pack || !c.model.empty())
       throw Error(c.pack ? "--pack" : "--model", "sentences (--text)", "one attention call (--q)");
-    run_attention_call(c);
   }
+  return model;
+}
+
+void run_attention(const AttentionCommand& c) {
+  if (check_attention(c))
+    run_attention_model(c);
+  else
+    run_attention_call(c);
+}
+
+// The flags of one call without reading q and k: the mask over the shape the
+// flags imply.
+void check_attention_flags(const AttentionCommand& c) {
+  if (!check_attention(c)) (void)build_mask(c.mask).mask.describe();
+  (void)resolve_output(c.out, "attention");
 }
 
 }  // namespace
@@ -311,7 +353,7 @@ void write_html_file(const std::string& path, const std::string& html) {
              static_cast<double>(html.size()) / 1024.0);
 }
 
-void add_viz_command(CLI::App& app) {
+void add_viz_command(CLI::App& app, Mode mode) {
   CLI::App* viz = app.add_subcommand(
       "viz", "Pictures of masks, positional encodings and attention weights (PNG or HTML)");
   viz->require_subcommand(1);
@@ -330,7 +372,7 @@ void add_viz_command(CLI::App& app) {
   mc->tokens.add(mask);
   mask->add_option("--title", mc->title, "Title [the mask's description]");
   add_output_flags(mask, mc->out, "mask");
-  mask->callback([mc] { run_mask(*mc); });
+  mask->callback([mc, mode] { mode == Mode::Run ? run_mask(*mc) : check_mask(*mc); });
 
   auto pc = std::make_shared<PeCommand>();
   CLI::App* pe = viz->add_subcommand(
@@ -343,7 +385,14 @@ void add_viz_command(CLI::App& app) {
       ->delimiter(',');
   pe->add_option("--title", pc->title, "Title");
   add_output_flags(pe, pc->out, "pe");
-  pe->callback([pc] { run_pe(*pc); });
+  pe->callback([pc, mode] {
+    if (mode == Mode::Run) {
+      run_pe(*pc);
+    } else {
+      (void)check_pe(*pc);
+      (void)resolve_output(pc->out, "pe");
+    }
+  });
 
   auto ac = std::make_shared<AttentionCommand>();
   CLI::App* at = viz->add_subcommand(
@@ -367,7 +416,7 @@ void add_viz_command(CLI::App& app) {
   ac->tokens.add(at);
   at->add_option("--title", ac->title, "Title");
   add_output_flags(at, ac->out, "attention");
-  at->callback([ac] { run_attention(*ac); });
+  at->callback([ac, mode] { mode == Mode::Run ? run_attention(*ac) : check_attention_flags(*ac); });
 }
 
 }  // namespace maskattn::cli

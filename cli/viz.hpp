@@ -5,12 +5,14 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
+#include "app.hpp"
 #include "maskattn/viz/pictures.hpp"
 
 namespace maskattn::cli {
 
-// Registers the `viz` subcommand and its three subcommands on app.
-void add_viz_command(CLI::App& app);
+// Registers the `viz` subcommand and its three subcommands on app (Mode:
+// app.hpp).
+void add_viz_command(CLI::App& app, Mode mode);
 
 // Writes `image` to `path` and says so on stdout: "wrote mask.png (640 x 402)".
 void write_png_file(const std::string& path, const viz::Image& image);

@@ -52,6 +52,11 @@ apt_packages=(
 # The tests open the HTML pictures in headless Chromium, driven by Selenium
 # through Debian's chromedriver (never a browser download).
 if ((with_tests)); then apt_packages+=(chromium chromium-driver); fi
+# The fuzz preset: clang with libFuzzer and the sanitizers (compiler-rt) and
+# the OpenMP runtime clang's -fopenmp links (libomp; see docs/fuzzing.md).
+for preset in "${presets[@]}"; do
+  [[ $preset == fuzz ]] && apt_packages+=(clang libclang-rt-14-dev libomp-14-dev)
+done
 # The python3 on PATH makes .venv: it needs venv/ensurepip and the headers to
 # build the extension. Debian's own python3 gets them from apt; another
 # python3 (pyenv, a distribution's) must bring its own.

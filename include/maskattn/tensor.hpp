@@ -35,7 +35,8 @@ namespace maskattn {
 // overflows int64_t.
 int64_t checked_mul(int64_t a, int64_t b, std::string_view what);
 // Product of a shape's sizes, overflow-checked; throws Error(what, ...) on a
-// negative size or overflow.
+// negative size or overflow. The product of the non-zero sizes must fit too
+// (a View's strides are made of it): (0, 2^40, 2^40) is an Error, not 0.
 int64_t checked_numel(std::span<const int64_t> shape, std::string_view what);
 // "(2, 3, 4)"
 std::string shape_string(std::span<const int64_t> shape);

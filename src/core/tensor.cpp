@@ -19,15 +19,21 @@ int64_t checked_mul(int64_t a, int64_t b, std::string_view what) {
 }
 
 int64_t checked_numel(std::span<const int64_t> shape, std::string_view what) {
-  int64_t n = 1;
+  // The product of the non-zero sizes must fit even when a zero makes the
+  // count 0: contiguous strides are its partial products, and (0, 2^40, 2^40)
+  // would overflow them.
+  int64_t nonzero = 1;
+  bool empty = false;
   for (int64_t s : shape) {
     if (s < 0) throw Error(what, "non-negative sizes", shape_string(shape));
-    int64_t r = 0;
-    if (__builtin_mul_overflow(n, s, &r))
+    if (s == 0) {
+      empty = true;
+      continue;
+    }
+    if (__builtin_mul_overflow(nonzero, s, &nonzero))
       throw Error(what, "a size product that fits in int64", shape_string(shape) + " (overflow)");
-    n = r;
   }
-  return n;
+  return empty ? 0 : nonzero;
 }
 
 std::string shape_string(std::span<const int64_t> shape) {
@@ -78,6 +84,7 @@ std::string_view dtype_name(DType t) {
 }
 
 std::vector<int64_t> AnyView::contiguous_strides(const std::vector<int64_t>& shape) {
+  checked_numel(shape, "AnyView shape");  // the strides below cannot overflow
   std::vector<int64_t> strides(shape.size(), 1);
   int64_t s = 1;
   for (std::size_t d = shape.size(); d-- > 0;) {

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <fstream>
@@ -130,28 +131,79 @@ DType dtype_of_descr(const std::string& descr, std::string_view name) {
               fmt::format("descr {}", descr));
 }
 
-// "(2, 3)", "(5,)", "()" -> sizes.
+// A Python tuple of non-negative integers, as numpy writes it: "(2, 3)",
+// "(5,)" (one element needs its comma: "(5)" is an int), "()". Anything else,
+// "(2 3)" or "(,2)" among them, is an Error rather than a guess.
 std::vector<int64_t> parse_shape(const std::string& text, std::string_view name) {
-  if (text.size() < 2 || text.front() != '(' || text.back() != ')')
-    throw Error(name, "a shape tuple in the .npy header", text);
+  const auto malformed = [&] {
+    return Error(name, "a shape tuple of non-negative integers in the .npy header", text);
+  };
+  if (text.size() < 2 || text.front() != '(' || text.back() != ')') throw malformed();
   std::vector<int64_t> shape;
   std::size_t i = 1;
-  while (i + 1 < text.size()) {
-    while (i + 1 < text.size() && (text[i] == ' ' || text[i] == ',')) ++i;
-    if (i + 1 >= text.size()) break;
+  const std::size_t close = text.size() - 1;
+  const auto skip_spaces = [&] {
+    while (i < close && text[i] == ' ') ++i;
+  };
+  bool trailing_comma = false;
+  skip_spaces();
+  while (i < close) {
     int64_t v = 0;
-    bool digits = false;
-    while (i + 1 < text.size() && text[i] >= '0' && text[i] <= '9') {
+    const std::size_t first = i;
+    for (; i < close && text[i] >= '0' && text[i] <= '9'; ++i) {
       if (v > (std::numeric_limits<int64_t>::max() - 9) / 10)
         throw Error(name, "sizes that fit in int64", text);
       v = v * 10 + (text[i] - '0');
-      digits = true;
-      ++i;
     }
-    if (!digits) throw Error(name, "a shape tuple of non-negative integers", text);
+    if (i == first) throw malformed();
     shape.push_back(v);
+    skip_spaces();
+    trailing_comma = i < close && text[i] == ',';
+    if (i < close && !trailing_comma) throw malformed();  // "(2 3)"
+    if (trailing_comma) ++i;
+    skip_spaces();
   }
+  if (shape.size() == 1 && !trailing_comma) throw malformed();  // "(5)"
   return shape;
+}
+
+// `bytes` bytes of data into aligned storage. The header's count is not
+// trusted with memory: a stream that can say how much it holds (a file, a
+// string) is checked first, and any other is read in chunks that grow with
+// what arrives, so that a short file claiming a huge shape is an Error, never
+// an allocation of that size.
+std::unique_ptr<std::byte, detail::AlignedFree> read_data(std::istream& in, int64_t bytes,
+                                                          std::string_view name,
+                                                          const std::vector<int64_t>& shape) {
+  const auto too_few = [&](int64_t got) {
+    return Error(name, fmt::format("{} bytes of data for shape {}", bytes, shape_string(shape)),
+                 fmt::format("{} bytes", got));
+  };
+  const std::istream::pos_type here = in.tellg();
+  if (here != std::istream::pos_type(-1) && in.seekg(0, std::ios::end)) {
+    const auto available = static_cast<int64_t>(in.tellg() - here);
+    in.seekg(here);
+    if (available < bytes) throw too_few(available);
+    auto data = detail::aligned_uninitialized(bytes);
+    if (!in.read(reinterpret_cast<char*>(data.get()), static_cast<std::streamsize>(bytes)))
+      throw too_few(static_cast<int64_t>(in.gcount()));
+    return data;
+  }
+  in.clear();  // a failed seek (a pipe) sets failbit
+  std::string chunks;
+  constexpr int64_t kChunk = int64_t{1} << 20;
+  while (static_cast<int64_t>(chunks.size()) < bytes) {
+    const int64_t want = std::min({bytes - static_cast<int64_t>(chunks.size()),
+                                   std::max(kChunk, static_cast<int64_t>(chunks.size()))});
+    const std::size_t at = chunks.size();
+    chunks.resize(at + static_cast<std::size_t>(want));
+    in.read(chunks.data() + at, static_cast<std::streamsize>(want));
+    chunks.resize(at + static_cast<std::size_t>(in.gcount()));
+    if (in.gcount() < want) throw too_few(static_cast<int64_t>(chunks.size()));
+  }
+  auto data = detail::aligned_uninitialized(bytes);
+  std::memcpy(data.get(), chunks.data(), chunks.size());
+  return data;
 }
 
 }  // namespace
@@ -191,11 +243,8 @@ NpyArray read_npy(std::istream& in, std::string_view name) {
   const int64_t n = checked_numel(a.shape_, name);
   const auto size = static_cast<int64_t>(element_size(a.dtype_));
   const int64_t bytes = checked_mul(n, size, name);
-  a.data_ = detail::aligned_uninitialized(bytes);
+  a.data_ = read_data(in, bytes, name, a.shape_);
   auto* data = reinterpret_cast<char*>(a.data_.get());
-  if (!in.read(data, static_cast<std::streamsize>(bytes)))
-    throw Error(name, fmt::format("{} bytes of data for shape {}", bytes, shape_string(a.shape_)),
-                fmt::format("{} bytes", in.gcount()));
   if (in.peek() != std::char_traits<char>::eof())
     throw Error(name, fmt::format("{} bytes of data for shape {}", bytes, shape_string(a.shape_)),
                 "more bytes after them");

@@ -143,7 +143,8 @@ std::optional<int64_t> as_size(const Json& j) {
   return std::nullopt;
 }
 
-// The whole file, mapped read-only.
+// The whole file, mapped read-only (nothing mapped for an empty file: mmap
+// cannot map 0 bytes, and parse() rejects it).
 class Mapping {
  public:
   explicit Mapping(const std::string& path) {
@@ -160,11 +161,9 @@ class Mapping {
       throw Error(file_arg(path), "a regular file", "a directory or device");
     }
     size_ = static_cast<uint64_t>(st.st_size);
-    // The 8-byte length comes first; a shorter file has no header to map.
-    if (size_ < 8) {
+    if (size_ == 0) {
       ::close(fd);
-      throw Error(file_arg(path), "a safetensors file (at least the 8-byte header length)",
-                  fmt::format("{} bytes", size_));
+      return;
     }
     void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
     const int err = errno;
@@ -172,7 +171,9 @@ class Mapping {
     if (p == MAP_FAILED) throw Error(file_arg(path), "a file that can be mapped", errno_text(err));
     data_ = static_cast<const std::byte*>(p);
   }
-  ~Mapping() { ::munmap(const_cast<std::byte*>(data_), size_); }
+  ~Mapping() {
+    if (data_ != nullptr) ::munmap(const_cast<std::byte*>(data_), size_);
+  }
   Mapping(const Mapping&) = delete;
   Mapping& operator=(const Mapping&) = delete;
 
@@ -212,7 +213,8 @@ Json parse_header(std::string_view text, const std::string& path) {
   };
   try {
     return Json::parse(text.begin(), text.end(), no_duplicates);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {
+    // parse_error, and out_of_range for a number no double holds (1e400).
     throw Error(file_arg(path), "a JSON header",
                 fmt::format("{} (header of {} bytes)", printable(e.what()), text.size()));
   }
@@ -248,14 +250,19 @@ Entry read_entry(const std::string& name, const Json& j, int64_t data_bytes,
   const Json& shape = j.at("shape");
   if (!shape.is_array())
     throw Error(arg + " shape", "a list of non-negative integers", brief(shape));
-  int64_t numel = 1;
+  // As checked_numel (tensor.hpp) counts, with a brief message: the non-zero
+  // sizes' product must fit too, or the view's strides would overflow.
+  int64_t nonzero = 1;
+  bool empty = false;
   for (const Json& s : shape) {
     const std::optional<int64_t> size = as_size(s);
     if (!size) throw Error(arg + " shape", "a list of non-negative integers", brief(shape));
     e.shape.push_back(*size);
-    if (__builtin_mul_overflow(numel, *size, &numel))
+    empty = empty || *size == 0;
+    if (*size > 0 && __builtin_mul_overflow(nonzero, *size, &nonzero))
       throw Error(arg + " shape", "an element count that fits in int64", brief(shape));
   }
+  const int64_t numel = empty ? 0 : nonzero;
   int64_t bits = 0;
   if (__builtin_mul_overflow(numel, e.info->bits, &bits))
     throw Error(arg + " shape", "a byte size that fits in int64", brief(shape));
@@ -310,24 +317,55 @@ alignas(64) constexpr std::byte kNoElements[64] = {};
 }  // namespace
 
 struct SafetensorsFile::State {
-  explicit State(const std::string& p) : path(p), mapping(p) {}
-
   std::string path;
-  Mapping mapping;
+  // The file's bytes: mapped (open), or a 64-byte-aligned copy (from bytes).
+  std::optional<Mapping> mapping;
+  std::unique_ptr<std::byte, detail::AlignedFree> owned;
+  const std::byte* base = nullptr;
+  uint64_t size = 0;
+
   std::map<std::string, Entry, std::less<>> tensors;
   std::map<std::string, std::string> metadata;
   // Tensors the file leaves misaligned for their dtype (a writer that does not
   // pad the header): copied once, so views never load a misaligned element.
   std::vector<std::unique_ptr<std::byte, detail::AlignedFree>> aligned_copies;
+
+  // Checks the header against the bytes [base, base + size) and points every
+  // entry at its data.
+  void parse();
 };
 
 SafetensorsFile::SafetensorsFile(std::shared_ptr<const State> state) : state_(std::move(state)) {}
 
 SafetensorsFile SafetensorsFile::open(const std::string& path) {
-  auto s = std::make_shared<State>(path);
-  const std::byte* base = s->mapping.data();
-  const uint64_t file_bytes = s->mapping.size();
+  auto s = std::make_shared<State>();
+  s->path = path;
+  s->mapping.emplace(path);
+  s->base = s->mapping->data();
+  s->size = s->mapping->size();
+  s->parse();
+  return SafetensorsFile(std::move(s));
+}
 
+SafetensorsFile detail::safetensors_from_bytes(std::string_view bytes, std::string name) {
+  auto s = std::make_shared<SafetensorsFile::State>();
+  s->path = std::move(name);
+  if (!bytes.empty()) {
+    s->owned = detail::aligned_uninitialized(static_cast<int64_t>(bytes.size()));
+    std::memcpy(s->owned.get(), bytes.data(), bytes.size());
+  }
+  s->base = s->owned.get();
+  s->size = bytes.size();
+  s->parse();
+  return SafetensorsFile(std::move(s));
+}
+
+void SafetensorsFile::State::parse() {
+  // The 8-byte length comes first; a shorter file has no header.
+  if (size < 8)
+    throw Error(file_arg(path), "a safetensors file (at least the 8-byte header length)",
+                fmt::format("{} bytes", size));
+  const uint64_t file_bytes = size;
   uint64_t header_bytes = 0;
   std::memcpy(&header_bytes, base, 8);  // little-endian (static_assert above)
   if (header_bytes > kMaxHeaderBytes)
@@ -345,13 +383,13 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   const auto data_bytes = static_cast<int64_t>(file_bytes - 8 - header_bytes);
   for (const auto& [name, value] : header.items()) {
     if (name == kMetadataKey)
-      s->metadata = read_metadata(value, path);
+      metadata = read_metadata(value, path);
     else
-      s->tensors.emplace(name, read_entry(name, value, data_bytes, path));
+      tensors.emplace(name, read_entry(name, value, data_bytes, path));
   }
-  check_no_overlap(s->tensors, path);
+  check_no_overlap(tensors, path);
 
-  for (auto& [name, e] : s->tensors) {
+  for (auto& [name, e] : tensors) {
     if (e.begin == e.end) {
       e.data = kNoElements;
       continue;
@@ -368,13 +406,12 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     }
     const auto element_bytes = static_cast<uintptr_t>(e.info->bits / 8);
     if (e.info->dtype && reinterpret_cast<uintptr_t>(bytes) % element_bytes != 0) {
-      s->aligned_copies.push_back(detail::aligned_zeroed(static_cast<int64_t>(size)));
-      std::memcpy(s->aligned_copies.back().get(), bytes, size);
-      bytes = s->aligned_copies.back().get();
+      aligned_copies.push_back(detail::aligned_zeroed(static_cast<int64_t>(size)));
+      std::memcpy(aligned_copies.back().get(), bytes, size);
+      bytes = aligned_copies.back().get();
     }
     e.data = bytes;
   }
-  return SafetensorsFile(std::move(s));
 }
 
 const SafetensorsFile::State& SafetensorsFile::state() const {

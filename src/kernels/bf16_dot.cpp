@@ -5,9 +5,12 @@
 
 // gcc 12's AVX-512 headers start several intrinsics from _mm512_undefined_*()
 // and then warn that it may be used uninitialised (GCC bug 105593); the
-// warning is about the header, not this code.
+// warning is about the header, not this code. (Clang has no such warning
+// group and would warn about the pragma.)
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 #include <immintrin.h>
 
 #include <algorithm>
@@ -37,13 +40,6 @@ MASKATTN_BF16_TARGET inline __m512i interleave_halves(__m512i ab) {
   const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
                                        23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   return _mm512_permutexvar_epi16(idx, ab);
-}
-
-// (a_i, b_i) pairs from the low 16 lanes (16-bit) of a and of b.
-MASKATTN_BF16_TARGET inline __m512i interleave_low_halves(__m512i a, __m512i b) {
-  const __m512i idx = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
-                                       39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
-  return _mm512_permutex2var_epi16(a, idx, b);
 }
 
 template <int KB>

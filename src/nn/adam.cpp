@@ -172,8 +172,11 @@ void Adam::load_state_dict(const StateDict& state) {
     expected += 2;
   }
   if (state.size() != expected) {
+    // The lambdas capture structured bindings by init-capture (`name = name`):
+    // clang 14 (the fuzz preset) cannot capture them directly.
     for (const auto& [name, view] : state)
-      if (name != "step" && !std::any_of(slots_.begin(), slots_.end(), [&](const Slot& s) {
+      if (name != "step" &&
+          !std::any_of(slots_.begin(), slots_.end(), [&name = name](const Slot& s) {
             return name == "exp_avg." + s.name || name == "exp_avg_sq." + s.name;
           }))
         throw Error("optimizer state", "only step, exp_avg.<parameter>, exp_avg_sq.<parameter>",
@@ -182,7 +185,7 @@ void Adam::load_state_dict(const StateDict& state) {
   // Everything checked: copy (any strides) into the existing storage.
   for (auto& [src, dst] : copies) {
     float* out = dst->data();
-    for_each_index(dst->shape(), [&](std::span<const int64_t> index) {
+    for_each_index(dst->shape(), [&out, src = src](std::span<const int64_t> index) {
       int64_t off = 0;
       for (std::size_t d = 0; d < index.size(); ++d) off += index[d] * src->strides[d];
       *out++ = static_cast<const float*>(src->data)[off];

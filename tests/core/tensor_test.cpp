@@ -42,6 +42,16 @@ TEST(SizeArithmetic, CheckedNumel) {
   // B * H * L * L overflowing int64 — the case that must fail before allocation.
   const std::vector<int64_t> huge{1 << 20, 1 << 20, 1 << 20, 1 << 20};
   EXPECT_THROW(checked_numel(huge, "s"), Error);
+  // Found by fuzz/npy_fuzzer: a zero size made the count 0 and hid the
+  // overflow of the others, which the strides of a view then hit (UBSan:
+  // signed overflow in AnyView::contiguous_strides).
+  const std::vector<int64_t> empty_but_huge{0, 1129703, 907000, 11297038};
+  EXPECT_THROW(checked_numel(empty_but_huge, "s"), Error);
+  EXPECT_THROW(AnyView::contiguous_strides(empty_but_huge), Error);
+  const std::vector<int64_t> empty_fits{0, int64_t{1} << 62, 1};
+  EXPECT_EQ(checked_numel(empty_fits, "s"), 0);
+  EXPECT_EQ(AnyView::contiguous_strides(empty_fits),
+            (std::vector<int64_t>{int64_t{1} << 62, 1, 1}));
   EXPECT_EQ(shape_string(ok), "(2, 3, 4)");
   EXPECT_EQ(shape_string(std::vector<int64_t>{5}), "(5,)");
 }

@@ -9,7 +9,10 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <streambuf>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "throws_error.hpp"
 
@@ -180,6 +183,12 @@ TEST(NpyRead, MalformedFilesAreErrorsNamingThem) {
                     "99999999999), }",
                     data)),
       "test.npy"));
+  // Found by fuzz/npy_fuzzer: no element, but strides past int64.
+  EXPECT_TRUE(throws_error_naming(
+      bad(npy_bytes(
+          "{'descr': '|b1', 'fortran_order': False, 'shape': (0, 1129703, 907000, 11297038), }",
+          "")),
+      "fits in int64"));
   EXPECT_TRUE(throws_error_naming(
       bad(npy_bytes("{'descr': '|b1', 'fortran_order': False, 'shape': (2,), }", "\x01\x02")),
       "bool elements 0 or 1"));
@@ -187,6 +196,69 @@ TEST(NpyRead, MalformedFilesAreErrorsNamingThem) {
                                   "fortran_order"));
   EXPECT_TRUE(
       throws_error_naming([] { (void)load_npy("/nonexistent/x.npy"); }, "/nonexistent/x.npy"));
+}
+
+// A stream that cannot seek (a pipe, stdin): std::streambuf's default
+// seekoff/seekpos fail.
+class PipeBuf : public std::streambuf {
+ public:
+  explicit PipeBuf(std::string bytes) : bytes_(std::move(bytes)) {
+    setg(bytes_.data(), bytes_.data(), bytes_.data() + bytes_.size());
+  }
+
+ private:
+  std::string bytes_;
+};
+
+NpyArray npy_from_pipe(const std::string& bytes) {
+  PipeBuf buf(bytes);
+  std::istream in(&buf);
+  return read_npy(in, "pipe.npy");
+}
+
+// Found by fuzz/npy_fuzzer: a 150-byte file whose shape claims 66 TB was
+// allocated before its data was read (ASan: allocation-size-too-big; without
+// it std::bad_alloc, not an Error). Nothing is allocated beyond what the
+// stream holds, seekable or not.
+TEST(NpyRead, ShapeClaimingMoreThanTheFileHoldsIsAnErrorNotAnAllocation) {
+  const std::string huge =
+      "{'descr': '|b1', 'fortran_order': False, 'shape': (3, 688538014151, 8, 4), }";
+  const std::string data(8, '\x01');
+  EXPECT_TRUE(throws_error_naming([&] { (void)npy_back(npy_bytes(huge, data)); },
+                                  "bytes of data for shape (3, 688538014151, 8, 4)"));
+  EXPECT_TRUE(throws_error_naming([&] { (void)npy_from_pipe(npy_bytes(huge, data)); },
+                                  "bytes of data for shape (3, 688538014151, 8, 4)"));
+  // A pipe of more than one chunk (1 MiB) reads whole; one byte short is an Error.
+  const int64_t n = (int64_t{1} << 20) + 5;
+  std::string big(static_cast<std::size_t>(n), '\0');
+  for (int64_t i = 0; i < n; ++i) big[static_cast<std::size_t>(i)] = static_cast<char>(i % 251);
+  const std::string dict =
+      "{'descr': '|u1', 'fortran_order': False, 'shape': (" + std::to_string(n) + ",), }";
+  const NpyArray a = npy_from_pipe(npy_bytes(dict, big));
+  ASSERT_EQ(a.shape(), (std::vector<int64_t>{n}));
+  EXPECT_EQ(std::memcmp(a.view().data, big.data(), big.size()), 0);
+  EXPECT_TRUE(throws_error_naming([&] { (void)npy_from_pipe(npy_bytes(dict, big.substr(1))); },
+                                  std::to_string(n - 1) + " bytes"));
+  EXPECT_TRUE(
+      throws_error_naming([&] { (void)npy_from_pipe(npy_bytes(dict, big + "x")); }, "more bytes"));
+}
+
+// Found by fuzz/npy_fuzzer: "(3, 6885  8 4)" was read as four sizes. The
+// shape is a Python tuple as numpy writes it, or an Error.
+TEST(NpyRead, ShapeIsAPythonTupleOrAnError) {
+  const auto shape_of = [](const std::string& tuple, const std::string& data) {
+    return npy_back(npy_bytes("{'descr': '|u1', 'fortran_order': False, 'shape': " + tuple + ", }",
+                              data))
+        .shape();
+  };
+  EXPECT_EQ(shape_of("(2, 3)", std::string(6, '\0')), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(shape_of("(2, 3,)", std::string(6, '\0')), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(shape_of("(5,)", std::string(5, '\0')), (std::vector<int64_t>{5}));
+  EXPECT_EQ(shape_of("()", std::string(1, '\0')), (std::vector<int64_t>{}));
+  for (const std::string bad : {"(2 3)", "(,2)", "(5)", "(2,,3)", "(,)", "(2, -3)", "(2, 3a)"})
+    EXPECT_TRUE(
+        throws_error_naming([&] { (void)shape_of(bad, std::string(6, '\0')); }, "a shape tuple"))
+        << bad;
 }
 
 }  // namespace

@@ -394,6 +394,9 @@ std::vector<BadFile> bad_files() {
       {"header not JSON", raw_file(R"({"a":)"), "", "a JSON header"},
       {"header bytes not UTF-8", raw_file("{\"\xff\xfe\":1}"), "", "a JSON header"},
       {"header trailing garbage", raw_file("{}x"), "", "a JSON header"},
+      // Found by fuzz/safetensors_fuzzer: nlohmann's out_of_range escaped.
+      {"number past double's range",
+       raw_file(R"({"a":)" + entry("F32", "[1e400]", "[0,4]") + "}", f4), "", "a JSON header"},
       {"header an array", raw_file("[1,2]"), "", "a JSON object"},
       {"header a string", raw_file(R"("x")"), "", "a JSON object"},
       {"entry not an object", raw_file(R"({"a":3})"), "a", "an object"},
@@ -424,6 +427,9 @@ std::vector<BadFile> bad_files() {
        "non-negative integers"},
       {"shape product overflows",
        raw_file(R"({"a":)" + entry("U8", "[4294967296,4294967296]", "[0,4]") + "}", f4), "a",
+       "fits in int64"},
+      {"no element, but strides past int64",
+       raw_file(R"({"a":)" + entry("U8", "[0,4294967296,4294967296]", "[0,0]") + "}"), "a",
        "fits in int64"},
       {"byte size overflows",
        raw_file(R"({"a":)" + entry("F64", "[4611686018427387904]", "[0,4]") + "}", f4), "a",
@@ -485,6 +491,32 @@ TEST_F(Safetensors, EveryMalformedFileIsAnErrorNamingItAtOpen) {
     }
     EXPECT_TRUE(throws_error_naming(open, bad.says));
   }
+}
+
+// The fuzzer's entry (detail::safetensors_from_bytes) runs open()'s parser:
+// the same Error for every malformed file, the same tensors for a good one.
+TEST_F(Safetensors, FromBytesChecksWhatOpenChecks) {
+  for (const BadFile& bad : bad_files()) {
+    SCOPED_TRACE(bad.what);
+    const auto parse = [&] { detail::safetensors_from_bytes(bad.bytes, "in memory"); };
+    EXPECT_TRUE(throws_error_naming(parse, "safetensors file \"in memory\""));
+    EXPECT_TRUE(throws_error_naming(parse, bad.says));
+  }
+  Tensor<float> w({2, 3});
+  for (int64_t i = 0; i < 6; ++i) w.data()[i] = 0.25f * static_cast<float>(i) - 1.0f;
+  Tensor<bool> m({3});
+  m.data()[1] = true;
+  const std::string path = file("good.safetensors");
+  save_safetensors(path, {{"w", w}, {"m", m}}, {{"k", "v"}});
+  const SafetensorsFile f = detail::safetensors_from_bytes(read_bytes(path), "in memory");
+  EXPECT_EQ(f.path(), "in memory");
+  EXPECT_EQ(f.names(), (std::vector<std::string>{"m", "w"}));
+  EXPECT_EQ(f.metadata(), (std::map<std::string, std::string>{{"k", "v"}}));
+  const AnyView fw = f.view("w"), fm = f.view("m");
+  EXPECT_EQ(fw.shape, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(std::memcmp(fw.data, w.data(), 6 * sizeof(float)), 0);
+  EXPECT_EQ(fm.at_int(std::vector<int64_t>{1}), 1);
+  EXPECT_EQ(fm.at_int(std::vector<int64_t>{2}), 0);
 }
 
 TEST_F(Safetensors, UnreadablePathsAreErrorsNamingThem) {

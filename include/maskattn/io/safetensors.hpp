@@ -33,6 +33,14 @@
 
 namespace maskattn {
 
+class SafetensorsFile;
+namespace detail {
+// Not API (the fuzzer's entry, fuzz/safetensors_fuzzer.cpp): a SafetensorsFile
+// over a 64-byte-aligned copy of `bytes`, checked by the parser open() runs on
+// a file's mapping; `name` stands for the path in messages and path().
+SafetensorsFile safetensors_from_bytes(std::string_view bytes, std::string name);
+}  // namespace detail
+
 // A safetensors file, memory-mapped read-only. Copies share the mapping (a
 // shared_ptr): every view stays valid while any copy lives. The file must not
 // be truncated or rewritten in place meanwhile (mmap's rule; save_safetensors
@@ -64,6 +72,7 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const&& = delete;
 
  private:
+  friend SafetensorsFile detail::safetensors_from_bytes(std::string_view bytes, std::string name);
   struct State;
   explicit SafetensorsFile(std::shared_ptr<const State> state);
   const State& state() const;
