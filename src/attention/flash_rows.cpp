@@ -27,6 +27,7 @@
 #include "attention/flash_steps-inl.hpp"
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
+#include "kernels/load_tail-inl.hpp"
 
 HWY_BEFORE_NAMESPACE();
 namespace maskattn::detail {
@@ -77,7 +78,7 @@ class FloatRowOperands {
       k = kr.row(k0), ks = kr.stride;
     }
     const int64_t full = c_.d / n * n;
-    const auto tail = hn::FirstN(d, static_cast<size_t>(c_.d - full));
+    const size_t tail = static_cast<size_t>(c_.d - full);
     for (int64_t j = 0; j < nk; ++j) {
       const float* kj = k + j * ks;
       for (int64_t r = 0; r < rows_; ++r) {
@@ -86,7 +87,7 @@ class FloatRowOperands {
         for (int64_t x = 0; x < full; x += n)
           acc = hn::MulAdd(hn::Load(d, qr + x), hn::LoadU(d, kj + x), acc);
         if (full < c_.d)
-          acc = hn::MulAdd(hn::Load(d, qr + full), hn::MaskedLoad(tail, d, kj + full), acc);
+          acc = hn::MulAdd(hn::Load(d, qr + full), LoadFirstN(d, kj + full, tail), acc);
         s[r * ld + j] = hn::GetLane(hn::SumOfLanes(d, acc));
       }
     }
@@ -106,7 +107,7 @@ class FloatRowOperands {
       v = vr.row(k0), vs = vr.stride;
     }
     const int64_t full = c_.dv / n * n;
-    const auto tail = hn::FirstN(d, static_cast<size_t>(c_.dv - full));
+    const size_t tail = static_cast<size_t>(c_.dv - full);
     for (int64_t r = 0; r < rows_; ++r) {
       float* orow = o + r * ldo;  // ldo >= dv rounded up to the lanes
       for (int64_t j = 0; j < nk; ++j) {
@@ -117,7 +118,7 @@ class FloatRowOperands {
         for (int64_t x = 0; x < full; x += n)
           hn::Store(hn::MulAdd(pb, hn::LoadU(d, vj + x), hn::Load(d, orow + x)), d, orow + x);
         if (full < c_.dv)
-          hn::Store(hn::MulAdd(pb, hn::MaskedLoad(tail, d, vj + full), hn::Load(d, orow + full)), d,
+          hn::Store(hn::MulAdd(pb, LoadFirstN(d, vj + full, tail), hn::Load(d, orow + full)), d,
                     orow + full);
       }
     }

@@ -58,6 +58,21 @@ Rows<T> rows_of(const View<const T, 4>& x, int64_t b, int64_t h) {
   return {x.row(b, h, 0), x.stride(2)};
 }
 
+// tanh(x), NaN for NaN. On EMU128 and SCALAR, Highway's Tanh converts its
+// argument lane by lane in C++, where float -> int of NaN is undefined
+// behaviour (UBSan reports it; found by fuzz/flash_vs_reference_fuzzer with a
+// NaN input and a softcap): those targets take tanh of 0 there and put the
+// NaN back. The SIMD targets' conversions define NaN and skip the selects.
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE V TanhKeepingNaN(D d, V x) {
+#if HWY_TARGET == HWY_EMU128 || HWY_TARGET == HWY_SCALAR
+  const auto nan = hn::IsNaN(x);
+  return hn::IfThenElse(nan, x, hn::Tanh(d, hn::IfThenZeroElse(nan, x)));
+#else
+  return hn::Tanh(d, x);
+#endif
+}
+
 // How raw dot products become base-2 scores: s2 = scale2 * dot (scale2 =
 // scale log2 e, or 1 when the operands carry it), then the softcap in base-2
 // units (cap2 = softcap log2 e: cap2 tanh(s2 / cap2) is softcap tanh(s /
@@ -97,7 +112,7 @@ struct ScoreTransform {
     for (int64_t x = 0; x < count; x += static_cast<int64_t>(n)) {
       VF v = hn::Mul(hn::Load(d, s + x), vscale);
       if (cap2 > 0.0f) {
-        const VF u = hn::Tanh(d, hn::Mul(v, inv_cap));
+        const VF u = TanhKeepingNaN(d, hn::Mul(v, inv_cap));
         if (tanh_out != nullptr) hn::Store(u, d, tanh_out + x);
         v = hn::Mul(cap, u);
       }

@@ -16,6 +16,7 @@
 // Must come after foreach_target.h.
 #include "hwy/highway.h"
 #include "kernels/exp-inl.hpp"
+#include "kernels/load_tail-inl.hpp"
 
 HWY_BEFORE_NAMESPACE();
 namespace maskattn::detail {
@@ -64,8 +65,8 @@ void GeluInplace(float* HWY_RESTRICT x, int64_t n) {
   int64_t i = 0;
   for (; i + lanes <= n; i += lanes) hn::StoreU(Gelu(d, hn::LoadU(d, x + i)), d, x + i);
   if (i < n) {
-    const auto m = hn::FirstN(d, static_cast<size_t>(n - i));
-    hn::BlendedStore(Gelu(d, hn::MaskedLoad(m, d, x + i)), m, d, x + i);
+    const size_t rest = static_cast<size_t>(n - i);
+    hn::BlendedStore(Gelu(d, LoadFirstN(d, x + i, rest)), hn::FirstN(d, rest), d, x + i);
   }
 }
 
@@ -76,10 +77,10 @@ void GeluBackward(const float* HWY_RESTRICT x, float* HWY_RESTRICT dy, int64_t n
   for (; i + lanes <= n; i += lanes)
     hn::StoreU(hn::Mul(hn::LoadU(d, dy + i), GeluDerivative(d, hn::LoadU(d, x + i))), d, dy + i);
   if (i < n) {
-    const auto m = hn::FirstN(d, static_cast<size_t>(n - i));
+    const size_t rest = static_cast<size_t>(n - i);
     const auto g =
-        hn::Mul(hn::MaskedLoad(m, d, dy + i), GeluDerivative(d, hn::MaskedLoad(m, d, x + i)));
-    hn::BlendedStore(g, m, d, dy + i);
+        hn::Mul(LoadFirstN(d, dy + i, rest), GeluDerivative(d, LoadFirstN(d, x + i, rest)));
+    hn::BlendedStore(g, hn::FirstN(d, rest), d, dy + i);
   }
 }
 

@@ -3,8 +3,10 @@
 // so every tile is Full; combine with causal() for the decoder form.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -14,6 +16,16 @@ namespace maskattn {
 namespace {
 
 const char* align_name(Align a) { return a == Align::TopLeft ? "top_left" : "bottom_right"; }
+
+// -slope * distance, saturated at float's finite range: a large slope times a
+// long distance overflows float, and an infinite bias would mask an allowed
+// element (-inf, while classify() says Full) or turn a masked one into NaN
+// (-inf + inf) — row_values() promises finite values where allowed.
+inline float alibi_bias(float slope, int64_t distance) {
+  const double x = -static_cast<double>(slope) * static_cast<double>(distance);
+  constexpr double kMax = std::numeric_limits<float>::max();
+  return static_cast<float>(std::clamp(x, -kMax, kMax));
+}
 
 class BoundAlibi final : public detail::BoundMaskPart {
  public:
@@ -28,7 +40,7 @@ class BoundAlibi final : public detail::BoundMaskPart {
     const float slope = (*slopes_)[static_cast<std::size_t>(h)];
     const int64_t d = i + offset_;
     for (int64_t j = k0; j < k1; ++j)
-      row[j - k0] = detail::add_bias(row[j - k0], -slope * static_cast<float>(std::llabs(d - j)));
+      row[j - k0] = detail::add_bias(row[j - k0], alibi_bias(slope, std::llabs(d - j)));
   }
 
   void apply_tile(int64_t, int64_t h, int64_t q0, int64_t q1, int64_t k0, int64_t k1, float* tile,
@@ -37,8 +49,7 @@ class BoundAlibi final : public detail::BoundMaskPart {
     for (int64_t j = k0; j < k1; ++j) {
       float* r = tile + (j - k0) * ld;
       for (int64_t i = q0; i < q1; ++i)
-        r[i - q0] =
-            detail::add_bias(r[i - q0], -slope * static_cast<float>(std::llabs(i + offset_ - j)));
+        r[i - q0] = detail::add_bias(r[i - q0], alibi_bias(slope, std::llabs(i + offset_ - j)));
     }
   }
 

@@ -17,15 +17,24 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 const char* align_name(Align a) { return a == Align::TopLeft ? "top_left" : "bottom_right"; }
 
-int64_t offset_of(Align a, const MaskShape& s) {
-  return a == Align::TopLeft ? 0 : s.k_len - s.q_len;
+// The band's limit offset + extent (offset - extent when `below`) on the
+// distance d = j - i, clamped to [-Lq, Lk]: every d of the shape lies in
+// [-(Lq - 1), Lk - 1], so a limit beyond means "no limit" (or "nothing") as
+// the unclamped one does, and the arithmetic on limits and indices below
+// stays within int64 for any shape (Lq, Lk up to 2^63 - 1). Computed in 128
+// bits: offset +- extent may not fit in 64.
+int64_t band_limit(Align a, const MaskShape& s, int64_t extent, bool below) {
+  const __int128 offset = a == Align::TopLeft ? 0 : __int128{s.k_len} - s.q_len;
+  const __int128 limit = below ? offset - extent : offset + extent;
+  return static_cast<int64_t>(std::clamp<__int128>(limit, -__int128{s.q_len}, s.k_len));
 }
 
-// Distances beyond Lq + Lk are all the same as unbounded; clamping keeps the
-// arithmetic below free of overflow.
-int64_t clamp_extent(int64_t x, const MaskShape& s) { return std::min(x, s.q_len + s.k_len + 1); }
+// clamp(j - x, lo, hi) without overflow (j >= 0, x in [-Lq, Lk]).
+int64_t clamped_difference(int64_t j, int64_t x, int64_t lo, int64_t hi) {
+  return static_cast<int64_t>(std::clamp<__int128>(__int128{j} - x, lo, hi));
+}
 
-// allowed iff lo <= j - i <= hi, or j < prefix.
+// allowed iff lo <= j - i <= hi, or j < prefix; lo, hi in [-Lq, Lk].
 class BoundBand final : public detail::BoundMaskPart {
  public:
   BoundBand(int64_t lo, int64_t hi, int64_t prefix) : lo_(lo), hi_(hi), prefix_(prefix) {}
@@ -41,10 +50,10 @@ class BoundBand final : public detail::BoundMaskPart {
   }
 
   void apply_row(int64_t, int64_t, int64_t i, int64_t k0, int64_t k1, float* row) const override {
-    // Allowed keys: [0, prefix) and [i + lo, i + hi].
-    const int64_t a = i + lo_, z = i + hi_;
+    // Allowed keys: [0, prefix) and [i + lo, i + hi] (as distances: i + lo
+    // may not fit in int64).
     for (int64_t j = std::max(k0, prefix_); j < k1; ++j)
-      if (j < a || j > z) row[j - k0] = kNegInf;
+      if (j - i < lo_ || j - i > hi_) row[j - k0] = kNegInf;
   }
 
   void apply_tile(int64_t, int64_t, int64_t q0, int64_t q1, int64_t k0, int64_t k1, float* tile,
@@ -52,7 +61,8 @@ class BoundBand final : public detail::BoundMaskPart {
     // Key j is seen by the queries [j - hi, j - lo] (and by all when j < prefix).
     for (int64_t j = std::max(k0, prefix_); j < k1; ++j) {
       float* r = tile + (j - k0) * ld;
-      const int64_t first = std::clamp(j - hi_, q0, q1), last = std::clamp(j - lo_ + 1, q0, q1);
+      const int64_t first = clamped_difference(j, hi_, q0, q1);
+      const int64_t last = clamped_difference(j, lo_, q0 - 1, q1 - 1) + 1;
       std::fill(r, r + (first - q0), kNegInf);
       std::fill(r + (std::max(first, last) - q0), r + (q1 - q0), kNegInf);
     }
@@ -80,8 +90,8 @@ class BandPart final : public detail::MaskPart {
   }
 
   std::shared_ptr<const detail::BoundMaskPart> bind(const MaskShape& s) const override {
-    const int64_t o = offset_of(align_, s);
-    return std::make_shared<BoundBand>(o - clamp_extent(left_, s), o + clamp_extent(right_, s),
+    return std::make_shared<BoundBand>(band_limit(align_, s, left_, true),
+                                       band_limit(align_, s, right_, false),
                                        std::min(prefix_, s.k_len));
   }
 

@@ -292,6 +292,23 @@ TEST_P(Flash, Bf16InputsMatchReference) {
   }
 }
 
+// Found by fuzz/flash_vs_reference_fuzzer (ASan, clang build): the row path
+// (few queries) loaded the last, partial vector of a key or value row with
+// hn::MaskedLoad, which on EMU128 (the fallback target clang compiles) reads
+// every lane, past the end of the caller's buffer when D or Dv is not a
+// multiple of the lanes. Buffer4 holds exactly the view's elements, so an
+// over-read is a heap-buffer-overflow under ASan on that target; on the
+// others the case checks the tail lanes' values.
+TEST_P(Flash, RowPathTailsReadOnlyTheirRow) {
+  for (int64_t d : {1, 3, 5, 17})
+    for (int64_t lk : {1, 17}) {
+      Case c;
+      c.s = {1, 1, 1, 2, lk, d, d + 2};
+      c.seed = static_cast<unsigned>(d * 100 + lk);
+      ASSERT_TRUE(flash_matches_reference(c)) << "D " << d << ", Lk " << lk;
+    }
+}
+
 TEST_P(Flash, EmptyRowsUnderEveryPolicy) {
   const std::vector<int64_t> qlens = {2, 0}, klens = {0, 40};
   for (EmptyRows policy : {EmptyRows::Zero, EmptyRows::NaN}) {
@@ -343,6 +360,30 @@ TEST_P(Flash, NaNInAQueryRowStaysInThatRow) {
   for (int64_t i = 0; i < 40; ++i)
     for (int64_t x = 0; x < 16; ++x)
       EXPECT_EQ(std::isnan(out.view<4>()(0, 0, i, x)), i == 7) << i << ", " << x;
+}
+
+// Found by fuzz/flash_vs_reference_fuzzer (UBSan, clang build): on EMU128
+// and SCALAR a NaN score reached a float -> int conversion (in 2^x of the
+// softmax and in Highway's tanh of the softcap), undefined behaviour in C++.
+// The NaN must still show, in its row only, with or without a softcap.
+TEST_P(Flash, NaNScoresUnderSoftcapStayInTheirRow) {
+  for (float softcap : {0.0f, 5.0f}) {
+    Buffer4 q({1, 1, 20, 8}, Layout::BHLD), k({1, 1, 30, 8}, Layout::BHLD),
+        v({1, 1, 30, 8}, Layout::BHLD);
+    std::mt19937 rng(6);
+    q.fill_normal(rng), k.fill_normal(rng), v.fill_normal(rng);
+    q.view()(0, 0, 3, 5) = std::numeric_limits<float>::quiet_NaN();
+    Tensor<float> out({1, 1, 20, 8}), lse({1, 1, 20});
+    AttentionOptions o;
+    o.backend = Backend::Flash;
+    o.softcap = softcap;
+    attention(q.cview(), k.cview(), v.cview(), out.view<4>(), causal(), o, {}, lse.view<3>());
+    for (int64_t i = 0; i < 20; ++i) {
+      EXPECT_EQ(std::isnan(lse.view<3>()(0, 0, i)), i == 3) << softcap << ", " << i;
+      for (int64_t x = 0; x < 8; ++x)
+        EXPECT_EQ(std::isnan(out.view<4>()(0, 0, i, x)), i == 3) << softcap << ", " << i;
+    }
+  }
 }
 
 TEST_P(Flash, DeterministicAndAutoIsFlash) {

@@ -1,6 +1,7 @@
 // ALiBi: the paper's slopes, the bias rule, alignment, combination, bad input.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -57,6 +58,38 @@ TEST(Alibi, WithCausalMasksTheFuture) {
     return j > i ? kNegInf : -slopes[h] * static_cast<float>(i - j);
   }));
   EXPECT_EQ(m.describe(), "causal(top_left) & alibi(H=2, top_left)");
+}
+
+// Found by fuzz/mask_tiles_fuzzer: -slope * distance was computed in float,
+// so a large finite slope overflowed to -inf (an allowed element masked
+// while classify() said Full) or, negative, to +inf (NaN after softmax, and
+// NaN where another part masks: -inf + inf). The bias now saturates at
+// float's finite range, as row_values() promises.
+TEST(Alibi, LargeSlopesSaturateInsteadOfOverflowing) {
+  constexpr float kMax = std::numeric_limits<float>::max();
+  const std::vector<float> slopes{kMax, -kMax, 1e30f};
+  const MaskShape s{1, 3, 5, 7};
+  const Mask m = alibi(slopes, Align::BottomRight);
+  EXPECT_TRUE(matches_rule(
+      m, s,
+      [&](int64_t, int64_t h, int64_t i, int64_t j) {
+        const double x = -double(slopes[h]) * std::fabs(double(i + 2 - j));
+        return static_cast<float>(std::clamp<double>(x, -kMax, kMax));
+      },
+      1e-6f));
+  EXPECT_TRUE(classify_exact(m, s, {{1, 1}, {2, 3}, {8, 8}}, true));
+  // Where another part masks, the element stays -inf (not NaN); elsewhere
+  // the biases add, saturated.
+  const Tensor<bool> none({1, 7});
+  const Mask both = block(none, Dims2::BatchKey) & causal() & m;
+  EXPECT_TRUE(matches_rule(
+      both, s,
+      [&](int64_t, int64_t h, int64_t i, int64_t j) {
+        if (j > i) return kNegInf;
+        const double x = -double(slopes[h]) * std::fabs(double(i + 2 - j));
+        return static_cast<float>(std::clamp<double>(x, -kMax, kMax));
+      },
+      1e-6f));
 }
 
 TEST(Alibi, BadInput) {

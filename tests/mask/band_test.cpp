@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 #include "mask/mask_oracle.hpp"
@@ -162,6 +163,75 @@ TEST(Band, BadInput) {
                                   "mask shape: expected a size product"));
   EXPECT_TRUE(throws_error_naming([] { Mask().materialize(kHuge, kHuge, kHuge, kHuge); },
                                   "mask shape: expected a size product"));
+}
+
+// Found by fuzz/mask_tiles_fuzzer: binding a band to lengths whose sum
+// overflows int64 (Lq + Lk + 1 and offset +- width were computed in int64)
+// was undefined behaviour, and the row/tile arithmetic i + width with it.
+// Now every limit is clamped to the shape, and tiles and rows anywhere in a
+// huge shape follow the rule.
+TEST(Band, HugeShapesWithoutOverflow) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  const MaskShape shapes[] = {{1, 1, kMax, kMax},
+                              {1, 1, kMax - 7, kMax},
+                              {1, 1, 3, kMax},
+                              {1, 1, kMax, 5},
+                              {1, 1, int64_t{1} << 62, (int64_t{1} << 62) + 9}};
+  struct Case {
+    Mask mask;
+    int64_t left, right, prefix;
+    Align align;
+  };
+  const Case cases[] = {
+      {causal(Align::BottomRight), kUnbounded, 0, 0, Align::BottomRight},
+      {causal(), kUnbounded, 0, 0, Align::TopLeft},
+      {sliding_window(3, kUnbounded), 3, kUnbounded, 0, Align::TopLeft},
+      {sliding_window(kMax - 1, 2, Align::BottomRight), kMax - 1, 2, 0, Align::BottomRight},
+      {sliding_window(1, kMax - 1, Align::BottomRight), 1, kMax - 1, 0, Align::BottomRight},
+      {prefix_lm(5, Align::BottomRight), kUnbounded, 0, 5, Align::BottomRight},
+      {prefix_lm(kMax), kUnbounded, 0, kMax, Align::TopLeft}};
+  for (const MaskShape& s : shapes)
+    for (const Case& c : cases) {
+      const __int128 offset = c.align == Align::TopLeft ? 0 : __int128{s.k_len} - s.q_len;
+      auto allowed = [&](int64_t i, int64_t j) {
+        const __int128 d = __int128{j} - i - offset;
+        return j < c.prefix || ((c.left == kUnbounded || d >= -__int128{c.left}) &&
+                                (c.right == kUnbounded || d <= c.right));
+      };
+      const BoundMask bound = c.mask.bind(s);
+      // 4 x 4 tiles at the corners and on the aligned diagonal's ends.
+      const int64_t q_starts[] = {0, std::max<int64_t>(s.q_len - 4, 0)};
+      const int64_t k_starts[] = {0, std::max<int64_t>(s.k_len - 4, 0)};
+      for (int64_t q0 : q_starts)
+        for (int64_t k0 : k_starts) {
+          const int64_t q1 = std::min(q0 + 4, s.q_len), k1 = std::min(k0 + 4, s.k_len);
+          int64_t n = 0;
+          for (int64_t i = q0; i < q1; ++i) {
+            std::vector<float> row(static_cast<std::size_t>(k1 - k0));
+            bound.row_values(0, 0, i, k0, k1, row.data());
+            for (int64_t j = k0; j < k1; ++j) {
+              n += allowed(i, j);
+              EXPECT_EQ(row[static_cast<std::size_t>(j - k0)], allowed(i, j) ? 0.0f : kNegInf)
+                  << c.mask.describe() << " of " << oracle::shape_text(s) << " at " << i << ", "
+                  << j;
+            }
+          }
+          std::vector<float> tile(static_cast<std::size_t>((k1 - k0) * (q1 - q0)));
+          bound.tile_values(0, 0, q0, q1, k0, k1, tile.data(), q1 - q0);
+          for (int64_t j = k0; j < k1; ++j)
+            for (int64_t i = q0; i < q1; ++i)
+              EXPECT_EQ(tile[static_cast<std::size_t>((j - k0) * (q1 - q0) + (i - q0))],
+                        allowed(i, j) ? 0.0f : kNegInf)
+                  << c.mask.describe() << " of " << oracle::shape_text(s) << " at " << i << ", "
+                  << j;
+          const TileClass want = n == 0                       ? TileClass::Empty
+                                 : n == (q1 - q0) * (k1 - k0) ? TileClass::Full
+                                                              : TileClass::Partial;
+          EXPECT_EQ(bound.classify(0, 0, q0, q1, k0, k1), want)
+              << c.mask.describe() << " of " << oracle::shape_text(s) << " tile " << q0 << ", "
+              << k0;
+        }
+    }
 }
 
 }  // namespace
