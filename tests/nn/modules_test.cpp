@@ -7,6 +7,8 @@
 // every bad shape. (tests/nn/golden_test.cpp compares with torch's numbers.)
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "nn/module_fixtures.hpp"
 
 namespace maskattn {
@@ -243,6 +245,15 @@ TEST(ModulesPositionalEncoding, OffsetPastMaxLenIsAnError) {
       throws_error_naming([&] { pe.forward(x.view<3>(), y.view<3>(), false, 46); }, "offset"));
   EXPECT_TRUE(
       throws_error_naming([&] { pe.forward(x.view<3>(), y.view<3>(), false, -1); }, "offset"));
+}
+
+// The constructor's errors came from sinusoidal_encoding(max_len, d_model),
+// naming its "dim" and "length": now this module's d_model and max_len.
+TEST(ModulesPositionalEncoding, ConstructorErrorsNameDModelAndMaxLen) {
+  EXPECT_TRUE(throws_error_naming([] { nn::PositionalEncoding(5, 0.0, 10); },
+                                  "PositionalEncoding: d_model: expected"));
+  EXPECT_TRUE(throws_error_naming([] { nn::PositionalEncoding(8, 0.0, -1); },
+                                  "PositionalEncoding: max_len: expected"));
 }
 
 // ---- state_dict names and shapes --------------------------------------------------------
@@ -557,8 +568,10 @@ TEST(ModulesErrors, EveryForwardNamesItsBadArgument) {
   EXPECT_TRUE(
       throws_error_for([&] { dropout.forward(x2.view<2>(), short2.view<2>()); }, "Dropout: y"));
   nn::FeedForward ff(6, 8);
-  EXPECT_TRUE(throws_error_for([&] { ff.forward(bad2.view<2>(), y2.view<2>()); }, "FeedForward: x"));
-  EXPECT_TRUE(throws_error_for([&] { ff.forward(x2.view<2>(), short2.view<2>()); }, "FeedForward: y"));
+  EXPECT_TRUE(
+      throws_error_for([&] { ff.forward(bad2.view<2>(), y2.view<2>()); }, "FeedForward: x"));
+  EXPECT_TRUE(
+      throws_error_for([&] { ff.forward(x2.view<2>(), short2.view<2>()); }, "FeedForward: y"));
   nn::Embedding emb(5, 6);
   Tensor<int64_t> ids({2, 3});
   Tensor<float> emb_bad({2, 3, 5});
