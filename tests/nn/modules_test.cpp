@@ -635,5 +635,36 @@ TEST(ModulesErrors, EveryForwardNamesItsBadArgument) {
       [&] { transformer.forward(e7.view<3>(), x3.view<3>(), y3.view<3>()); }, "src"));
 }
 
+// A torch-style mask of a dtype the adapter refuses (int64), or with NaN or
+// +inf, was an Error naming "from_torch_mha_mask: attn_mask" whichever mask of
+// a decoder it was: now the name the caller gave it, as for a wrong shape.
+TEST(ModulesErrors, MaskDtypeAndValuesNameTheMask) {
+  nn::TransformerLayerOptions o;
+  o.dim_feedforward = 16;
+  const nn::TransformerDecoderLayer dec(8, 2, o);
+  Tensor<float> tgt({5, 2, 8}), memory({7, 2, 8}), out({5, 2, 8});
+  Tensor<int64_t> int_mask({5, 7});
+  Tensor<float> nan_mask({5, 5}), inf_padding({2, 7});
+  nan_mask.data()[3] = std::nanf("");
+  inf_padding.data()[1] = INFINITY;
+  nn::AttentionMasks bad_memory, bad_tgt, bad_padding;
+  bad_memory.attn_mask = int_mask;
+  bad_tgt.attn_mask = nan_mask;
+  bad_padding.key_padding_mask = inf_padding;
+  const auto decode = [&](const nn::AttentionMasks& tgt_masks,
+                          const nn::AttentionMasks& memory_masks) {
+    dec.forward(tgt.view<3>(), memory.view<3>(), out.view<3>(), tgt_masks, memory_masks);
+  };
+  EXPECT_TRUE(throws_error_for([&] { decode({}, bad_memory); }, "memory_mask"));
+  EXPECT_TRUE(throws_error_for([&] { decode(bad_tgt, {}); }, "tgt_mask"));
+  EXPECT_TRUE(throws_error_for([&] { decode({}, bad_padding); }, "memory_key_padding_mask"));
+  // -inf is masked, not an error.
+  Tensor<float> minus_inf({5, 7});
+  minus_inf.data()[0] = -INFINITY;
+  nn::AttentionMasks ok;
+  ok.attn_mask = minus_inf;
+  EXPECT_NO_THROW(decode({}, ok));
+}
+
 }  // namespace
 }  // namespace maskattn
