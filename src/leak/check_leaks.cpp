@@ -3,6 +3,8 @@
 // which, and in what order).
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <array>
 #include <limits>
 #include <random>
 #include <string>
@@ -29,6 +31,11 @@ LeakReport check_leaks(const Mask& mask, const Mask& expect, const MaskShape& sh
         "shape", "(B, H, Lq, Lk) sizes >= 1",
         fmt::format("({}, {}, {}, {})", shape.batch, shape.heads, shape.q_len, shape.k_len));
   check_options(opts);
+  // q, k, v and out hold (B, H, L, D) floats each: a size whose product
+  // overflows is this argument's error, not the first Tensor's.
+  checked_numel(std::array<int64_t, 4>{shape.batch, shape.heads, std::max(shape.q_len, shape.k_len),
+                                       opts.head_dim},
+                "shape");
   const BoundMask bound_mask = detail::bind_named(mask, shape, "mask");
   const BoundMask bound_expect = detail::bind_named(expect, shape, "expect");
 
