@@ -34,6 +34,8 @@ Seq2SeqBatch CopyTask::batch(uint64_t seed, int64_t index, int64_t n, Split spli
   if (index < 0) throw Error("CopyTask::batch: index", ">= 0", std::to_string(index));
   if (n < 1) throw Error("CopyTask::batch: n", ">= 1", std::to_string(n));
   const int64_t s = options_.max_len, t = target_len();
+  // n * (max_len + 1) int64 ids in tgt_in and tgt_out.
+  checked_mul(checked_mul(n, t, "CopyTask::batch: n"), sizeof(int64_t), "CopyTask::batch: n");
   const int64_t symbols = options_.vocab - kFirstSymbol;
   const int64_t spread = options_.max_len - options_.min_len + 1;
   Seq2SeqBatch out{Tensor<int64_t>({n, s}), std::vector<int64_t>(static_cast<std::size_t>(n)),

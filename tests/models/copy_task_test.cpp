@@ -129,6 +129,14 @@ TEST(CopyTask, CountExactChecksTheLengths) {
   }
 }
 
+// n whose ids overflow int64 failed at the first Tensor ("Tensor shape"):
+// now an Error naming n.
+TEST(CopyTask, BatchSizeWhoseProductOverflowsNamesN) {
+  const CopyTask task;
+  EXPECT_TRUE(throws_error_naming([&] { task.batch(0, 0, int64_t{1} << 62); },
+                                  "CopyTask::batch: n: expected a size product"));
+}
+
 TEST(CopyTask, Errors) {
   EXPECT_TRUE(throws_error_naming([] { CopyTask({3, 1, 2}); }, "vocab"));
   EXPECT_TRUE(throws_error_naming([] { CopyTask({13, 0, 2}); }, "min_len"));

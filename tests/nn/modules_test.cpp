@@ -256,6 +256,18 @@ TEST(ModulesPositionalEncoding, ConstructorErrorsNameDModelAndMaxLen) {
                                   "PositionalEncoding: max_len: expected"));
 }
 
+// Sizes whose product overflows int64 failed at the weight's Tensor ("Tensor
+// shape", "Tensor bytes"): now the module's arguments.
+TEST(ModulesErrors, ParameterSizesWhoseProductOverflowsNameTheArguments) {
+  constexpr int64_t kHuge = int64_t{1} << 40, kBytes = int64_t{1} << 31;
+  EXPECT_TRUE(throws_error_naming([] { nn::Linear(kHuge, kHuge); },
+                                  "Linear: in_features * out_features: expected"));
+  EXPECT_TRUE(throws_error_naming([] { nn::Linear(kBytes, kBytes); },
+                                  "Linear: in_features * out_features: expected"));
+  EXPECT_TRUE(throws_error_naming([] { nn::Embedding(kHuge, kHuge); },
+                                  "Embedding: num_embeddings * embedding_dim: expected"));
+}
+
 // ---- state_dict names and shapes --------------------------------------------------------
 
 TEST(ModulesStateDict, EveryModuleTypeHasTorchsNamesAndShapes) {
