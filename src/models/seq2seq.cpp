@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/arena.hpp"
@@ -19,6 +21,14 @@ using maskattn::detail::thread_arena;
 Seq2SeqOptions batch_first(Seq2SeqOptions o) {
   o.transformer.layer.batch_first = true;
   return o;
+}
+
+void check_ids(View<const int64_t, 2> ids, int64_t vocab, std::string_view name) {
+  for (int64_t b = 0; b < ids.size(0); ++b)
+    for (int64_t i = 0; i < ids.size(1); ++i)
+      if (ids(b, i) < 0 || ids(b, i) >= vocab)
+        throw Error(fmt::format("{}[{}, {}]", name, b, i), fmt::format("an id in [0, {})", vocab),
+                    std::to_string(ids(b, i)));
 }
 
 void check_lengths(std::span<const int64_t> lengths, int64_t batch, int64_t len) {
@@ -74,6 +84,9 @@ Seq2SeqTransformer::Masks Seq2SeqTransformer::check_forward(View<const int64_t, 
     throw Error("logits", fmt::format("({}, {}, {})", n, t, options_.tgt_vocab),
                 shape_string(logits.shape()));
   check_lengths(src_lengths, n, src.size(1));
+  // Checked here, naming src or tgt: the embeddings would name themselves.
+  check_ids(src, options_.src_vocab, "src");
+  check_ids(tgt, options_.tgt_vocab, "tgt");
   Masks m;
   m.src.mask = key_lengths(src_lengths);
   m.memory.mask = key_lengths(src_lengths);
