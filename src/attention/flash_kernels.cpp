@@ -304,9 +304,11 @@ void WeightsTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
     for (int64_t j = 0; j < nk; ++j)
       for (int64_t v = 0; v < bq; v += static_cast<int64_t>(n)) {
         float* s = st + j * bq + v;
-        const VF x =
-            hn::Sub(hn::Sub(hn::Load(d, s), hn::Load(d, row_m + v)), hn::Load(d, row_log_l + v));
-        const VF p = Exp2NonPositive(d, x);
+        const VF sv = hn::Load(d, s);
+        const VF x = hn::Sub(hn::Sub(sv, hn::Load(d, row_m + v)), hn::Load(d, row_log_l + v));
+        // A masked weight is exactly 0, also in a row whose log-sum-exp is
+        // NaN (a NaN key it may attend): -inf - NaN would give NaN.
+        const VF p = hn::IfThenZeroElse(hn::Eq(sv, hn::Set(d, kNegInf)), Exp2NonPositive(d, x));
         hn::Store(hn::Mul(p, head), d, s);
       }
     if (c.dropout_p > 0.0f) ApplyDropout(c, t.b, t.h, t.q0, nq, k0, nk, st);

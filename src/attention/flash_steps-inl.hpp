@@ -80,7 +80,8 @@ struct ScoreTransform {
   float pending(bool masked) const { return masked || needed() ? 1.0f : scale2; }
 
   // s[0, count) (count a multiple of the lanes) to base-2 scores; mt, when
-  // given, holds the mask's values (0 / bias where allowed, -inf masked). A
+  // given, holds the mask's values (0 / bias where allowed, -inf masked:
+  // exactly -inf in s, even for a NaN or infinite dot product). A
   // bias is clamped to float's range after the change of units, so an
   // allowed element never reads as masked. Nothing to do without a mask, a
   // scale or a softcap. With a softcap, tanh_out (when given) receives
@@ -105,7 +106,10 @@ struct ScoreTransform {
         VF m2 = hn::Mul(m, log2e);
         if (bias)  // Min/Max with the constant first keep a NaN
           m2 = hn::IfThenElse(hn::Eq(m, neg_inf), m, hn::Max(hn::Neg(big), hn::Min(big, m2)));
-        v = hn::Add(v, m2);
+        // A masked element is -inf whatever its dot product: NaN + -inf and
+        // +inf + -inf would be NaN, carrying a NaN or infinite key the mask
+        // hides into the row (the reference never reads it).
+        v = hn::IfThenElse(hn::Eq(m, neg_inf), neg_inf, hn::Add(v, m2));
       }
       hn::Store(v, d, s + x);
     }
