@@ -1,6 +1,8 @@
 #include "arrays.hpp"
 
 #include <fmt/format.h>
+#include <nanobind/stl/map.h>
+#include <nanobind/stl/string.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -138,6 +140,12 @@ Imported import_array(nb::handle obj, std::string_view name, std::string_view wa
                     : expected,
                 python_type_name(obj));
   }
+  // A nested list or tuple has no dtype: read it as torch.tensor() does,
+  // Python floats as float32 (numpy would say float64, which no float32
+  // argument takes), ints as int64 and bools as bool.
+  if ((nb::isinstance<nb::list>(obj) || nb::isinstance<nb::tuple>(obj)) &&
+      text_of(in.source.attr("dtype")) == "float64")
+    in.source = in.source.attr("astype")(nb::module_::import_("numpy").attr("float32"));
   if (!try_array(in.source, in.array))
     throw Error(name, expected,
                 fmt::format("numpy array of dtype {}", text_of(in.source.attr("dtype"))));
@@ -286,6 +294,10 @@ std::vector<int64_t> read_int64_vector(nb::handle obj, std::string_view name) {
   const std::string_view want = "a rank-1 integer array or a sequence of ints";
   const ArrayArg a = read_array(obj, name, want);
   if (a.view.empty()) throw Error(name, want, "None");
+  // An empty list has no dtype (numpy calls it float64): no values, no wrong one.
+  const bool empty_sequence = (nb::isinstance<nb::list>(obj) || nb::isinstance<nb::tuple>(obj)) &&
+                              a.view.rank() == 1 && a.view.numel() == 0;
+  if (empty_sequence) return {};
   if (a.view.rank() != 1 || !is_integer(a.view.dtype)) throw Error(name, want, a.view.describe());
   std::vector<int64_t> out;
   out.reserve(static_cast<std::size_t>(a.view.numel()));
@@ -318,6 +330,40 @@ Tensor<int64_t> read_int64_tensor(nb::handle obj, std::string_view name, std::st
   int64_t k = 0;
   for_each_index(a.view.shape,
                  [&](std::span<const int64_t> i) { out.data()[k++] = a.view.at_int(i); });
+  return out;
+}
+
+ArrayDict read_array_dict(nb::handle obj, std::string_view name) {
+  if (!nb::isinstance<nb::dict>(obj))
+    throw nb::type_error(
+        fmt::format("{}: expected a dict of str -> array, got {}", name, python_type_name(obj))
+            .c_str());
+  ArrayDict out;
+  const auto dict = nb::borrow<nb::dict>(obj);
+  out.arrays.reserve(dict.size());
+  for (const auto& [key, value] : dict) {
+    if (!nb::isinstance<nb::str>(key))
+      throw nb::type_error(
+          fmt::format("{}: expected str keys, got a key of type {}", name, python_type_name(key))
+              .c_str());
+    std::string key_name = nb::cast<std::string>(key);
+    const std::string argument = fmt::format("{}[\"{}\"]", name, key_name);
+    out.arrays.push_back(read_array(value, argument));
+    if (out.arrays.back().view.empty()) throw Error(argument, "an array", "None");
+    out.views.emplace(std::move(key_name), out.arrays.back().view);
+  }
+  return out;
+}
+
+std::map<std::string, std::string> read_str_dict(nb::handle obj, std::string_view name) {
+  std::map<std::string, std::string> out;
+  if (!nb::try_cast(obj, out)) {
+    const std::string got = nb::isinstance<nb::dict>(obj)
+                                ? "a dict with a key or value that is not a str"
+                                : python_type_name(obj);
+    throw nb::type_error(
+        fmt::format("{}: expected a dict of str -> str or None, got {}", name, got).c_str());
+  }
   return out;
 }
 

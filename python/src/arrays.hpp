@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -78,6 +79,20 @@ std::vector<float> read_float32_vector(nb::handle obj, std::string_view name);
 // (B, L)") says in errors what was expected; min_rank..max_rank bound its rank.
 Tensor<int64_t> read_int64_tensor(nb::handle obj, std::string_view name, std::string_view shape,
                                   int min_rank = 0, int max_rank = 64);
+
+// A dict of str -> array (a state dict, tensors to save): `views` by key, each
+// read as read_array() reads an argument named name["key"] (None is an Error
+// naming it); `arrays` keeps their memory alive. A non-dict, or a key that is
+// not a str, is a TypeError naming `name` (a Python type, not a value, is wrong).
+struct ArrayDict {
+  std::vector<ArrayArg> arrays;
+  std::map<std::string, AnyView> views;
+};
+ArrayDict read_array_dict(nb::handle obj, std::string_view name);
+
+// A dict of str -> str (safetensors metadata); TypeError naming `name` for
+// anything else.
+std::map<std::string, std::string> read_str_dict(nb::handle obj, std::string_view name);
 
 // A numpy array that owns `t` (no copy).
 template <class T>

@@ -5,6 +5,7 @@
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -66,6 +67,11 @@ nb::object attention_py(nb::handle q_obj, nb::handle k_obj, nb::handle v_obj, nb
   // Output shapes come from q and v; attention() checks that they agree with k.
   const int64_t batch = q.shape()[0], hq = q.shape()[1], lq = q.shape()[2];
   const int64_t lk = k.shape()[2], dv = v.shape()[3];
+  // Sizes whose product overflows name the arguments they come from, before
+  // anything is allocated (q, k, v may be broadcast views of any size).
+  checked_numel(std::array<int64_t, 4>{batch, hq, lq, dv}, "q, v (out is (B, Hq, Lq, Dv))");
+  if (need_weights)
+    checked_numel(std::array<int64_t, 4>{batch, hq, lq, lk}, "q, k (weights are (B, Hq, Lq, Lk))");
   Tensor<float> out({batch, hq, lq, dv});
   Tensor<float> weights = need_weights ? Tensor<float>({batch, hq, lq, lk}) : Tensor<float>();
   Tensor<float> lse = return_lse ? Tensor<float>({batch, hq, lq}) : Tensor<float>();

@@ -38,29 +38,13 @@ nb::dlpack::dtype dlpack_dtype(DType t) {
   return nb::dtype<uint8_t>();
 }
 
-void save_py(nb::handle path, const nb::dict& tensors, nb::handle metadata) {
+void save_py(nb::handle path, nb::handle tensors, nb::handle metadata) {
   const std::string p = read_path(path);
   // The arrays stay referenced (and their memory valid) until the file is written.
-  std::vector<ArrayArg> arrays;
-  arrays.reserve(tensors.size());
-  std::map<std::string, AnyView> views;
-  for (const auto& [key, value] : tensors) {
-    if (!nb::isinstance<nb::str>(key))
-      throw nb::type_error(
-          ("tensors: expected str keys, got a key of type " + python_type_name(key)).c_str());
-    std::string name = nb::cast<std::string>(key);
-    const std::string argument = "tensors[\"" + name + "\"]";
-    arrays.push_back(read_array(value, argument));
-    if (arrays.back().view.empty()) throw Error(argument, "an array", "None");
-    views.emplace(std::move(name), arrays.back().view);
-  }
+  const ArrayDict arrays = read_array_dict(tensors, "tensors");
+  const std::map<std::string, AnyView>& views = arrays.views;
   std::map<std::string, std::string> md;
-  if (!metadata.is_none() && !nb::try_cast(metadata, md)) {
-    const std::string got = nb::isinstance<nb::dict>(metadata)
-                                ? "a dict with a key or value that is not a str"
-                                : python_type_name(metadata);
-    throw nb::type_error(("metadata: expected a dict of str -> str or None, got " + got).c_str());
-  }
+  if (!metadata.is_none()) md = read_str_dict(metadata, "metadata");
   nb::gil_scoped_release release;
   save_safetensors(p, views, md);
 }

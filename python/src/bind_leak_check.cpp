@@ -36,10 +36,13 @@ LeakReport check_leaks_py(nb::handle mask_obj, nb::handle expect_obj, int64_t ba
   opts.attention.backend = read_choice<Backend>(
       "backend", backend,
       {{"auto", Backend::Auto}, {"reference", Backend::Reference}, {"flash", Backend::Flash}});
-  return with_keyword_names("opts.", [&] {
-    return with_keyword_names("opts.attention.", [&] {
-      nb::gil_scoped_release release;
-      return check_leaks(mask, expect, {batch, heads, q_len, k_len}, opts);
+  // The C++ API's MaskShape "shape" is Python's four sizes.
+  return with_python_names({{"shape", "batch, heads, q_len, k_len"}}, [&] {
+    return with_keyword_names("opts.", [&] {
+      return with_keyword_names("opts.attention.", [&] {
+        nb::gil_scoped_release release;
+        return check_leaks(mask, expect, {batch, heads, q_len, k_len}, opts);
+      });
     });
   });
 }

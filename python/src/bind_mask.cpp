@@ -11,6 +11,7 @@
 #include "arrays.hpp"
 #include "bindings.hpp"
 #include "maskattn/mask.hpp"
+#include "scalars.hpp"
 
 namespace maskattn::python {
 namespace {
@@ -21,8 +22,8 @@ Align read_align(const std::string& align) {
 }
 
 // None = no limit.
-int64_t read_window(nb::handle size) {
-  return size.is_none() ? kUnbounded : nb::cast<int64_t>(size);
+int64_t read_window(nb::handle size, std::string_view name) {
+  return read_optional_int(size, name).value_or(kUnbounded);
 }
 
 // A Python callable held by a Mask part: copied and destroyed wherever the
@@ -110,7 +111,8 @@ void bind_mask(nb::module_& m) {
   m.def(
       "sliding_window",
       [](nb::handle left, nb::handle right, const std::string& align) {
-        return sliding_window(read_window(left), read_window(right), read_align(align));
+        return sliding_window(read_window(left, "left"), read_window(right, "right"),
+                              read_align(align));
       },
       "left"_a.none(), "right"_a.none() = 0, "align"_a = "top_left",
       "Band around the (aligned) diagonal: i' - left <= j <= i' + right, i' = i +\n"
@@ -125,9 +127,11 @@ void bind_mask(nb::module_& m) {
       "documents",
       [](nb::handle ids, nb::handle key_ids) {
         const ArrayArg q = read_array(ids, "ids");
-        if (key_ids.is_none()) return documents(q.view);
         const ArrayArg k = read_array(key_ids, "key_ids");
-        return documents(q.view, k.view);
+        // The C++ parts are query_ids and key_ids; Python's first is ids.
+        return with_python_names({{"documents: query_ids", "documents: ids"}}, [&] {
+          return key_ids.is_none() ? documents(q.view) : documents(q.view, k.view);
+        });
       },
       "ids"_a, "key_ids"_a.none() = nb::none(),
       "Packed sequences (block diagonal): i and j may attend iff they carry the same\n"
@@ -194,7 +198,7 @@ void bind_mask(nb::module_& m) {
         const ArrayArg a = read_array(attn_mask, "attn_mask");
         const ArrayArg k = read_array(key_padding_mask, "key_padding_mask");
         return from_torch_mha_mask(a.view, k.view,
-                                   num_heads.is_none() ? 0 : nb::cast<int64_t>(num_heads));
+                                   read_optional_int(num_heads, "num_heads").value_or(0));
       },
       "attn_mask"_a.none() = nb::none(), "key_padding_mask"_a.none() = nb::none(),
       "num_heads"_a.none() = nb::none(),

@@ -32,6 +32,7 @@
 #include "maskattn/nn/multihead_attention.hpp"
 #include "maskattn/nn/positional_encoding.hpp"
 #include "maskattn/nn/transformer.hpp"
+#include "scalars.hpp"
 
 namespace maskattn::python {
 namespace {
@@ -125,7 +126,9 @@ std::unique_ptr<MaskArgs> read_masks(nb::handle attn_mask, nb::handle key_paddin
 }
 
 // torch's *_is_causal arguments: None or a bool.
-bool read_is_causal(nb::handle obj) { return !obj.is_none() && nb::cast<bool>(obj); }
+bool read_is_causal(nb::handle obj, std::string_view name) {
+  return read_optional_bool(obj, name).value_or(false);
+}
 
 // ---- state dicts and modes (every module) ---------------------------------------
 
@@ -141,15 +144,9 @@ nb::dict state_dict_py(nb::handle self, Module& m) {
   return out;
 }
 
-nb::tuple load_state_dict_py(Module& m, nb::dict state, bool strict) {
-  std::vector<ArrayArg> arrays;
-  arrays.reserve(state.size());
-  nn::StateDict views;
-  for (auto [key, value] : state) {
-    const std::string name = nb::cast<std::string>(key);
-    arrays.push_back(read_array(value, "state_dict[\"" + name + "\"]"));
-    views.emplace(name, arrays.back().view);
-  }
+nb::tuple load_state_dict_py(Module& m, nb::handle state, bool strict) {
+  const ArrayDict arrays = read_array_dict(state, "state_dict");
+  const nn::StateDict& views = arrays.views;
   const Module::LoadResult r = m.load_state_dict(views, strict);
   return nb::make_tuple(r.missing_keys, r.unexpected_keys);
 }
@@ -211,11 +208,12 @@ nb::tuple mha_call(const nn::MultiheadAttention& mha, nb::handle query, nb::hand
   Tensor<float> weights;
   if (need_weights)
     weights = Tensor<float>({n, average_attn_weights ? 1 : mha.num_heads(), l, mha.key_len(s)});
-  {
+  // attention() names the head mask "opts.head_mask": here it is an argument.
+  with_keyword_names("opts.", [&] {
     nb::gil_scoped_release release;
     mha.forward(q.view, k.view, v.view, out.view<3>(), masks->masks, call,
                 need_weights ? weights.view<4>() : View<float, 4>());
-  }
+  });
   nb::object w = nb::none();
   if (need_weights) {
     // (N, 1, L, S') averaged -> (N, L, S'); unbatched drops N.
@@ -254,13 +252,13 @@ nb::tuple mha_forward_backward(nn::MultiheadAttention& mha, nb::handle query, nb
   Tensor<float> out = output_like(q.view), dq = output_like(q.view), dk = output_like(k.view),
                 dv = output_like(v.view);
   nn::Gradients grads(mha);
-  {
+  with_keyword_names("opts.", [&] {
     nb::gil_scoped_release release;
     nn::MultiheadAttention::Saved saved;
     mha.forward(q.view, k.view, v.view, out.view<3>(), masks->masks, call, saved);
     mha.backward(q.view, k.view, v.view, saved, g.view, dq.view<3>(), dk.view<3>(), dv.view<3>(),
                  grads);
-  }
+  });
   return nb::make_tuple(
       activation_result(std::move(out), q),
       nb::make_tuple(activation_result(std::move(dq), q), activation_result(std::move(dk), k),
@@ -450,7 +448,8 @@ void bind_token_modules(nb::module_& m) {
             // An int, or a sequence of one int (torch takes a shape).
             int64_t d = 0;
             if (!nb::try_cast(normalized_shape, d)) {
-              const std::vector<int64_t> shape = nb::cast<std::vector<int64_t>>(normalized_shape);
+              const std::vector<int64_t> shape =
+                  read_int64_vector(normalized_shape, "normalized_shape");
               if (shape.size() != 1)
                 throw Error("normalized_shape", "an int or a one-element shape (the last dim)",
                             shape_string(shape));
@@ -514,7 +513,9 @@ void bind_token_modules(nb::module_& m) {
           "bias"_a = true)
       .def(
           "__call__",
-          [](const nn::FeedForward& f, nb::handle input) { return token_call(f, input); },
+          [](nn::FeedForward& f, nb::handle input) {
+            return token_call(f, input, f.linear1().in_features());
+          },
           "input"_a, "input (*, d_model) -> same shape.")
       .def(
           "forward_backward",
@@ -539,11 +540,12 @@ void bind_token_modules(nb::module_& m) {
             const int64_t count = ids.numel();
             shape.push_back(e.embedding_dim());
             Tensor<float> out(shape);
-            {
+            // The ids are looked up as one row: an index in the error is a flat one.
+            with_python_names({{"Embedding: ids[0, ", "input (flattened)["}}, [&] {
               nb::gil_scoped_release release;
               e.forward(View<const int64_t, 2>(ids.data(), {1, count}),
                         View<float, 3>(out.data(), {1, count, e.embedding_dim()}));
-            }
+            });
             return to_numpy(std::move(out));
           },
           "input"_a, "ids (*) -> (*, embedding_dim).")
@@ -560,7 +562,7 @@ void bind_token_modules(nb::module_& m) {
                 token_rows(g, "grad_output", e.embedding_dim(), dy_copy);
             const int64_t count = ids.numel(), dim = e.embedding_dim();
             nn::Gradients grads(e);
-            {
+            with_python_names({{"Embedding: ids[0, ", "input (flattened)["}}, [&] {
               nb::gil_scoped_release release;
               const View<const int64_t, 2> id_rows(ids.data(), {1, count});
               nn::Embedding::Saved saved;
@@ -568,7 +570,7 @@ void bind_token_modules(nb::module_& m) {
               e.backward(id_rows, saved,
                          View<const float, 3>(dy.data(), {1, count, dim}, {0, dy.stride(0), 1}),
                          grads);
-            }
+            });
             return nb::make_tuple(to_numpy(std::move(out)), nb::none(), gradients_py(grads));
           },
           "input"_a, "grad_output"_a,
@@ -869,8 +871,8 @@ void bind_transformer(nb::module_& m) {
           [](const nn::TransformerEncoder& e, nb::handle src, nb::handle mask,
              nb::handle src_key_padding_mask, nb::handle is_causal) {
             const bool bf = e.batch_first();
-            return encoder_call(e, bf, src, mask, src_key_padding_mask, read_is_causal(is_causal),
-                                "mask");
+            return encoder_call(e, bf, src, mask, src_key_padding_mask,
+                                read_is_causal(is_causal, "is_causal"), "mask");
           },
           "src"_a, "mask"_a.none() = nb::none(), "src_key_padding_mask"_a.none() = nb::none(),
           "is_causal"_a.none() = nb::none(),
@@ -880,8 +882,8 @@ void bind_transformer(nb::module_& m) {
           [](nn::TransformerEncoder& e, nb::handle src, nb::handle grad_output, nb::handle mask,
              nb::handle src_key_padding_mask, nb::handle is_causal) {
             return encoder_forward_backward(e, e.batch_first(), src, grad_output, mask,
-                                            src_key_padding_mask, read_is_causal(is_causal),
-                                            "mask");
+                                            src_key_padding_mask,
+                                            read_is_causal(is_causal, "is_causal"), "mask");
           },
           "src"_a, "grad_output"_a, "mask"_a.none() = nb::none(),
           "src_key_padding_mask"_a.none() = nb::none(), "is_causal"_a.none() = nb::none(),
@@ -905,8 +907,8 @@ void bind_transformer(nb::module_& m) {
              nb::handle memory_key_padding_mask, nb::handle tgt_is_causal, bool memory_is_causal) {
             const bool bf = d.batch_first();
             return decoder_call(d, bf, tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
-                                memory_key_padding_mask, read_is_causal(tgt_is_causal),
-                                memory_is_causal);
+                                memory_key_padding_mask,
+                                read_is_causal(tgt_is_causal, "tgt_is_causal"), memory_is_causal);
           },
           "tgt"_a, "memory"_a, "tgt_mask"_a.none() = nb::none(),
           "memory_mask"_a.none() = nb::none(), "tgt_key_padding_mask"_a.none() = nb::none(),
@@ -918,10 +920,10 @@ void bind_transformer(nb::module_& m) {
           [](nn::TransformerDecoder& d, nb::handle tgt, nb::handle memory, nb::handle grad_output,
              nb::handle tgt_mask, nb::handle memory_mask, nb::handle tgt_key_padding_mask,
              nb::handle memory_key_padding_mask, nb::handle tgt_is_causal, bool memory_is_causal) {
-            return decoder_forward_backward(d, d.batch_first(), tgt, memory, grad_output, tgt_mask,
-                                            memory_mask, tgt_key_padding_mask,
-                                            memory_key_padding_mask, read_is_causal(tgt_is_causal),
-                                            memory_is_causal);
+            return decoder_forward_backward(
+                d, d.batch_first(), tgt, memory, grad_output, tgt_mask, memory_mask,
+                tgt_key_padding_mask, memory_key_padding_mask,
+                read_is_causal(tgt_is_causal, "tgt_is_causal"), memory_is_causal);
           },
           "tgt"_a, "memory"_a, "grad_output"_a, "tgt_mask"_a.none() = nb::none(),
           "memory_mask"_a.none() = nb::none(), "tgt_key_padding_mask"_a.none() = nb::none(),
@@ -963,12 +965,12 @@ void bind_transformer(nb::module_& m) {
             const bool bf = t.options().layer.batch_first;
             const Activation s = read_activation(src, "src", bf, seq_dims(bf));
             const Activation g = read_activation(tgt, "tgt", bf, seq_dims(bf));
-            const auto sm =
-                read_masks(src_mask, src_key_padding_mask, read_is_causal(src_is_causal),
-                           s.unbatched, "src_mask", "src_key_padding_mask");
-            const auto tm =
-                read_masks(tgt_mask, tgt_key_padding_mask, read_is_causal(tgt_is_causal),
-                           g.unbatched, "tgt_mask", "tgt_key_padding_mask");
+            const auto sm = read_masks(src_mask, src_key_padding_mask,
+                                       read_is_causal(src_is_causal, "src_is_causal"), s.unbatched,
+                                       "src_mask", "src_key_padding_mask");
+            const auto tm = read_masks(tgt_mask, tgt_key_padding_mask,
+                                       read_is_causal(tgt_is_causal, "tgt_is_causal"), g.unbatched,
+                                       "tgt_mask", "tgt_key_padding_mask");
             const auto mm = read_masks(memory_mask, memory_key_padding_mask, memory_is_causal,
                                        g.unbatched, "memory_mask", "memory_key_padding_mask");
             Tensor<float> out = output_like(g.view);
@@ -997,12 +999,12 @@ void bind_transformer(nb::module_& m) {
             const Activation g = read_activation(tgt, "tgt", bf, seq_dims(bf));
             const Activation dy = read_activation(grad_output, "grad_output", bf, seq_dims(bf));
             check_grad_output(dy, g, "tgt");
-            const auto sm =
-                read_masks(src_mask, src_key_padding_mask, read_is_causal(src_is_causal),
-                           s.unbatched, "src_mask", "src_key_padding_mask");
-            const auto tm =
-                read_masks(tgt_mask, tgt_key_padding_mask, read_is_causal(tgt_is_causal),
-                           g.unbatched, "tgt_mask", "tgt_key_padding_mask");
+            const auto sm = read_masks(src_mask, src_key_padding_mask,
+                                       read_is_causal(src_is_causal, "src_is_causal"), s.unbatched,
+                                       "src_mask", "src_key_padding_mask");
+            const auto tm = read_masks(tgt_mask, tgt_key_padding_mask,
+                                       read_is_causal(tgt_is_causal, "tgt_is_causal"), g.unbatched,
+                                       "tgt_mask", "tgt_key_padding_mask");
             const auto mm = read_masks(memory_mask, memory_key_padding_mask, memory_is_causal,
                                        g.unbatched, "memory_mask", "memory_key_padding_mask");
             Tensor<float> out = output_like(g.view), dsrc = output_like(s.view),
@@ -1029,7 +1031,12 @@ void bind_transformer(nb::module_& m) {
           "output): returns (output, (grad_src, grad_tgt), grads), grads by state_dict name.")
       .def_static(
           "generate_square_subsequent_mask",
-          [](int64_t sz) { return to_numpy(nn::Transformer::generate_square_subsequent_mask(sz)); },
+          [](int64_t sz) {
+            // The C++ function's argument is "size"; Python's (torch's) is sz.
+            return with_python_names({{"size", "sz"}}, [&] {
+              return to_numpy(nn::Transformer::generate_square_subsequent_mask(sz));
+            });
+          },
           "sz"_a, "float32 (sz, sz): 0 on and below the diagonal, -inf above.");
 }
 
@@ -1046,12 +1053,10 @@ ArrayArg read_grad_output(nb::handle obj, const std::vector<int64_t>& shape,
                           std::string_view name) {
   ArrayArg a = read_array(obj, name, "a float32 array shaped like the output");
   if (a.view.dtype != DType::Float32 || a.view.shape != shape)
-    throw Error(name,
-                fmt::format("a float32 array {} (the output's shape)", shape_string(shape)),
+    throw Error(name, fmt::format("a float32 array {} (the output's shape)", shape_string(shape)),
                 a.view.describe());
   return a;
 }
-
 
 void bind_nn(nb::module_& m) {
   bind_module_base(m);

@@ -37,9 +37,11 @@ struct Call {
   Tensor<int64_t> tgt;
 };
 
-Call read_call(nb::handle src, nb::handle src_lengths, nb::handle tgt) {
+// tgt_name: the Python name of the target ids ("tgt", or count_exact's "decoded").
+Call read_call(nb::handle src, nb::handle src_lengths, nb::handle tgt,
+               const char* tgt_name = "tgt") {
   return {read_ids(src, "src"), read_int64_vector(src_lengths, "src_lengths"),
-          read_ids(tgt, "tgt")};
+          read_ids(tgt, tgt_name)};
 }
 
 nb::object forward_py(const Seq2SeqTransformer& m, nb::handle src, nb::handle src_lengths,
@@ -84,7 +86,7 @@ nb::dict batch_py(Seq2SeqBatch&& b) {
 
 Seq2SeqBatch read_batch(nb::handle src, nb::handle src_lengths, nb::handle tgt_in,
                         nb::handle tgt_out) {
-  Call c = read_call(src, src_lengths, tgt_in);
+  Call c = read_call(src, src_lengths, tgt_in, "tgt_in");
   Tensor<int64_t> out = read_ids(tgt_out, "tgt_out");
   return {std::move(c.src), std::move(c.lengths), std::move(c.tgt), std::move(out)};
 }
@@ -164,7 +166,7 @@ void bind_seq2seq(nb::module_& m) {
       .def(
           "count_exact",
           [](const CopyTask& t, nb::handle src, nb::handle src_lengths, nb::handle decoded) {
-            const Call c = read_call(src, src_lengths, decoded);
+            const Call c = read_call(src, src_lengths, decoded, "decoded");
             const Seq2SeqBatch b{c.src, c.lengths, Tensor<int64_t>(), Tensor<int64_t>()};
             return t.count_exact(b, c.tgt.view<2>());
           },
@@ -199,10 +201,11 @@ void bind_seq2seq(nb::module_& m) {
              nb::handle tgt_out) {
             const Seq2SeqBatch b = read_batch(src, src_lengths, tgt_in, tgt_out);
             models::TrainStep s;
-            {
+            // The trainer names the batch's parts, and its loss the targets.
+            with_python_names({{"batch.", ""}, {"cross_entropy: targets", "tgt_out"}}, [&] {
               nb::gil_scoped_release release;
               s = t.step(b);
-            }
+            });
             nb::dict d;
             d["loss"] = s.loss;
             d["tokens"] = s.tokens;

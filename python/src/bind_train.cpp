@@ -142,15 +142,9 @@ nb::dict optimizer_state_py(const nn::Adam& opt) {
   return out;
 }
 
-void load_optimizer_state_py(nn::Adam& opt, const nb::dict& state) {
-  std::vector<ArrayArg> arrays;
-  arrays.reserve(state.size());
-  nn::StateDict views;
-  for (auto [key, value] : state) {
-    const std::string name = nb::cast<std::string>(key);
-    arrays.push_back(read_array(value, "state[\"" + name + "\"]"));
-    views.emplace(name, arrays.back().view);
-  }
+void load_optimizer_state_py(nn::Adam& opt, nb::handle state) {
+  const ArrayDict arrays = read_array_dict(state, "state");
+  const nn::StateDict& views = arrays.views;
   opt.load_state_dict(views);
 }
 
@@ -274,17 +268,12 @@ void save_checkpoint_py(nb::handle path, const nn::Module& model, const nn::Adam
   const std::string p = read_path(path);
   nn::CheckpointExtra extra;
   extra.step = step;
-  std::vector<ArrayArg> arrays;
+  ArrayDict arrays;  // keeps the tensors' memory alive until the file is written
   if (!tensors.is_none()) {
-    const auto dict = nb::cast<nb::dict>(tensors);
-    arrays.reserve(dict.size());
-    for (auto [key, value] : dict) {
-      const std::string name = nb::cast<std::string>(key);
-      arrays.push_back(read_array(value, "tensors[\"" + name + "\"]"));
-      extra.tensors.emplace(name, arrays.back().view);
-    }
+    arrays = read_array_dict(tensors, "tensors");
+    extra.tensors = arrays.views;
   }
-  if (!metadata.is_none()) extra.metadata = nb::cast<std::map<std::string, std::string>>(metadata);
+  if (!metadata.is_none()) extra.metadata = read_str_dict(metadata, "metadata");
   nb::gil_scoped_release release;
   nn::save_checkpoint(p, model, optimizer, extra);
 }

@@ -220,11 +220,13 @@ void def_pictures(nb::module_& viz, const char* suffix, const char* returns,
   const auto doc = [returns](const char* text) { return fmt::format("{}\n\n{}", text, returns); };
   viz.def(
       fmt::format("mask_{}", suffix).c_str(),
-      [mask_out](const Mask* mask, int64_t batch, int64_t heads, int64_t q_len, int64_t k_len,
+      [mask_out](nb::handle mask_obj, int64_t batch, int64_t heads, int64_t q_len, int64_t k_len,
                  Labels query_labels, Labels key_labels, const std::string& diagonal,
                  std::string title) {
+        // A raw array is a ValueError saying which adapter to use, as in attention().
+        const Mask mask = read_mask(mask_obj, "mask");
         return compute(mask_out,
-                       mask_args(mask, batch, heads, q_len, k_len, std::move(query_labels),
+                       mask_args(&mask, batch, heads, q_len, k_len, std::move(query_labels),
                                  std::move(key_labels), diagonal, std::move(title)));
       },
       "mask"_a.none(), "batch"_a, "heads"_a, "q_len"_a, "k_len"_a, nb::kw_only(),
@@ -238,11 +240,12 @@ void def_pictures(nb::module_& viz, const char* suffix, const char* returns,
       "pe"_a, nb::kw_only(), "dims"_a = nb::none(), "title"_a = "", doc(kEncodingDoc).c_str());
   viz.def(
       fmt::format("attention_{}", suffix).c_str(),
-      [attention_out](nb::handle weights, const Mask* mask, Labels query_labels, Labels key_labels,
-                      Indices layers, Indices batch, Indices heads, bool mean,
+      [attention_out](nb::handle weights, nb::handle mask_obj, Labels query_labels,
+                      Labels key_labels, Indices layers, Indices batch, Indices heads, bool mean,
                       std::optional<float> vmax, std::string title) {
+        const Mask mask = read_mask(mask_obj, "mask");
         const AttentionArgs a = attention_args(
-            weights, mask, std::move(query_labels), std::move(key_labels), std::move(layers),
+            weights, &mask, std::move(query_labels), std::move(key_labels), std::move(layers),
             std::move(batch), std::move(heads), mean, vmax, std::move(title));
         return with_weights_names([&] { return compute(attention_out, a); });
       },

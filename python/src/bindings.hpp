@@ -10,11 +10,23 @@
 #include <initializer_list>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "maskattn/error.hpp"
 #include "maskattn/mask.hpp"
+
+// Every nb::handle parameter of this module accepts None. Parameters that take
+// arrays (or paths, masks, sizes given as objects) are nb::handles read by the
+// helpers of arrays.hpp, which say what None means there: "absent" for an
+// optional argument, a maskattn::Error (ValueError) naming the argument for a
+// required one. Without this nanobind refuses None before the binding runs, as
+// a TypeError that names no argument ("incompatible function arguments").
+// nanobind's own trait for std::optional and std::nullptr_t; specialised once
+// here, before any function is bound, so that no binding can forget it.
+template <>
+struct nanobind::detail::has_arg_defaults<nanobind::handle> : std::true_type {};
 
 namespace maskattn::nn {
 class Gradients;
@@ -67,6 +79,26 @@ decltype(auto) with_keyword_names(std::string_view prefix, F&& f) {
     if (!arg.starts_with(prefix)) throw;
     arg.remove_prefix(prefix.size());
     throw Error(arg, e.expected(), e.actual());
+  }
+}
+
+// Runs f(). Where the C++ API names an argument otherwise than the Python
+// signature does (documents' "query_ids" is Python's "ids"; the trainer's
+// "batch.tgt_out" is step()'s "tgt_out"), an Error whose argument starts with
+// one of `renames`' first names is rethrown with that start replaced by the
+// second. The first match wins.
+template <class F>
+decltype(auto) with_python_names(
+    std::initializer_list<std::pair<std::string_view, std::string_view>> renames, F&& f) {
+  try {
+    return std::forward<F>(f)();
+  } catch (const Error& e) {
+    const std::string_view arg = e.argument();
+    for (const auto& [from, to] : renames)
+      if (arg.starts_with(from))
+        throw Error(std::string(to) + std::string(arg.substr(from.size())), e.expected(),
+                    e.actual());
+    throw;
   }
 }
 

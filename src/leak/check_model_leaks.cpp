@@ -2,6 +2,7 @@
 // the tokens at hidden positions replaced (leak_search.hpp says which).
 #include <fmt/format.h>
 
+#include <cmath>
 #include <random>
 #include <string>
 #include <vector>
@@ -39,6 +40,22 @@ Tensor<float> call_model(const SequenceModel& model, const Tensor<int64_t>& toke
   return out;
 }
 
+// The unperturbed outputs must be finite: a NaN (or infinite) output stays
+// NaN (infinite) whatever the tokens, so a dependence through it could never
+// show, and "no leak" would claim what was not seen.
+void check_finite(const Tensor<float>& base) {
+  const int64_t per_row = base.numel() / (base.size(0) * base.size(1));
+  for (int64_t k = 0; k < base.numel(); ++k) {
+    if (std::isfinite(base.data()[k])) continue;
+    const int64_t row = k / per_row;
+    throw Error("model output",
+                "finite values on the tokens as given (a NaN or infinite output cannot show "
+                "whether it depends on a token)",
+                fmt::format("{} at (b, i) = ({}, {})", base.data()[k], row / base.size(1),
+                            row % base.size(1)));
+  }
+}
+
 }  // namespace
 
 LeakReport check_model_leaks(const SequenceModel& model, View<const int64_t, 2> tokens,
@@ -63,6 +80,7 @@ LeakReport check_model_leaks(const SequenceModel& model, View<const int64_t, 2> 
     }
 
   const Tensor<float> base = call_model(model, ids, {});
+  check_finite(base);
   const int64_t L_out = base.size(1), per_row = base.numel() / (B * L_out);
   const MaskShape shape{B, 1, L_out, L_in};
   const BoundMask bound = detail::bind_named(expect, shape, "expect");

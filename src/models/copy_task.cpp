@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <string>
 
 #include "core/counter_rng.hpp"
 
@@ -33,6 +34,8 @@ Seq2SeqBatch CopyTask::batch(uint64_t seed, int64_t index, int64_t n, Split spli
   if (index < 0) throw Error("CopyTask::batch: index", ">= 0", std::to_string(index));
   if (n < 1) throw Error("CopyTask::batch: n", ">= 1", std::to_string(n));
   const int64_t s = options_.max_len, t = target_len();
+  // n * (max_len + 1) int64 ids in tgt_in and tgt_out.
+  checked_mul(checked_mul(n, t, "CopyTask::batch: n"), sizeof(int64_t), "CopyTask::batch: n");
   const int64_t symbols = options_.vocab - kFirstSymbol;
   const int64_t spread = options_.max_len - options_.min_len + 1;
   Seq2SeqBatch out{Tensor<int64_t>({n, s}), std::vector<int64_t>(static_cast<std::size_t>(n)),
@@ -86,6 +89,17 @@ int64_t CopyTask::count_exact(const Seq2SeqBatch& batch, View<const int64_t, 2> 
   if (decoded.size(0) != n)
     throw Error("count_exact: decoded", fmt::format("({}, T): one row per sequence", n),
                 shape_string(decoded.shape()));
+  // The lengths index src: one per sequence, each within src's rows.
+  if (static_cast<int64_t>(batch.src_lengths.size()) != n)
+    throw Error("count_exact: src_lengths", fmt::format("{} lengths (one per sequence)", n),
+                std::to_string(batch.src_lengths.size()));
+  for (int64_t b = 0; b < n; ++b) {
+    const int64_t len = batch.src_lengths[static_cast<std::size_t>(b)];
+    if (len < 0 || len > batch.src.size(1))
+      throw Error(fmt::format("count_exact: src_lengths[{}]", b),
+                  fmt::format("a length in [0, {}] (src's width)", batch.src.size(1)),
+                  std::to_string(len));
+  }
   int64_t exact = 0;
   for (int64_t b = 0; b < n; ++b) {
     const int64_t len = batch.src_lengths[static_cast<std::size_t>(b)];

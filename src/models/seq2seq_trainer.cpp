@@ -22,6 +22,10 @@ Seq2SeqTrainer::Seq2SeqTrainer(Seq2SeqTransformer& model, const Seq2SeqTrainerOp
   if (options.clip_norm < 0.0 || !(options.clip_norm == options.clip_norm))
     throw Error("Seq2SeqTrainer: clip_norm", ">= 0 (0: no clipping)",
                 fmt::format("{}", options.clip_norm));
+  // Checked here, not at the first step's cross_entropy.
+  if (!(options.label_smoothing >= 0.0 && options.label_smoothing <= 1.0))
+    throw Error("Seq2SeqTrainer: label_smoothing", "a value in [0, 1]",
+                fmt::format("{}", options.label_smoothing));
   if (options.cooldown_steps < 0 || options.cooldown_steps > options.total_steps)
     throw Error("Seq2SeqTrainer: cooldown_steps", "in [0, total_steps]",
                 fmt::format("{} (total_steps {})", options.cooldown_steps, options.total_steps));

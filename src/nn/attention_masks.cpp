@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
+#include <span>
 #include <vector>
 
 namespace maskattn::nn::detail {
@@ -82,10 +85,30 @@ AttentionMasks combined(const AttentionMasks& masks, int64_t heads, int64_t l, i
   return out;
 }
 
+namespace {
+
+// A torch-convention mask's dtype and values, checked here where the caller's
+// name for it is known (the adapter that reads it later would name itself,
+// "from_torch_mha_mask: attn_mask", for a decoder's tgt_mask and memory_mask
+// alike): bool, or float32/float64 additive without NaN or +inf.
+void check_torch_mask_values(const AnyView& m, std::string_view name) {
+  if (m.dtype != DType::Bool && !m.is_float())
+    throw Error(name, "dtype bool (True = masked) or float32/float64 (additive)", m.describe());
+  if (!m.is_float()) return;
+  for_each_index(m.shape, [&](std::span<const int64_t> index) {
+    const double x = m.at(index);
+    if (std::isnan(x) || x == std::numeric_limits<double>::infinity())
+      throw Error(name, "finite values or -inf (masked)", fmt::format("{} in {}", x, m.describe()));
+  });
+}
+
+}  // namespace
+
 void check_attention_masks(const AttentionMasks& masks, int64_t n, int64_t heads, int64_t l,
                            int64_t s, std::string_view attn_name, std::string_view padding_name) {
   const AnyView& am = masks.attn_mask;
   if (!am.empty()) {
+    check_torch_mask_values(am, attn_name);
     const bool ok = (am.rank() == 2 && am.shape == std::vector<int64_t>{l, s}) ||
                     (am.rank() == 3 && am.shape == std::vector<int64_t>{n * heads, l, s});
     if (!ok)
@@ -93,6 +116,7 @@ void check_attention_masks(const AttentionMasks& masks, int64_t n, int64_t heads
                   am.describe());
   }
   const AnyView& kpm = masks.key_padding_mask;
+  if (!kpm.empty()) check_torch_mask_values(kpm, padding_name);
   if (!kpm.empty() && kpm.shape != std::vector<int64_t>{n, s})
     throw Error(padding_name, fmt::format("({}, {})", n, s), kpm.describe());
 }

@@ -23,6 +23,9 @@ Embedding::Embedding(int64_t num_embeddings, int64_t embedding_dim,
         fmt::format("an id in [-{0}, {0}) (negative: from the end, as torch)", num_embeddings),
         std::to_string(*padding_idx));
   if (padding_idx && *padding_idx < 0) padding_idx_ = *padding_idx + num_embeddings;
+  checked_mul(
+      checked_mul(num_embeddings, embedding_dim, "Embedding: num_embeddings * embedding_dim"),
+      sizeof(float), "Embedding: num_embeddings * embedding_dim");
   weight_ = Tensor<float>({num_embeddings, embedding_dim});
   detail::init_normal(weight_, 0.0, 1.0, seed_value());
   if (padding_idx_)

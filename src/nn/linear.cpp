@@ -14,7 +14,8 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool bias) {
   if (in_features < 1 || out_features < 1)
     throw Error("Linear", "in_features >= 1 and out_features >= 1",
                 fmt::format("({}, {})", in_features, out_features));
-  checked_mul(checked_mul(in_features, out_features, "Linear"), sizeof(float), "Linear");
+  checked_mul(checked_mul(out_features, in_features, "Linear: in_features * out_features"),
+              sizeof(float), "Linear: in_features * out_features");
   weight_ = Tensor<float>({out_features, in_features});
   const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
   detail::init_uniform(weight_, -bound, bound, seed_value());

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <string_view>
 
 #include "core/arena.hpp"
 #include "maskattn/positional.hpp"
@@ -10,19 +11,21 @@
 namespace maskattn::nn {
 
 namespace {
-// The (max_len, d_model) table, with the Errors naming the constructor's arguments.
-Tensor<float> encoding_table(int64_t d_model, int64_t max_len) {
+// The table sinusoidal_encoding(max_len, d_model), its errors naming this
+// module's arguments ("length" and "dim" are the function's).
+Tensor<float> encoding_table(int64_t max_len, int64_t d_model) {
   try {
     return sinusoidal_encoding(max_len, d_model);
   } catch (const Error& e) {
-    const std::string arg = e.argument() == "dim" ? "d_model" : "max_len";
-    throw Error("PositionalEncoding: " + arg, e.expected(), e.actual());
+    const std::string_view arg = e.argument();
+    const std::string_view name = arg == "length" ? "max_len" : arg == "dim" ? "d_model" : arg;
+    throw Error(fmt::format("PositionalEncoding: {}", name), e.expected(), e.actual());
   }
 }
 }  // namespace
 
 PositionalEncoding::PositionalEncoding(int64_t d_model, double dropout, int64_t max_len)
-    : pe_(encoding_table(d_model, max_len)), dropout_(dropout) {}
+    : pe_(encoding_table(max_len, d_model)), dropout_(dropout) {}
 
 void PositionalEncoding::for_each_child(const ChildFn& fn) { fn("dropout", dropout_); }
 

@@ -221,5 +221,26 @@ TEST(AttentionErrors, Bf16InputsAreCheckedLikeFloat) {
   }
 }
 
+// An output without elements is written nowhere, so its strides cannot make
+// it overlap itself. MultiheadAttention with a batch of 0 hands attention() a
+// BLHD view (0, H, L, D) whose L stride is 0 (H * D * 0): this was an Error
+// "out: expected a view whose elements do not overlap" instead of an empty
+// result.
+TEST(AttentionErrors, OutputsWithoutElementsNeverOverlap) {
+  const std::array<float, 4> none{};
+  const View<const float, 4> q(none.data(), {0, 2, 3, 4}, {8, 4, 0, 1});
+  const View<const float, 4> k(none.data(), {0, 2, 5, 4}, {8, 4, 0, 1});
+  std::array<float, 4> sink{};
+  const View<float, 4> out(sink.data(), {0, 2, 3, 4}, {8, 4, 0, 1});
+  const View<float, 4> weights(sink.data(), {0, 2, 3, 5}, {8, 4, 0, 1});
+  const View<float, 3> lse(sink.data(), {0, 2, 3}, {3, 0, 1});
+  EXPECT_NO_THROW(attention(q, k, k, out, Mask(), AttentionOptions(), weights, lse));
+  Tensor<float> dq({0, 2, 3, 4}), dk({0, 2, 5, 4}), dv({0, 2, 5, 4});
+  const View<float, 4> dq_strided(sink.data(), {0, 2, 3, 4}, {8, 4, 0, 1});
+  EXPECT_NO_THROW(attention_backward(q, k, k, View<const float, 4>(out), View<const float, 3>(lse),
+                                     View<const float, 4>(out), dq_strided, dk.view<4>(),
+                                     dv.view<4>(), Mask(), AttentionOptions()));
+}
+
 }  // namespace
 }  // namespace maskattn

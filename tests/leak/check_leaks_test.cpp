@@ -260,6 +260,24 @@ TEST(CheckLeaks, VerdictWords) {
       << over;
 }
 
+// Sizes whose product overflows int64 were an Error naming "Tensor shape"
+// (the first buffer allocated); now the argument, before any allocation.
+TEST(CheckLeaks, SizesWhoseProductOverflowsNameTheShape) {
+  constexpr int64_t kHuge = int64_t{1} << 40;
+  EXPECT_TRUE(throws_error_naming(
+      [&] {
+        check_leaks(causal(), causal(), {kHuge, kHuge, kHuge, kHuge});
+      },
+      "maskattn: shape: expected a size product that fits in int64"));
+  LeakCheckOptions wide;
+  wide.head_dim = kHuge;
+  EXPECT_TRUE(throws_error_naming(
+      [&] {
+        check_leaks(causal(), causal(), {kHuge, 1, 1 << 20, 8}, wide);
+      },
+      "maskattn: shape: expected a size product that fits in int64"));
+}
+
 TEST(CheckLeaks, ErrorsNameTheArgument) {
   const MaskShape s{1, 1, 8, 8};
   EXPECT_TRUE(throws_error_naming([&] { check_leaks(causal(), causal(), {1, 1, 0, 8}); }, "shape"));

@@ -200,5 +200,29 @@ TEST(CheckModelLeaks, ErrorsNameTheArgument) {
       "expect"));
 }
 
+// A model whose outputs are NaN (or infinite) on the tokens as given cannot
+// show a dependence: NaN stays NaN whatever the tokens. It was reported "no
+// leak" although every future token was read; now an Error naming the output.
+TEST(CheckModelLeaks, NonFiniteOutputsAreAnErrorNotNoLeak) {
+  const Tensor<int64_t> tokens = random_tokens(2, 6, 9);
+  for (const float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+    // out[b, i] = the sum of every token (a leak wherever j > i), with one bad value.
+    const SequenceModel reads_all = [bad](View<const int64_t, 2> t) {
+      Tensor<float> out({t.size(0), t.size(1), 1});
+      for (int64_t b = 0; b < t.size(0); ++b) {
+        float sum = 0.0f;
+        for (int64_t j = 0; j < t.size(1); ++j) sum += static_cast<float>(t(b, j));
+        for (int64_t i = 0; i < t.size(1); ++i) out.data()[b * t.size(1) + i] = sum;
+      }
+      out.data()[t.size(1) + 2] = bad;  // (b, i) = (1, 2)
+      return out;
+    };
+    EXPECT_TRUE(throws_error_naming(
+        [&] { check_model_leaks(reads_all, tokens.view<2>(), causal(), options()); },
+        "model output: expected finite values"))
+        << bad;
+  }
+}
+
 }  // namespace
 }  // namespace maskattn

@@ -109,6 +109,34 @@ TEST(CopyTask, CountExactReadsGreedyRows) {
       "decoded"));
 }
 
+// A batch whose src_lengths do not match src (fewer lengths than rows, or a
+// length past src's width) read outside the lengths and src: now an Error
+// naming src_lengths before anything is read.
+TEST(CopyTask, CountExactChecksTheLengths) {
+  const CopyTask task({13, 2, 3});
+  Seq2SeqBatch b = task.batch(0, 0, 3);
+  const Tensor<int64_t> decoded({3, 5});
+  Seq2SeqBatch short_lengths = b;
+  short_lengths.src_lengths.resize(1);
+  EXPECT_TRUE(throws_error_naming([&] { task.count_exact(short_lengths, decoded.view<2>()); },
+                                  "count_exact: src_lengths: expected 3 lengths"));
+  for (const int64_t bad : {int64_t{-1}, b.src.size(1) + 1, int64_t{1} << 62}) {
+    Seq2SeqBatch wrong = b;
+    wrong.src_lengths[2] = bad;
+    EXPECT_TRUE(throws_error_naming([&] { task.count_exact(wrong, decoded.view<2>()); },
+                                    "count_exact: src_lengths[2]"))
+        << bad;
+  }
+}
+
+// n whose ids overflow int64 failed at the first Tensor ("Tensor shape"):
+// now an Error naming n.
+TEST(CopyTask, BatchSizeWhoseProductOverflowsNamesN) {
+  const CopyTask task;
+  EXPECT_TRUE(throws_error_naming([&] { task.batch(0, 0, int64_t{1} << 62); },
+                                  "CopyTask::batch: n: expected a size product"));
+}
+
 TEST(CopyTask, Errors) {
   EXPECT_TRUE(throws_error_naming([] { CopyTask({3, 1, 2}); }, "vocab"));
   EXPECT_TRUE(throws_error_naming([] { CopyTask({13, 0, 2}); }, "min_len"));

@@ -180,6 +180,23 @@ TEST(Seq2Seq, BadArguments) {
   bad.data()[0] = kVocab;
   EXPECT_TRUE(throws_error_naming([&] { model.greedy_decode(bad.view<2>(), lengths, kStart, 4); },
                                   "src[0, 0]"));
+  // The teacher-forcing forward named an id outside the vocabularies by the
+  // embedding that met it, "Embedding: ids[0, 0]", the same for src and tgt:
+  // now src[b, i] / tgt[b, i]. (In this test, not one of its own: another
+  // model constructed would shift the default seeds of every model after it,
+  // Seq2SeqTrainer.LearnsToCopy's included.)
+  Tensor<int64_t> tgt({2, 3});
+  Tensor<float> logits({2, 3, kVocab});
+  bad.data()[0] = 3;
+  bad.data()[5] = kVocab;
+  EXPECT_TRUE(throws_error_naming(
+      [&] { model.forward(bad.view<2>(), lengths, tgt.view<2>(), logits.view<3>()); },
+      "src[1, 1]: expected an id in [0, 11)"));
+  bad.data()[5] = 3;
+  tgt.data()[2] = -1;
+  EXPECT_TRUE(throws_error_naming(
+      [&] { model.forward(bad.view<2>(), lengths, tgt.view<2>(), logits.view<3>()); },
+      "tgt[0, 2]: expected an id in [0, 11)"));
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "maskattn/models/seq2seq.hpp"
 #include "maskattn/models/seq2seq_trainer.hpp"
 #include "nn/gradient_check.hpp"
+#include "throws_error.hpp"
 
 namespace maskattn::models {
 namespace {
@@ -236,6 +237,20 @@ TEST(Seq2SeqTraining, IdsOutOfTheVocabularyNameSrcOrTgt) {
     } catch (const Error& e) {
       EXPECT_EQ(e.argument(), name);
     }
+    }
+  }
+}
+
+// A label_smoothing outside [0, 1] was accepted by the trainer and refused
+// by cross_entropy at the first step: now at construction, naming it.
+TEST(Seq2SeqTrainer, LabelSmoothingIsCheckedAtConstruction) {
+  Seq2SeqTransformer model(tiny_options(false));
+  for (const double bad : {-0.1, 1.5, std::nan("")}) {
+    Seq2SeqTrainerOptions o;
+    o.label_smoothing = bad;
+    EXPECT_TRUE(testing_errors::throws_error_naming([&] { Seq2SeqTrainer t(model, o); },
+                                                    "Seq2SeqTrainer: label_smoothing"))
+        << bad;
   }
 }
 

@@ -7,6 +7,8 @@
 // every bad shape. (tests/nn/golden_test.cpp compares with torch's numbers.)
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "nn/module_fixtures.hpp"
 
 namespace maskattn {
@@ -243,6 +245,27 @@ TEST(ModulesPositionalEncoding, OffsetPastMaxLenIsAnError) {
       throws_error_naming([&] { pe.forward(x.view<3>(), y.view<3>(), false, 46); }, "offset"));
   EXPECT_TRUE(
       throws_error_naming([&] { pe.forward(x.view<3>(), y.view<3>(), false, -1); }, "offset"));
+}
+
+// The constructor's errors came from sinusoidal_encoding(max_len, d_model),
+// naming its "dim" and "length": now this module's d_model and max_len.
+TEST(ModulesPositionalEncoding, ConstructorErrorsNameDModelAndMaxLen) {
+  EXPECT_TRUE(throws_error_naming([] { nn::PositionalEncoding(5, 0.0, 10); },
+                                  "PositionalEncoding: d_model: expected"));
+  EXPECT_TRUE(throws_error_naming([] { nn::PositionalEncoding(8, 0.0, -1); },
+                                  "PositionalEncoding: max_len: expected"));
+}
+
+// Sizes whose product overflows int64 failed at the weight's Tensor ("Tensor
+// shape", "Tensor bytes"): now the module's arguments.
+TEST(ModulesErrors, ParameterSizesWhoseProductOverflowsNameTheArguments) {
+  constexpr int64_t kHuge = int64_t{1} << 40, kBytes = int64_t{1} << 31;
+  EXPECT_TRUE(throws_error_naming([] { nn::Linear(kHuge, kHuge); },
+                                  "Linear: in_features * out_features: expected"));
+  EXPECT_TRUE(throws_error_naming([] { nn::Linear(kBytes, kBytes); },
+                                  "Linear: in_features * out_features: expected"));
+  EXPECT_TRUE(throws_error_naming([] { nn::Embedding(kHuge, kHuge); },
+                                  "Embedding: num_embeddings * embedding_dim: expected"));
 }
 
 // ---- state_dict names and shapes --------------------------------------------------------
@@ -639,6 +662,37 @@ TEST(ModulesErrors, ConstructorsNameTheirArgumentsForOverflowingSizes) {
   o.dim_feedforward = 8;
   const nn::TransformerDecoder dec(nn::TransformerDecoderLayer(4, 2, o), 1);
   EXPECT_TRUE(throws_error_naming([&] { nn::KvCache(dec, kHuge, kHuge); }, "KvCache: batch"));
+}
+
+// A torch-style mask of a dtype the adapter refuses (int64), or with NaN or
+// +inf, was an Error naming "from_torch_mha_mask: attn_mask" whichever mask of
+// a decoder it was: now the name the caller gave it, as for a wrong shape.
+TEST(ModulesErrors, MaskDtypeAndValuesNameTheMask) {
+  nn::TransformerLayerOptions o;
+  o.dim_feedforward = 16;
+  const nn::TransformerDecoderLayer dec(8, 2, o);
+  Tensor<float> tgt({5, 2, 8}), memory({7, 2, 8}), out({5, 2, 8});
+  Tensor<int64_t> int_mask({5, 7});
+  Tensor<float> nan_mask({5, 5}), inf_padding({2, 7});
+  nan_mask.data()[3] = std::nanf("");
+  inf_padding.data()[1] = INFINITY;
+  nn::AttentionMasks bad_memory, bad_tgt, bad_padding;
+  bad_memory.attn_mask = int_mask;
+  bad_tgt.attn_mask = nan_mask;
+  bad_padding.key_padding_mask = inf_padding;
+  const auto decode = [&](const nn::AttentionMasks& tgt_masks,
+                          const nn::AttentionMasks& memory_masks) {
+    dec.forward(tgt.view<3>(), memory.view<3>(), out.view<3>(), tgt_masks, memory_masks);
+  };
+  EXPECT_TRUE(throws_error_for([&] { decode({}, bad_memory); }, "memory_mask"));
+  EXPECT_TRUE(throws_error_for([&] { decode(bad_tgt, {}); }, "tgt_mask"));
+  EXPECT_TRUE(throws_error_for([&] { decode({}, bad_padding); }, "memory_key_padding_mask"));
+  // -inf is masked, not an error.
+  Tensor<float> minus_inf({5, 7});
+  minus_inf.data()[0] = -INFINITY;
+  nn::AttentionMasks ok;
+  ok.attn_mask = minus_inf;
+  EXPECT_NO_THROW(decode({}, ok));
 }
 
 }  // namespace
