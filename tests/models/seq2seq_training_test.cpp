@@ -237,7 +237,6 @@ TEST(Seq2SeqTraining, IdsOutOfTheVocabularyNameSrcOrTgt) {
     } catch (const Error& e) {
       EXPECT_EQ(e.argument(), name);
     }
-    }
   }
 }
 
