@@ -237,7 +237,7 @@ std::vector<Case> attention_module_rows() {
                                                masks, no_weights());
             }),
       error(hdr, "MultiheadAttention::forward", MaskDtype, "int32 key_padding_mask",
-            "from_torch_mha_mask: key_padding_mask",
+            "key_padding_mask",
             [] {
               Tensor<float> q({3, 1, 4}), k({5, 1, 4}), out({3, 1, 4});
               const int32_t m[5] = {};
