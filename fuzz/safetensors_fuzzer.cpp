@@ -27,18 +27,6 @@ using maskattn::AnyView;
 using maskattn::DType;
 using maskattn::SafetensorsFile;
 
-std::size_t element_bytes(DType t) {
-  switch (t) {
-    case DType::Bool:
-    case DType::UInt8: return 1;
-    case DType::Int32:
-    case DType::Float32: return 4;
-    case DType::Int64:
-    case DType::Float64: return 8;
-  }
-  std::abort();
-}
-
 // The tensor's view, or nothing for a dtype view() does not support.
 std::optional<AnyView> try_view(const SafetensorsFile& f, const std::string& name) {
   try {
@@ -61,7 +49,7 @@ void check_file(const SafetensorsFile& f) {
       numel *= s;  // the reader checked that the byte size fits in int64
     }
     if (v->numel() != numel) std::abort();
-    const std::size_t size = element_bytes(v->dtype);
+    const std::size_t size = maskattn::dtype_size(v->dtype);
     if (v->data == nullptr || reinterpret_cast<uintptr_t>(v->data) % size != 0) std::abort();
     const auto* p = static_cast<const unsigned char*>(v->data);
     unsigned sum = 0;
@@ -82,7 +70,8 @@ void check_same(const SafetensorsFile& a, const SafetensorsFile& b) {
     if (va.has_value() != vb.has_value()) std::abort();
     if (!va) continue;
     if (va->dtype != vb->dtype || va->shape != vb->shape) std::abort();
-    const std::size_t bytes = static_cast<std::size_t>(va->numel()) * element_bytes(va->dtype);
+    const std::size_t bytes =
+        static_cast<std::size_t>(va->numel()) * maskattn::dtype_size(va->dtype);
     if (bytes > 0 && std::memcmp(va->data, vb->data, bytes) != 0) std::abort();
   }
 }

@@ -240,6 +240,8 @@ void for_each_index(std::span<const int64_t> shape, F&& f) {
 // Element types an AnyView may carry.
 enum class DType { Bool, UInt8, Int32, Int64, Float32, Float64 };
 std::string_view dtype_name(DType t);
+// Bytes per element: 1 (Bool, UInt8), 4 (Int32, Float32) or 8 (Int64, Float64).
+std::size_t dtype_size(DType t);
 
 template <class T>
 constexpr DType dtype_of() {

@@ -103,6 +103,18 @@ std::string_view dtype_name(DType t) {
   return "unknown";
 }
 
+std::size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::Bool:
+    case DType::UInt8: return 1;
+    case DType::Int32:
+    case DType::Float32: return 4;
+    case DType::Int64:
+    case DType::Float64: return 8;
+  }
+  return 1;
+}
+
 std::vector<int64_t> AnyView::contiguous_strides(const std::vector<int64_t>& shape) {
   checked_numel(shape, "AnyView shape");  // the strides below cannot overflow
   std::vector<int64_t> strides(shape.size(), 1);

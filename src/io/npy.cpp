@@ -29,18 +29,6 @@ const char* descr(DType t) {
   return "?";
 }
 
-std::size_t element_size(DType t) {
-  switch (t) {
-    case DType::Bool:
-    case DType::UInt8: return 1;
-    case DType::Int32:
-    case DType::Float32: return 4;
-    case DType::Int64:
-    case DType::Float64: return 8;
-  }
-  return 1;
-}
-
 }  // namespace
 
 void write_npy(std::ostream& out, const AnyView& array) {
@@ -71,7 +59,7 @@ void write_npy(std::ostream& out, const AnyView& array) {
   out.write(preamble, sizeof preamble);
   out.write(header.data(), static_cast<std::streamsize>(header.size()));
 
-  const std::size_t size = element_size(array.dtype);
+  const std::size_t size = dtype_size(array.dtype);
   const auto* base = static_cast<const char*>(array.data);
   if (array.is_contiguous()) {
     out.write(base, static_cast<std::streamsize>(static_cast<std::size_t>(array.numel()) * size));
@@ -241,7 +229,7 @@ NpyArray read_npy(std::istream& in, std::string_view name) {
   if (order != "False" && order != "True") throw Error(name, "fortran_order True or False", order);
   a.shape_ = parse_shape(header_field(header, "shape", name), name);
   const int64_t n = checked_numel(a.shape_, name);
-  const auto size = static_cast<int64_t>(element_size(a.dtype_));
+  const auto size = static_cast<int64_t>(dtype_size(a.dtype_));
   const int64_t bytes = checked_mul(n, size, name);
   a.data_ = read_data(in, bytes, name, a.shape_);
   auto* data = reinterpret_cast<char*>(a.data_.get());

@@ -221,5 +221,14 @@ TEST(ToFloat32, ConvertsAnyDtypeAndLayoutToContiguousFloat) {
   EXPECT_THROW((void)to_float32(AnyView(nullptr, DType::Float32, {2}, {1})), Error);
 }
 
+TEST(DType, SizeIsTheElementTypes) {
+  EXPECT_EQ(dtype_size(dtype_of<bool>()), sizeof(bool));
+  EXPECT_EQ(dtype_size(dtype_of<uint8_t>()), sizeof(uint8_t));
+  EXPECT_EQ(dtype_size(dtype_of<int32_t>()), sizeof(int32_t));
+  EXPECT_EQ(dtype_size(dtype_of<int64_t>()), sizeof(int64_t));
+  EXPECT_EQ(dtype_size(dtype_of<float>()), sizeof(float));
+  EXPECT_EQ(dtype_size(dtype_of<double>()), sizeof(double));
+}
+
 }  // namespace
 }  // namespace maskattn
