@@ -13,6 +13,8 @@
 // input, options and thread count: the same bits, whichever thread ran what.
 #include "attention/flash_backward.hpp"
 
+#include <algorithm>
+
 #include "attention/flash_backward_kernels.hpp"
 #include "attention/tiles.hpp"
 #include "core/arena.hpp"
@@ -24,6 +26,14 @@ void attention_backward_flash(const BackwardCall& bc) {
   const AttentionCall& c = bc.fwd;
   const int64_t tasks = c.batch * c.hkv;
   if (tasks == 0) return;  // no gradient has an element
+  if (c.lk == 0) {
+    // No key: every row is empty and contributes nothing; dk and dv have no
+    // element (and k, v no data: their rows must not be addressed).
+    for (int64_t b = 0; b < c.batch; ++b)
+      for (int64_t h = 0; h < c.hq; ++h)
+        for (int64_t i = 0; i < c.lq; ++i) std::fill_n(bc.dq.row(b, h, i), c.d, 0.0f);
+    return;
+  }
   const FlashTiles tiles = plan_backward_tiles(flash_query_block());
   const int64_t splits = plan_key_splits(tasks, c.lk, tiles.k_block, max_threads());
   auto task = [&](int64_t t, int64_t split) {

@@ -292,6 +292,30 @@ TEST_P(FlashBackward, EmptyRowsAndEmptyShapes) {
   }
 }
 
+// Regression (flash_vs_reference_fuzzer, UBSan): with no key, k and v may
+// have no data at all (a null pointer, as an empty numpy array gives), and
+// the flash backward addressed the rows of every (b, h) in them: a non-zero
+// offset applied to a null pointer. dq must be 0 on both backends.
+TEST_P(FlashBackward, NoKeysWithoutDataGiveZeroDq) {
+  constexpr int64_t B = 2, H = 3, Lq = 5, D = 8;
+  std::vector<float> q(B * H * Lq * D, 1.0f), out(B * H * Lq * D, 0.0f), dout(q.size(), 1.0f);
+  std::vector<float> lse(B * H * Lq, -std::numeric_limits<float>::infinity());
+  for (Backend backend : {Backend::Flash, Backend::Reference}) {
+    std::vector<float> dq(q.size(), 7.0f);
+    AttentionOptions o;
+    o.backend = backend;
+    attention_backward(
+        View<const float, 4>(q.data(), {B, H, Lq, D}), View<const float, 4>(nullptr, {B, H, 0, D}),
+        View<const float, 4>(nullptr, {B, H, 0, D}),
+        View<const float, 4>(out.data(), {B, H, Lq, D}),
+        View<const float, 3>(lse.data(), {B, H, Lq}),
+        View<const float, 4>(dout.data(), {B, H, Lq, D}), View<float, 4>(dq.data(), {B, H, Lq, D}),
+        View<float, 4>(nullptr, {B, H, 0, D}), View<float, 4>(nullptr, {B, H, 0, D}), Mask(), o);
+    EXPECT_TRUE(std::all_of(dq.begin(), dq.end(), [](float x) { return x == 0.0f; }))
+        << backend_name(backend);
+  }
+}
+
 TEST_P(FlashBackward, GroupedHeadsSoftcapHeadMaskDropoutStrided) {
   Case c;
   c.s = {2, 6, 2, 130, 97, 80, 24};
