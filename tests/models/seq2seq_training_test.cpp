@@ -196,13 +196,7 @@ TEST(Seq2SeqTrainer, ResumedRunContinuesBitForBit) {
 // Regression: a batch without tensors threw std::out_of_range (the trainer
 // read tgt_in.size(1) of an empty tensor) instead of an Error.
 TEST(Seq2SeqTrainer, AnEmptyBatchIsAnErrorNamingIt) {
-  Seq2SeqOptions o;
-  o.src_vocab = o.tgt_vocab = 8;
-  o.transformer.d_model = 8, o.transformer.nhead = 2;
-  o.transformer.num_encoder_layers = o.transformer.num_decoder_layers = 1;
-  o.transformer.layer.dim_feedforward = 16;
-  o.max_len = 16;
-  Seq2SeqTransformer model(o);
+  Seq2SeqTransformer model(tiny_options(false));
   Seq2SeqTrainer trainer(model);
   try {
     trainer.step(Seq2SeqBatch{});
@@ -216,15 +210,9 @@ TEST(Seq2SeqTrainer, AnEmptyBatchIsAnErrorNamingIt) {
 // Regression: an id outside the vocabulary was named "Embedding: ids[b, l]"
 // whether it was in src or tgt.
 TEST(Seq2SeqTraining, IdsOutOfTheVocabularyNameSrcOrTgt) {
-  Seq2SeqOptions o;
-  o.src_vocab = o.tgt_vocab = 8;
-  o.transformer.d_model = 8, o.transformer.nhead = 2;
-  o.transformer.num_encoder_layers = o.transformer.num_decoder_layers = 1;
-  o.transformer.layer.dim_feedforward = 16;
-  o.max_len = 16;
-  const Seq2SeqTransformer model(o);
-  const int64_t good[2] = {3, 4}, bad[2] = {3, 8}, len[1] = {2};
-  Tensor<float> logits({1, 2, 8});
+  const Seq2SeqTransformer model(tiny_options(false));
+  const int64_t good[2] = {3, 4}, bad[2] = {3, kVocab}, len[1] = {2};
+  Tensor<float> logits({1, 2, kVocab});
   auto run = [&](const int64_t* src, const int64_t* tgt) {
     model.forward(View<const int64_t, 2>(src, {1, 2}), len, View<const int64_t, 2>(tgt, {1, 2}),
                   logits.view<3>());
