@@ -60,8 +60,8 @@ for target in "${targets[@]}"; do
   seeds=$(find "$corpus" -type f | wc -l)
   # An input that runs longer than this is reported as a timeout. The flash
   # differential runs attention forward and backward on both backends, on the
-  # portable EMU128 target too (scalar emulation, ~30x slower under coverage
-  # and ASan): a decoding call (Lk = 300) with its backward there took 22 s.
+  # portable EMU128 target too (scalar emulation, slow under coverage and
+  # ASan): a decoding call (Lk = 300) with its backward there took 22 s.
   timeout=10
   [[ $target == flash_vs_reference_fuzzer ]] && timeout=60
   options=(-max_total_time="$seconds" -print_final_stats=1 -timeout=$timeout -rss_limit_mb=2048
