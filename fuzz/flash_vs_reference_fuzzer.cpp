@@ -21,7 +21,10 @@
 //     of max |v| with bfloat16 inputs; lse 1e-5 of max |lse|; weights 1e-6,
 //     growing with max |lse| / 8) and flash_backward_test.cpp (dq, dk, dv
 //     2e-5 of max |gradient|, growing likewise) on every row whose inputs are
-//     finite. Here every bound grows with S / 8, S the larger of max |lse|
+//     finite (its query, and the keys and values it may attend: one the mask
+//     hides may hold a NaN). With a NaN in q, k, v or dout, every gradient
+//     the reference makes NaN must be NaN in flash and every other one
+//     finite and within tolerance. Here every bound grows with S / 8, S the larger of max |lse|
 //     and max |scale q.k| (raw_score_scale: under a softcap, large raw scores
 //     carry the float32 rounding while lse stays small; the first long run
 //     found out 5e-5 off at S ~ 2600, the rounding of float32 scores, not a
@@ -42,6 +45,7 @@
 #include <limits>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -327,28 +331,40 @@ double raw_score_scale(const Call& c, const Inputs& in) {
   return m;
 }
 
-// Rows whose inputs are finite: q row (b, h, i) and every key and value of
-// the key/value head it reads (masked keys too: a NaN there may reach the
-// reference's scores). Results are checked on these rows only.
+// Rows whose inputs are finite: q row (b, h, i) and every key and value
+// row it may attend (a NaN or inf at a key the mask hides must not reach
+// it). Results are checked on these rows only. all: every input is finite;
+// nan_only: every non-finite input is a NaN.
 struct FiniteRows {
   std::vector<uint8_t> row;  // (B, Hq, Lq)
-  bool all = true;
+  bool all = true, nan_only = true;
   FiniteRows(const Call& c, const Inputs& in) {
     const Shape& s = c.s;
-    std::vector<uint8_t> kv(static_cast<std::size_t>(s.batch * s.hkv), 1);
+    const BoundMask bound = c.mask.bind({s.batch, s.hq, s.lq, s.lk});
+    std::vector<uint8_t> kv(static_cast<std::size_t>(s.batch * s.hkv * s.lk), 1);
     for (int64_t b = 0; b < s.batch; ++b)
       for (int64_t h = 0; h < s.hkv; ++h)
         for (int64_t j = 0; j < s.lk; ++j)
-          if (!in.k.row_finite(b, h, j) || !in.v.row_finite(b, h, j))
-            kv[static_cast<std::size_t>(b * s.hkv + h)] = 0;
+          kv[static_cast<std::size_t>((b * s.hkv + h) * s.lk + j)] =
+              in.k.row_finite(b, h, j) && in.v.row_finite(b, h, j);
     for (int64_t b = 0; b < s.batch; ++b)
       for (int64_t h = 0; h < s.hq; ++h)
         for (int64_t i = 0; i < s.lq; ++i) {
-          const bool ok = kv[static_cast<std::size_t>(b * s.hkv + h / (s.hq / s.hkv))] &&
-                          in.q.row_finite(b, h, i);
+          bool ok = in.q.row_finite(b, h, i);
+          const int64_t hk = h / (s.hq / s.hkv);
+          for (int64_t j = 0; j < s.lk && ok; ++j)
+            ok = kv[static_cast<std::size_t>((b * s.hkv + hk) * s.lk + j)] ||
+                 !bound.allowed(b, h, i, j);
           row.push_back(ok);
-          all = all && ok;
         }
+    for (const Input* x : {&in.q, &in.k, &in.v}) {
+      const View<float, 4> v = x->view();
+      for_each_index(v.shape(), [&](std::span<const int64_t> i) {
+        const float e = v(i[0], i[1], i[2], i[3]);
+        all = all && std::isfinite(e);
+        nan_only = nan_only && (std::isfinite(e) || std::isnan(e));
+      });
+    }
   }
   bool operator()(const Shape& s, int64_t b, int64_t h, int64_t i) const {
     return row[static_cast<std::size_t>((b * s.hq + h) * s.lq + i)] != 0;
@@ -427,13 +443,26 @@ void check_forward(const Call& c, const Inputs& in, const Result& f, const Resul
   }
 }
 
-// The float32 backward of both backends from the flash forward's out and lse.
-void check_backward(FuzzedDataProvider& rest, const Call& c, const Inputs& in, const Result& f) {
+// The float32 backward of both backends from the flash forward's out and
+// lse. finite: every input is finite (otherwise every non-finite one is a
+// NaN); sometimes a NaN goes into dout. With a NaN anywhere, the gradients
+// the reference makes NaN must be NaN in flash and the others finite and
+// within tolerance: a NaN flows along the allowed pairs on both backends.
+void check_backward(FuzzedDataProvider& rest, const Call& c, const Inputs& in, const Result& f,
+                    bool finite) {
   const Shape& s = c.s;
   const Layout layout = static_cast<Layout>(rest.ConsumeIntegralInRange<int>(0, 2));
   Buffer4 dout({s.batch, s.hq, s.lq, s.dv}, layout);
   std::mt19937 rng(rest.ConsumeIntegral<uint32_t>());
   dout.fill_normal(rng);
+  if (dout.cview().numel() > 0 && rest.ConsumeIntegralInRange<int>(0, 7) == 0) {
+    dout.view()(rest.ConsumeIntegralInRange<int64_t>(0, s.batch - 1),
+                rest.ConsumeIntegralInRange<int64_t>(0, s.hq - 1),
+                rest.ConsumeIntegralInRange<int64_t>(0, s.lq - 1),
+                rest.ConsumeIntegralInRange<int64_t>(0, s.dv - 1)) =
+        std::numeric_limits<float>::quiet_NaN();
+    finite = false;
+  }
   AttentionOptions o = c.opts;
   std::array<std::optional<testing_attention::GradientBuffers>, 2> g;
   std::array<std::string, 2> errors;
@@ -466,6 +495,8 @@ void check_backward(FuzzedDataProvider& rest, const Call& c, const Inputs& in, c
     const double tol = 2e-5 * std::max(1.0, ls / 8.0) * scale;
     auto res = same_within<4>(c.text + " backward " + names[x], fb.cview(), rb.cview(), tol);
     if (!res) finding(res.message());
+    if (fb.gaps_written() != 0) finding(c.text + " backward: flash wrote outside " + names[x]);
+    if (!finite) continue;
     const View<const float, 4> v = fb.cview();
     for (int64_t a = 0; a < v.size(0); ++a)
       for (int64_t b = 0; b < v.size(1); ++b)
@@ -474,7 +505,6 @@ void check_backward(FuzzedDataProvider& rest, const Call& c, const Inputs& in, c
             if (!std::isfinite(v(a, b, i, d)))
               finding(c.text + " backward: flash " + names[x] + " = " +
                       std::to_string(v(a, b, i, d)) + " from finite inputs");
-    if (fb.gaps_written() != 0) finding(c.text + " backward: flash wrote outside " + names[x]);
   }
 }
 
@@ -542,11 +572,11 @@ void run_one(const uint8_t* data, size_t size) {
   if (c.invalid) finding(c.text + ": an invalid argument accepted");
   const FiniteRows finite(c, inputs);
   check_forward(c, inputs, *f, *r, finite);
-  // The backward: float32 only, with lse, finite inputs, and not always (it
-  // costs as much as a few forwards).
-  if (!c.bf16 && c.lse && finite.all && in.ConsumeBool()) {
+  // The backward: float32 only, with lse, inputs finite or NaN, and not
+  // always (it costs as much as a few forwards).
+  if (!c.bf16 && c.lse && finite.nan_only && in.ConsumeBool()) {
     detail::force_simd_target(target);
-    check_backward(in, c, inputs, *f);
+    check_backward(in, c, inputs, *f, finite.all);
     detail::force_simd_target(0);
   }
 }

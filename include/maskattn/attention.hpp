@@ -19,13 +19,13 @@
 // finite options, head mask and biases) every result is finite (an empty
 // row: as opts.empty_rows says). A NaN in q[b, h, i] makes row i's out, lse
 // and allowed weights NaN; a NaN in k[b, hk, j] the rows that may attend key
-// j; a NaN in v[b, hk, j, x] column x of those rows' out. Nothing else
+// j; a NaN in v[b, hk, j, x] column x of those rows' out whose weight for j
+// is not 0 (a key dropout drops adds nothing, as a masked one). Nothing else
 // changes (bit for bit): a key the mask hides from a row never reaches it,
-// and weights the mask forbids stay exactly 0. +-inf inputs give +-inf or NaN
-// where inf - inf arises, and nothing outside the rows they reach. Known gap
-// (issue 9): the flash backend lets a NaN in v, and the flash backward a NaN
-// in q, k, v or dout, reach rows of the same key tile that mask its key
-// (0 * NaN); Backend::Reference has no such gap.
+// and weights the mask forbids stay exactly 0. In the backward a masked
+// (query, key) pair contributes nothing either. +-inf inputs give +-inf or
+// NaN where inf - inf arises, and nothing outside the rows they reach. Every
+// backend keeps this contract.
 //
 // Views may have any non-negative strides on their first three dimensions
 // (BHLD, or BLHD memory viewed with transposed(1, 2)); the last is contiguous.

@@ -214,12 +214,13 @@ HWY_NOINLINE void SoftmaxBackwardFor(Multiplier mult, const float* st, float* dp
 // One query head's operands, per block of Bq queries (block qb at offset
 // qb times the per-block size).
 struct HeadOperands {
-  float* qt;    // (blocks, D, Bq) queries times scale log2 e, transposed
-  float* qr;    // (blocks, Bq, Dp) query rows, zero-padded to Dp
-  float* gt;    // (blocks, Dv, Bq) dout transposed
-  float* gr;    // (blocks, Bq, Dvp) dout rows, zero-padded to Dvp
-  float* lse2;  // (blocks, Bq) lse log2 e; +inf: no query, or an empty row
-  float* dd;    // (blocks, Bq) dout . out; 0 where lse2 is +inf
+  float* qt;     // (blocks, D, Bq) queries times scale log2 e, transposed
+  float* qr;     // (blocks, Bq, Dp) query rows, zero-padded to Dp
+  float* gt;     // (blocks, Dv, Bq) dout transposed
+  float* gr;     // (blocks, Bq, Dvp) dout rows, zero-padded to Dvp
+  float* lse2;   // (blocks, Bq) lse log2 e; +inf: no query, or an empty row
+  float* dd;     // (blocks, Bq) dout . out; 0 where lse2 is +inf
+  bool* finite;  // (blocks) q, dout and dd finite, lse not NaN
 };
 
 // Packs query head h of batch b. Lanes without a query, and empty rows
@@ -255,9 +256,80 @@ void PackHead(const BackwardCall& bc, int64_t b, int64_t h, int64_t blocks, int6
       dd += static_cast<double>(g[x]) * o[x];
     }
     ops.dd[i] = static_cast<float>(dd);
-    // Kept within float's range, as the forward keeps its biases.
-    ops.lse2[i] = std::max(lowest, static_cast<float>(static_cast<double>(lse) * kLog2e));
+    // Kept within float's range, as the forward keeps its biases; a NaN stays.
+    const float lse2 = static_cast<float>(static_cast<double>(lse) * kLog2e);
+    ops.lse2[i] = std::isnan(lse2) ? lse2 : std::max(lowest, lse2);
   }
+  for (int64_t qb = 0; qb < blocks; ++qb) {
+    bool finite = RowsFinite(Rows<float>{ops.qr + qb * bq * dp, dp}, 0, bq, c.d) &&
+                  RowsFinite(Rows<float>{ops.gr + qb * bq * dvp, dvp}, 0, bq, c.dv);
+    for (int64_t lane = 0; lane < bq; ++lane)
+      finite = finite && IsFinite(ops.dd[qb * bq + lane]) && !std::isnan(ops.lse2[qb * bq + lane]);
+    ops.finite[qb] = finite;
+  }
+}
+
+// Whether the mask allows the pair (key j, lane) of a tile of keys [k0, k1)
+// and queries [q0, q0 + nq): a lane of a query, and a key before ka (the
+// uncut rows) or whose mask value (mt row j - k0) is not -inf.
+struct AllowedPair {
+  const float* mt;
+  int64_t k0, ka, nq;
+  bool operator()(int64_t j, int64_t lane) const {
+    return lane < nq && (j < ka || mt[(j - k0) * QueryBlockSize() + lane] != kNegInf);
+  }
+};
+
+// w (nk, Bq) lane weights of keys [k0, k1) as 0 where the pair is not allowed.
+void ZeroHiddenPairs(float* w, int64_t k0, int64_t k1, const AllowedPair& allowed) {
+  const int64_t bq = QueryBlockSize();
+  for (int64_t j = k0; j < k1; ++j)
+    for (int64_t lane = 0; lane < bq; ++lane)
+      if (!allowed(j, lane)) w[(j - k0) * bq + lane] = 0.0f;
+}
+
+// acc[j - k0][x] += w[j - k0][lane] r[lane][x] (acc's rows `width` apart, r's
+// `width` too) for each non-finite r[lane][x] of x < cols and each allowed
+// pair (j, lane) of keys [k0, k1): AccumulateRows' products of the elements
+// the caller zeroed (flash_steps-inl.hpp, "non-finite values").
+void AddNonFiniteRows(const float* w, int64_t k0, int64_t k1, const float* r, int64_t width,
+                      int64_t cols, const AllowedPair& allowed, float* acc) {
+  const int64_t bq = QueryBlockSize();
+  for (int64_t lane = 0; lane < allowed.nq; ++lane)
+    for (int64_t x = 0; x < cols; ++x) {
+      const float rx = r[lane * width + x];
+      if (IsFinite(rx)) continue;
+      for (int64_t j = k0; j < k1; ++j)
+        if (allowed(j, lane)) acc[(j - k0) * width + x] += w[(j - k0) * bq + lane] * rx;
+    }
+}
+
+// A tile's three products — dv += (P m)^T dout, dk += dS^T q, dq += k^T dS
+// (P m: pm; dS: dpt; dout, q: the block's rows gr, qr; k: the tile's keys
+// [allowed.k0, k1)) — where its weights of 0 (pairs the mask hides, lanes
+// past the queries) may meet a non-finite operand or be NaN themselves (0
+// times a non-finite dP, dd or lse): those weights set to 0, the operands'
+// non-finite elements zeroed, then added alone over the allowed pairs
+// (flash_steps-inl.hpp, "non-finite values"). Rare, and kept out of the
+// task's loop. clean: (Bq, Dvp) + (Bq, Dp) + (Bk, D) floats of scratch.
+HWY_NOINLINE void ProductsWithNonFinite(const AllowedPair& allowed, int64_t k1, float* pm,
+                                        float* dpt, const float* gr, int64_t dvp, int64_t dv,
+                                        const float* qr, int64_t dp, int64_t d,
+                                        const Rows<float>& k, float* clean, float* dv_tile,
+                                        float* dk_tile, float* dq_block) {
+  const int64_t bq = QueryBlockSize(), k0 = allowed.k0, nk = k1 - k0, nq = allowed.nq;
+  float *gr_clean = clean, *qr_clean = gr_clean + bq * dvp, *k_clean = qr_clean + bq * dp;
+  ZeroHiddenPairs(pm, k0, k1, allowed);
+  ZeroHiddenPairs(dpt, k0, k1, allowed);
+  CopyZeroingNonFinite(Rows<float>{gr, dvp}, 0, 0, bq, dvp, gr_clean, dvp);
+  CopyZeroingNonFinite(Rows<float>{qr, dp}, 0, 0, bq, dp, qr_clean, dp);
+  CopyZeroingNonFinite(k, k0, k0, k1, d, k_clean, d);
+  AccumulateRows(pm, nk, nq, gr_clean, dvp, dv_tile);
+  AddNonFiniteRows(pm, k0, k1, gr, dvp, dv, allowed, dv_tile);
+  AccumulateRows(dpt, nk, nq, qr_clean, dp, dk_tile);
+  AddNonFiniteRows(dpt, k0, k1, qr, dp, d, allowed, dk_tile);
+  TileDq(dpt, nk, k_clean, d, d, dq_block);
+  AddNonFinite(dpt, k, k0, k0, k1, d, nq, allowed, dq_block);
 }
 
 void BackwardTaskImpl(const BackwardCall& bc, const FlashTiles& tiles, const BackwardTask& t,
@@ -276,10 +348,13 @@ void BackwardTaskImpl(const BackwardCall& bc, const FlashTiles& tiles, const Bac
   float* dv_acc = frame.alloc<float>(own_tiles * bk * dvp);  // (own tiles x Bk, Dvp)
   std::fill(dk_acc, dk_acc + own_tiles * bk * dp, 0.0f);
   std::fill(dv_acc, dv_acc + own_tiles * bk * dvp, 0.0f);
-  const HeadOperands ops{
-      frame.alloc<float>(blocks * c.d * bq),  frame.alloc<float>(blocks * bq * dp),
-      frame.alloc<float>(blocks * c.dv * bq), frame.alloc<float>(blocks * bq * dvp),
-      frame.alloc<float>(blocks * bq),        frame.alloc<float>(blocks * bq)};
+  const HeadOperands ops{frame.alloc<float>(blocks * c.d * bq),
+                         frame.alloc<float>(blocks * bq * dp),
+                         frame.alloc<float>(blocks * c.dv * bq),
+                         frame.alloc<float>(blocks * bq * dvp),
+                         frame.alloc<float>(blocks * bq),
+                         frame.alloc<float>(blocks * bq),
+                         frame.alloc<bool>(blocks)};
   float* dqt = frame.alloc<float>(blocks * c.d * bq);       // (blocks, D, Bq)
   float* st = frame.alloc<float>(bk * bq);                  // (Bk, Bq) scores, then P
   float* dpt = frame.alloc<float>(bk * bq);                 // (Bk, Bq) dout . v, then dS
@@ -288,6 +363,14 @@ void BackwardTaskImpl(const BackwardCall& bc, const FlashTiles& tiles, const Bac
   float* ut = cap ? frame.alloc<float>(bk * bq) : nullptr;  // (Bk, Bq) tanh of the softcap
   const ScoreTransform tf(c, true);
   const Rows<float> k = rows_of(c.f32.k, t.b, t.hk), v = rows_of(c.f32.v, t.b, t.hk);
+  // ProductsWithNonFinite's scratch, and whether each own tile's keys and
+  // values are finite.
+  float* clean = frame.alloc<float>(bq * (dp + dvp) + bk * c.d);
+  bool* tile_finite = frame.alloc<bool>(own_tiles);
+  for (int64_t own = 0; own < own_tiles; ++own) {
+    const int64_t tile0 = (t.split + own * t.splits) * bk, tile1 = std::min(tile0 + bk, c.lk);
+    tile_finite[own] = RowsFinite(k, tile0, tile1, c.d) && RowsFinite(v, tile0, tile1, c.dv);
+  }
 
   for (int64_t h = t.hk * group; h < (t.hk + 1) * group; ++h) {
     PackHead(bc, t.b, h, blocks, dp, dvp, ops);
@@ -306,10 +389,12 @@ void BackwardTaskImpl(const BackwardCall& bc, const FlashTiles& tiles, const Bac
         if (cls == TileClass::Partial) cls = TrimTile(*c.mask, t.b, h, q0, q1, k0, k1);
         const int64_t nk = k1 - k0;
         TileScores(ops.qt + qb * c.d * bq, c.d, k.row(k0), k.stride, nk, st);
-        if (cls == TileClass::Partial || tf.bias) {
+        const bool masked = cls == TileClass::Partial || tf.bias;
+        int64_t ka = k1;  // keys [ka, k1) have mask values
+        if (masked) {
           // Mask values only where the tile is cut: rows [ka, k1).
-          const int64_t ka = tf.bias ? k0 : FullPrefix(*c.mask, t.b, h, q0, q1, k0, k1),
-                        cut = (ka - k0) * bq;
+          ka = tf.bias ? k0 : FullPrefix(*c.mask, t.b, h, q0, q1, k0, k1);
+          const int64_t cut = (ka - k0) * bq;
           if (nq < bq) std::fill(mt + cut, mt + nk * bq, 0.0f);  // lanes tile_values leaves
           c.mask->tile_values(t.b, h, q0, q1, ka, k1, mt + cut, bq);
           tf.finish(st, cut, nullptr, ut);
@@ -327,12 +412,22 @@ void BackwardTaskImpl(const BackwardCall& bc, const FlashTiles& tiles, const Bac
           SoftmaxBackwardFor<true>(mult, st, dpt, mb, head, ops.dd + qb * bq, ut, nk);
         else
           SoftmaxBackwardFor<false>(mult, st, dpt, mb, head, ops.dd + qb * bq, ut, nk);
-        const float* pm = mult == Multiplier::None ? st : mb;
-        AccumulateRows(pm, nk, nq, ops.gr + qb * bq * dvp, dvp,
-                       dv_acc + (own * bk + k0 - tile0) * dvp);
-        AccumulateRows(dpt, nk, nq, ops.qr + qb * bq * dp, dp,
-                       dk_acc + (own * bk + k0 - tile0) * dp);
-        TileDq(dpt, nk, k.row(k0), k.stride, c.d, dqt + qb * c.d * bq);
+        float* pm = mult == Multiplier::None ? st : mb;
+        const float *gr = ops.gr + qb * bq * dvp, *qr = ops.qr + qb * bq * dp;
+        float* dv_tile = dv_acc + (own * bk + k0 - tile0) * dvp;
+        float* dk_tile = dk_acc + (own * bk + k0 - tile0) * dp;
+        float* dq_block = dqt + qb * c.d * bq;
+        // Pairs the mask hides and lanes past the queries have weights of 0
+        // — or NaN, from a non-finite dP, dd or lse — which must not meet a
+        // non-finite operand (flash_steps-inl.hpp, "non-finite values").
+        if ((masked || nq < bq) && !(ops.finite[qb] && tile_finite[own])) {
+          ProductsWithNonFinite(AllowedPair{mt, k0, ka, nq}, k1, pm, dpt, gr, dvp, c.dv, qr, dp,
+                                c.d, k, clean, dv_tile, dk_tile, dq_block);
+        } else {
+          AccumulateRows(pm, nk, nq, gr, dvp, dv_tile);
+          AccumulateRows(dpt, nk, nq, qr, dp, dk_tile);
+          TileDq(dpt, nk, k.row(k0), k.stride, c.d, dq_block);
+        }
       }
     }
     // dq = scale dqt^T: this head's rows, or its share of them.

@@ -38,6 +38,7 @@
 #include <cstring>
 #include <limits>
 #include <numbers>
+#include <type_traits>
 
 #include "core/arena.hpp"
 #include "kernels/bf16_dot.hpp"
@@ -57,16 +58,25 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 // ---- the inputs of a task, per storage type ----------------------------------
 
+// Whether key j's weight in lane `lane` of a tile's probabilities p (row
+// j - k0) is not 0: the forward's pairs that see a non-finite value (the
+// reference's rule: a key of weight 0 adds nothing).
+struct NonZeroWeight {
+  const float* p;
+  int64_t k0;
+  bool operator()(int64_t j, int64_t lane) const {
+    return p[(j - k0) * QueryBlockSize() + lane] != 0.0f;
+  }
+};
+
 // The float micro-kernels' operands: for float inputs the rows themselves;
 // for bfloat16 without the BF16 dot product, each tile widened to float.
 class FloatOperands {
  public:
   FloatOperands(const AttentionCall& c, const TileTask& t, int64_t k_block, Arena::Frame& frame)
       : c_(c), b_(t.b), h_(t.h), hk_(t.h / c.group()) {
-    if (c.is_bf16) {
-      kf_ = frame.alloc<float>(k_block * c.d);
-      vf_ = frame.alloc<float>(k_block * c.dv);
-    }
+    if (c.is_bf16) kf_ = frame.alloc<float>(k_block * c.d);
+    vf_ = frame.alloc<float>(k_block * c.dv);
   }
 
   // qt[x][lane] = scale log2(e) q[q0 + lane][x]; lanes past q1 are 0.
@@ -95,23 +105,40 @@ class FloatOperands {
     Scores(qt, c_.d, kf_, c_.d, nk, st);
   }
 
-  void accumulate(const float* p, int64_t k0, int64_t nk, float* ot) {
-    if (!c_.is_bf16) {
-      const Rows<float> v = rows_of(c_.f32.v, b_, hk_);
-      Pv(p, nk, v.row(k0), v.stride, c_.dv, ot);
-      return;
-    }
-    WidenRows(rows_of(c_.bf16.v, b_, hk_), k0, nk, c_.dv, vf_, c_.dv);
-    Pv(p, nk, vf_, c_.dv, c_.dv, ot);
+  // ot += v^T p over keys [k0, k0 + nk), of which [ka, k0 + nk) may have
+  // weights of 0 (masked or dropped pairs): a non-finite value there reaches
+  // only the lanes [0, nq) whose weight is not 0.
+  void accumulate(const float* p, int64_t k0, int64_t nk, int64_t ka, int64_t nq, float* ot) {
+    if (c_.is_bf16)
+      accumulate(rows_of(c_.bf16.v, b_, hk_), p, k0, nk, ka, nq, ot);
+    else
+      accumulate(rows_of(c_.f32.v, b_, hk_), p, k0, nk, ka, nq, ot);
   }
 
   static constexpr bool kScaledScores = true;  // scale log2 e already in qt
 
  private:
+  template <class T>
+  void accumulate(const Rows<T>& v, const float* p, int64_t k0, int64_t nk, int64_t ka, int64_t nq,
+                  float* ot) {
+    const int64_t k1 = k0 + nk;
+    const bool finite = ka == k1 || RowsFinite(v, ka, k1, c_.dv);
+    if constexpr (std::is_same_v<T, float>) {
+      if (finite) {
+        Pv(p, nk, v.row(k0), v.stride, c_.dv, ot);
+        return;
+      }
+    }
+    // bfloat16 widened to float; a non-finite value zeroed, then added alone.
+    CopyZeroingNonFinite(v, k0, finite ? k1 : ka, k1, c_.dv, vf_, c_.dv);
+    Pv(p, nk, vf_, c_.dv, c_.dv, ot);
+    if (!finite) AddNonFinite(p, v, k0, ka, k1, c_.dv, nq, NonZeroWeight{p, k0}, ot);
+  }
+
   const AttentionCall& c_;
   int64_t b_, h_, hk_;
   float* kf_ = nullptr;  // (Bk, D) widened key tile
-  float* vf_ = nullptr;  // (Bk, Dv) widened value tile
+  float* vf_ = nullptr;  // (Bk, Dv) value tile: widened, or with non-finite elements zeroed
 };
 
 // bfloat16 inputs on AVX-512 BF16: scores and p v by vdpbf16ps.
@@ -144,11 +171,16 @@ class Bf16DotOperands {
     bf16::scores(qt_, &k.row(k0)->bits, k.stride, nk, c_.d, st);
   }
 
-  void accumulate(const float* p, int64_t k0, int64_t nk, float* ot) const {
+  // As FloatOperands::accumulate.
+  void accumulate(const float* p, int64_t k0, int64_t nk, int64_t ka, int64_t nq, float* ot) const {
     const Rows<BFloat16> v = rows_of(c_.bf16.v, b_, hk_);
+    const int64_t k1 = k0 + nk;
+    const bool finite = ka == k1 || RowsFinite(v, ka, k1, c_.dv);
     bf16::pack_probabilities(p, nk, pp_);
     bf16::pack_value_pairs(&v.row(k0)->bits, v.stride, nk, c_.dv, vp_);
+    if (!finite) ZeroNonFinitePairs(v, k0, ka, k1, c_.dv, vp_);
     bf16::accumulate_pv(pp_, vp_, (nk + 1) / 2, c_.dv, ot);
+    if (!finite) AddNonFinite(p, v, k0, ka, k1, c_.dv, nq, NonZeroWeight{p, k0}, ot);
   }
 
   static constexpr bool kScaledScores = false;
@@ -225,10 +257,11 @@ void ForwardTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
     const int64_t nk = k1 - k0;
     ops.scores(qt, k0, nk, st);
     const bool masked = cls == TileClass::Partial || tf.bias;
+    int64_t ka = k1;  // keys [ka, k1) may have pairs of weight 0
     if (masked) {
       // Mask values only where the tile is cut: rows [ka, k1).
-      const int64_t ka = tf.bias ? k0 : FullPrefix(*c.mask, t.b, t.h, t.q0, t.q1, k0, k1),
-                    cut = (ka - k0) * bq;
+      ka = tf.bias ? k0 : FullPrefix(*c.mask, t.b, t.h, t.q0, t.q1, k0, k1);
+      const int64_t cut = (ka - k0) * bq;
       c.mask->tile_values(t.b, t.h, t.q0, t.q1, ka, k1, mt + cut, bq);
       tf.finish(st, cut, nullptr);
       tf.finish(st + cut, (k1 - ka) * bq, mt + cut);
@@ -236,8 +269,11 @@ void ForwardTask(const AttentionCall& c, const FlashTiles& tiles, const TileTask
       tf.finish(st, nk * bq, nullptr);
     }
     OnlineSoftmax(st, nk, tf.pending(masked), m, l, ot, c.dv);
-    if (c.dropout_p > 0.0f) ApplyDropout(c, t.b, t.h, t.q0, nq, k0, nk, st);
-    ops.accumulate(st, k0, nk, ot);
+    if (c.dropout_p > 0.0f) {
+      ApplyDropout(c, t.b, t.h, t.q0, nq, k0, nk, st);
+      ka = k0;
+    }
+    ops.accumulate(st, k0, nk, ka, nq, ot);
   }
 
   if (partial != nullptr) {  // (x_stride, n_stride) = (Bq, 1): ot as it is

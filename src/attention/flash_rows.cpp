@@ -93,8 +93,10 @@ class FloatRowOperands {
     }
   }
 
-  // o[r * ldo + x] += sum_j p[r * ld + j] v_j[x].
-  void accumulate(const float* p, int64_t ld, int64_t k0, int64_t nk, float* o, int64_t ldo) {
+  // o[r * ldo + x] += sum_j p[r * ld + j] v_j[x], skipping weights of 0 (the
+  // reference's rule: a masked or dropped key adds nothing, not even a NaN).
+  void accumulate(const float* p, int64_t ld, int64_t k0, int64_t nk, float* o, int64_t ldo,
+                  bool /*zero_weights*/) {
     const DF d;
     const int64_t n = static_cast<int64_t>(hn::Lanes(d));
     const float* v;
@@ -169,11 +171,27 @@ class Bf16DotRowOperands {
     bf16::row_scores(q_, rows_, dpad_, &k.row(k0)->bits, k.stride, nk, c_.d, s, ld);
   }
 
-  void accumulate(const float* p, int64_t ld, int64_t k0, int64_t nk, float* o, int64_t ldo) const {
+  // As FloatRowOperands::accumulate. The pairs' products cannot skip a
+  // weight of 0: when the block may have some (zero_weights) and a value is
+  // not finite, it is zeroed in the pairs and added alone where its weight
+  // is not 0 (flash_steps-inl.hpp, "non-finite values").
+  void accumulate(const float* p, int64_t ld, int64_t k0, int64_t nk, float* o, int64_t ldo,
+                  bool zero_weights) const {
     const Rows<BFloat16> v = rows_of(c_.bf16.v, t_.b, t_.hk);
+    const bool finite = !zero_weights || RowsFinite(v, k0, k0 + nk, c_.dv);
     bf16::pack_row_probabilities(p, ld, rows_, nk, pp_, ldp_);
     bf16::pack_value_pairs(&v.row(k0)->bits, v.stride, nk, c_.dv, vp_);
+    if (!finite) ZeroNonFinitePairs(v, k0, k0, k0 + nk, c_.dv, vp_);
     bf16::row_pv(pp_, ldp_, rows_, vp_, (nk + 1) / 2, c_.dv, o, ldo);
+    if (finite) return;
+    for (int64_t j = 0; j < nk; ++j) {
+      const BFloat16* vj = v.row(k0 + j);
+      for (int64_t x = 0; x < c_.dv; ++x) {
+        if (IsFinite(vj[x])) continue;
+        for (int64_t r = 0; r < rows_; ++r)
+          if (p[r * ld + j] != 0.0f) o[r * ldo + x] += p[r * ld + j] * to_float(vj[x]);
+      }
+    }
   }
 
   void prefetch_keys(int64_t k0, int64_t k1) const {
@@ -245,11 +263,12 @@ void RowsTask(const AttentionCall& c, const FlashTiles& tiles, const RowTask& t,
 
   for (int64_t k0 = t.k_begin; k0 < t.k_end; k0 += bk) {
     const int64_t k1 = std::min(k0 + bk, t.k_end), nk = k1 - k0, nkp = RoundUp(nk, n);
-    bool any = false;
+    bool any = false, all_full = !tf.bias && c.dropout_p == 0.0f;
     for (int64_t r = 0; r < rows; ++r) {
       const RowQuery rq = row_query(c, t, t.r0 + r);
       cls[r] = c.mask->classify(t.b, rq.h, rq.i, rq.i + 1, k0, k1);
       any = any || cls[r] != TileClass::Empty;
+      all_full = all_full && cls[r] == TileClass::Full;
     }
     if (!any) continue;
     // Decoding streams K and V from memory: ask for the next block's key
@@ -287,7 +306,7 @@ void RowsTask(const AttentionCall& c, const FlashTiles& tiles, const RowTask& t,
                       : 0.0f;
     }
     ops.prefetch_values(k1, next_end);
-    ops.accumulate(s, ld, k0, nk, o, ldo);
+    ops.accumulate(s, ld, k0, nk, o, ldo, /*zero_weights=*/!all_full);
   }
 
   for (int64_t r = 0; r < rows; ++r) {

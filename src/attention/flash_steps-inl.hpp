@@ -16,6 +16,7 @@
 #endif
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <limits>
 
@@ -25,6 +26,7 @@
 #include "hwy/highway.h"
 #include "kernels/bf16_dot.hpp"
 #include "kernels/exp-inl.hpp"
+#include "kernels/load_tail-inl.hpp"
 
 HWY_BEFORE_NAMESPACE();
 namespace maskattn::detail {
@@ -155,6 +157,89 @@ HWY_INLINE void WidenRows(const Rows<BFloat16>& r, int64_t k0, int64_t nk, int64
     float* dst = out + j * ld;
     for (int64_t x = 0; x < width; ++x) dst[x] = to_float(src[x]);
     std::fill(dst + width, dst + ld, 0.0f);
+  }
+}
+
+// ---- non-finite values under weights of 0 -----------------------------------
+//
+// The products p @ v (and the backward's) give a pair the mask hides — or
+// dropout drops — a weight of exactly 0, but 0 * NaN and 0 * inf are NaN: a
+// NaN or inf in such a key's row would still reach the query (attention.hpp,
+// "Non-finite inputs"). Where a block has such pairs the kernels check its
+// operand rows first (a pass of 1/Bq of the product's cost), and when one is
+// not finite they multiply with its non-finite elements zeroed, then add each
+// one's products over the pairs that keep it. Those results are not finite
+// whatever the order of the sum; every other one is bit for bit what it is
+// without the bad element.
+
+HWY_INLINE bool IsFinite(float x) {
+  return (std::bit_cast<uint32_t>(x) & 0x7f800000u) != 0x7f800000u;
+}
+HWY_INLINE bool IsFinite(BFloat16 x) { return (x.bits & 0x7f80u) != 0x7f80u; }
+HWY_INLINE float ToFloat(float x) { return x; }
+HWY_INLINE float ToFloat(BFloat16 x) { return to_float(x); }
+
+// Whether rows [k0, k1) of r are finite in their first `width` elements
+// (float: x * 0 + acc stays 0 unless an x is NaN or inf; bfloat16: no
+// element has all exponent bits set). A vector operation per vector of
+// elements: 1/Bq of what p @ v spends on the same rows.
+inline bool RowsFinite(const Rows<float>& r, int64_t k0, int64_t k1, int64_t width) {
+  const DF d;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  const VF zero = hn::Zero(d);
+  VF acc = zero;
+  for (int64_t j = k0; j < k1; ++j) {
+    const float* row = r.row(j);
+    int64_t x = 0;
+    for (; x + n <= width; x += n) acc = hn::MulAdd(hn::LoadU(d, row + x), zero, acc);
+    if (x < width)
+      acc = hn::MulAdd(LoadFirstN(d, row + x, static_cast<size_t>(width - x)), zero, acc);
+  }
+  return hn::AllFalse(d, hn::IsNaN(acc));
+}
+
+inline bool RowsFinite(const Rows<BFloat16>& r, int64_t k0, int64_t k1, int64_t width) {
+  const hn::ScalableTag<uint16_t> d;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  const auto exponent = hn::Set(d, uint16_t{0x7f80});
+  auto bad = hn::Zero(d);
+  for (int64_t j = k0; j < k1; ++j) {
+    const uint16_t* row = &r.row(j)->bits;
+    int64_t x = 0;
+    for (; x + n <= width; x += n)
+      bad = hn::Or(bad,
+                   hn::VecFromMask(d, hn::Eq(hn::And(hn::LoadU(d, row + x), exponent), exponent)));
+    if (x < width) {
+      const auto v = LoadFirstN(d, row + x, static_cast<size_t>(width - x));
+      bad = hn::Or(bad, hn::VecFromMask(d, hn::Eq(hn::And(v, exponent), exponent)));
+    }
+  }
+  return hn::AllFalse(d, hn::Ne(bad, hn::Zero(d)));
+}
+
+// Rows [k0, k1) of r, `width` elements each, as floats into out (row stride
+// ld), the non-finite elements of rows [ka, k1) as 0.
+template <class T>
+void CopyZeroingNonFinite(const Rows<T>& r, int64_t k0, int64_t ka, int64_t k1, int64_t width,
+                          float* out, int64_t ld) {
+  for (int64_t j = k0; j < k1; ++j) {
+    const T* src = r.row(j);
+    float* dst = out + (j - k0) * ld;
+    for (int64_t x = 0; x < width; ++x)
+      dst[x] = j < ka || IsFinite(src[x]) ? ToFloat(src[x]) : 0.0f;
+  }
+}
+
+// In value pairs packed by bf16::pack_value_pairs from rows [k0, k1) of v
+// (vp[(j - k0) / 2][x] holds rows j - k0 and j - k0 + 1 in its low and high
+// halves), the non-finite elements of rows [ka, k1) as 0.
+inline void ZeroNonFinitePairs(const Rows<BFloat16>& v, int64_t k0, int64_t ka, int64_t k1,
+                               int64_t dv, uint32_t* vp) {
+  for (int64_t j = ka; j < k1; ++j) {
+    const BFloat16* row = v.row(j);
+    const uint32_t keep = (j - k0) % 2 == 0 ? 0xffff0000u : 0x0000ffffu;
+    for (int64_t x = 0; x < dv; ++x)
+      if (!IsFinite(row[x])) vp[(j - k0) / 2 * dv + x] &= keep;
   }
 }
 

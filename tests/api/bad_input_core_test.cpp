@@ -92,7 +92,7 @@ std::vector<Case> attention_rows() {
       covered(hdr, "attention_backward", Option, "bad options and a mask that does not fit",
               "AttentionBackwardErrors.OptionsAndMask"),
       covered(hdr, "attention_backward", NonFinite, "NaN in q / k / v / dout: flows, not invented",
-              "NanPropagationBackward.Reference"),
+              "NanPropagation.BackwardNaNFlowsOnlyWhereItMathematicallyFlows"),
       covered(hdr, "attention_backward", NonFinite, "+-1e4 logits, -inf biases, empty rows",
               "NumericRobustness.BackwardMatchesFloat64Reference"),
   };

@@ -165,7 +165,11 @@ std::vector<double> lse_of(const testing_attention::Expected& e) { return e.lse;
 
 class NanPropagation : public ::testing::TestWithParam<Backend> {};
 
-void check_forward(Backend backend, bool values) {
+// q, k and v. A NaN in value j reaches only the rows that may attend key j,
+// also in a partially masked flash tile whose mask hides key j from some of
+// its rows (their weight 0 must not meet the NaN: 0 * NaN = NaN).
+TEST_P(NanPropagation, ForwardNaNFlowsOnlyWhereItMathematicallyFlows) {
+  const Backend backend = GetParam();
   for (bool bf16 : {false, true}) {
     Inputs clean_in(11);
     if (bf16) clean_in.round_to_bf16();
@@ -175,7 +179,7 @@ void check_forward(Backend backend, bool values) {
       for (float x : *t) ASSERT_TRUE(std::isfinite(x));
     }
     for (const Poison& p : poisons()) {
-      if (p.where == Where::Dout || (p.where == Where::V) != values) continue;
+      if (p.where == Where::Dout) continue;
       SCOPED_TRACE(p.name() + (bf16 ? " (bf16)" : " (float32)"));
       Inputs in(11);
       if (bf16) in.round_to_bf16();
@@ -198,19 +202,6 @@ void check_forward(Backend backend, bool values) {
     }
   }
 }
-
-// q and k: every backend.
-TEST_P(NanPropagation, ForwardNaNFlowsOnlyWhereItMathematicallyFlows) {
-  check_forward(GetParam(), false);
-}
-
-// v: a NaN in value j must reach only the rows that may attend key j.
-// Reference: yes. Flash: no, not yet — a row of a partially masked tile
-// whose key j is masked gets p_ij = 0 and 0 * NaN = NaN in the tile's p @ v
-// (open; DISABLED_ below keeps the check runnable with
-// --gtest_also_run_disabled_tests).
-TEST(NanPropagationValues, Reference) { check_forward(Backend::Reference, true); }
-TEST(NanPropagationValues, DISABLED_Flash) { check_forward(Backend::Flash, true); }
 
 void check_backward(Backend backend) {
   auto backward = [&](const Inputs& in, const Outputs& f) {
@@ -249,11 +240,92 @@ void check_backward(Backend backend) {
   }
 }
 
-// Reference: exactly where the formula flows. Flash: not yet — masked
-// pairs of a partial tile compute dS = 0 * NaN and dP from a NaN dout, and a
-// NaN lse gives probabilities of 0 instead of NaN (open).
-TEST(NanPropagationBackward, Reference) { check_backward(Backend::Reference); }
-TEST(NanPropagationBackward, DISABLED_Flash) { check_backward(Backend::Flash); }
+// The gradients: a masked pair contributes nothing, even where dP, dd or the
+// saved lse is NaN or an operand row holds a NaN (flash: the pairs a tile's
+// mask hides, and the lanes past its last query, take weight 0 exactly).
+TEST_P(NanPropagation, BackwardNaNFlowsOnlyWhereItMathematicallyFlows) {
+  check_backward(GetParam());
+}
+
+// Flash against the reference on calls the tests above do not make: the
+// decoding row path (one query), dropout (the forward: a dropped key, like
+// a masked one, adds nothing — the reference skips a weight of 0), a bias
+// mask (ALiBi: every tile carries mask values), float32 and bfloat16. Each
+// call holds a NaN and an inf in v, at keys some rows may attend and others
+// not, and a NaN in dout; the results the reference makes non-finite must
+// be non-finite in flash (NaN where NaN), the others within tolerance.
+struct FlashCase {
+  int64_t lq;
+  bool bf16;
+  float dropout;
+  bool bias;
+};
+
+::testing::AssertionResult same_non_finite(const char* what, const Tensor<float>& got,
+                                           const Tensor<float>& want, double tol) {
+  int64_t non_finite = 0;
+  for (int64_t x = 0; x < got.numel(); ++x) {
+    const float g = got.data()[x], w = want.data()[x];
+    non_finite += !std::isfinite(w);
+    if (std::isnan(g) != std::isnan(w) || std::isfinite(g) != std::isfinite(w) ||
+        (std::isfinite(w) && std::fabs(g - w) > tol * (1.0 + std::fabs(w))))
+      return ::testing::AssertionFailure()
+             << what << "[" << x << "]: flash " << g << ", reference " << w;
+  }
+  if (non_finite == 0) return ::testing::AssertionFailure() << what << ": nothing non-finite";
+  return ::testing::AssertionSuccess();
+}
+
+TEST(NanPropagationFlash, MatchesTheReferenceOnEveryPath) {
+  for (const FlashCase& fc : {FlashCase{37, false, 0.0f, false}, FlashCase{1, false, 0.0f, false},
+                              FlashCase{37, true, 0.0f, false}, FlashCase{1, true, 0.0f, false},
+                              FlashCase{37, false, 0.3f, false}, FlashCase{1, false, 0.3f, false},
+                              FlashCase{37, true, 0.3f, false}, FlashCase{37, false, 0.0f, true},
+                              FlashCase{1, true, 0.0f, true}}) {
+    SCOPED_TRACE("lq " + std::to_string(fc.lq) + (fc.bf16 ? " bf16" : " float32") + " dropout " +
+                 std::to_string(fc.dropout) + (fc.bias ? " alibi" : ""));
+    const Shape s{2, 4, 2, fc.lq, 45, 16, 12};
+    Buffer4 q({s.batch, s.hq, s.lq, s.d}, Layout::BHLD),
+        k({s.batch, s.hkv, s.lk, s.d}, Layout::BHLD), v({s.batch, s.hkv, s.lk, s.dv}, Layout::BHLD),
+        dout({s.batch, s.hq, s.lq, s.dv}, Layout::BHLD);
+    std::mt19937 rng(13);
+    q.fill_normal(rng), k.fill_normal(rng), v.fill_normal(rng), dout.fill_normal(rng);
+    v.view()(1, 1, 35, 4) = kNaN;   // padding of batch 1
+    v.view()(0, 0, 40, 11) = kNaN;  // allowed for some rows of batch 0 only (causal)
+    v.view()(1, 0, 3, 2) = kInf;
+    dout.view()(0, 1, s.lq - 1, 5) = kNaN;
+    const std::vector<float> slopes{0.5f, 0.25f, 0.125f, 0.0625f};
+    const Mask mask = fc.bias ? key_lengths(kLengths) & alibi(slopes, Align::BottomRight) &
+                                    causal(Align::BottomRight)
+                              : key_lengths(kLengths) & causal(Align::BottomRight);
+    auto run = [&](Backend backend) {
+      AttentionOptions opts;
+      opts.backend = backend;
+      opts.dropout_p = fc.dropout;
+      opts.seed = 5;
+      std::array<Tensor<float>, 4> r{
+          Tensor<float>({s.batch, s.hq, s.lq, s.dv}), Tensor<float>({s.batch, s.hq, s.lq, s.d}),
+          Tensor<float>({s.batch, s.hkv, s.lk, s.d}), Tensor<float>({s.batch, s.hkv, s.lk, s.dv})};
+      Tensor<float> lse({s.batch, s.hq, s.lq});
+      if (fc.bf16) {
+        const Tensor<BFloat16> qb = to_bf16(q), kb = to_bf16(k), vb = to_bf16(v);
+        attention(qb.view<4>(), kb.view<4>(), vb.view<4>(), r[0].view<4>(), mask, opts);
+        return r;
+      }
+      attention(q.cview(), k.cview(), v.cview(), r[0].view<4>(), mask, opts, {}, lse.view<3>());
+      attention_backward(q.cview(), k.cview(), v.cview(), r[0].view<4>(), lse.view<3>(),
+                         dout.cview(), r[1].view<4>(), r[2].view<4>(), r[3].view<4>(), mask, opts);
+      return r;
+    };
+    const auto want = run(Backend::Reference), got = run(Backend::Flash);
+    const double tol = fc.bf16 ? 2e-2 : 1e-4;
+    EXPECT_TRUE(same_non_finite("out", got[0], want[0], tol));
+    if (fc.bf16) continue;  // no bfloat16 backward
+    EXPECT_TRUE(same_non_finite("dq", got[1], want[1], tol));
+    EXPECT_TRUE(same_non_finite("dk", got[2], want[2], tol));
+    EXPECT_TRUE(same_non_finite("dv", got[3], want[3], tol));
+  }
+}
 
 INSTANTIATE_TEST_SUITE_P(Backends, NanPropagation,
                          ::testing::Values(Backend::Reference, Backend::Flash),
