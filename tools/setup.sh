@@ -132,8 +132,11 @@ if ((needs_python)); then
 fi
 
 # ---- CMake presets ------------------------------------------------------------
+# Configured again when CMakePresets.json changed since: its cache variables
+# apply only through cmake --preset.
 for preset in "${presets[@]}"; do
-  if [[ ! -f build/$preset/build.ninja ]]; then
+  if [[ ! -f build/$preset/build.ninja || CMakePresets.json -nt build/$preset/CMakeCache.txt ]]; then
     cmake --preset "$preset"
+    touch "build/$preset/CMakeCache.txt"  # cmake leaves it alone when nothing changed
   fi
 done
