@@ -99,7 +99,10 @@ class BoundMask {
 
   // Exact classification of the tile [q_begin, q_end) x [k_begin, k_end) of
   // batch b, head h (the ranges clipped to the bound shape). An empty range
-  // is Empty. Every member below: Error naming b, h, i, j or the range for a
+  // is Empty. Each part answers in O(1) or O(its data in the tile); when two
+  // or more parts each cut the tile, Empty vs Partial takes a scan of the
+  // tile until an element they all allow is found (the whole tile when
+  // there is none). Every member below: Error naming b, h, i, j or the range for a
   // position outside the bound (B, H, Lq, Lk).
   TileClass classify(int64_t b, int64_t h, int64_t q_begin, int64_t q_end, int64_t k_begin,
                      int64_t k_end) const;

@@ -110,14 +110,20 @@ TileClass BoundMask::classify(int64_t b, int64_t h, int64_t q_begin, int64_t q_e
   if (partial == 0) return TileClass::Full;
   // One partial part decides alone (the others allow everything). Several
   // partial parts may still exclude each other everywhere: look for one
-  // element they all allow. Not Full either way: a partial part masks one.
+  // element they all allow, a row chunk at a time (a tile may be as wide as
+  // int64 allows: no buffer of its width). Not Full either way: a partial
+  // part masks one.
   if (partial == 1) return TileClass::Partial;
-  std::vector<float> row(static_cast<std::size_t>(k_end - k_begin));
-  for (int64_t i = q_begin; i < q_end; ++i) {
-    row_values(b, h, i, k_begin, k_end, row.data());
-    for (float x : row)
-      if (x != -std::numeric_limits<float>::infinity()) return TileClass::Partial;
-  }
+  constexpr int64_t kChunk = 256;
+  std::array<float, kChunk> chunk;
+  for (int64_t i = q_begin; i < q_end; ++i)
+    for (int64_t k0 = k_begin; k0 < k_end; k0 += std::min(kChunk, k_end - k0)) {
+      const int64_t n = std::min(kChunk, k_end - k0);
+      row_values(b, h, i, k0, k0 + n, chunk.data());
+      for (int64_t x = 0; x < n; ++x)
+        if (chunk[static_cast<std::size_t>(x)] != -std::numeric_limits<float>::infinity())
+          return TileClass::Partial;
+    }
   return TileClass::Empty;
 }
 

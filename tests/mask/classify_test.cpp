@@ -107,5 +107,21 @@ TEST(BoundMask, PositionsOutsideTheBoundShapeAreErrors) {
   EXPECT_FALSE(dense.allowed(0, 0, 0, 1));
 }
 
+// Two parts that each cut a tile make classify() look for an element both
+// allow: on a tile as wide as int64 allows it reads a chunk at a time (it
+// once made a buffer of the tile's width: std::length_error), and stops at
+// the first allowed element.
+TEST(BoundMask, SeveralCuttingPartsOnAHugeTile) {
+  constexpr int64_t kHuge = int64_t{1} << 62, kL = kHuge / 2;
+  const std::vector<int64_t> lengths{kL};
+  // Row i allows keys [i - 10, i] and keys below kL.
+  const BoundMask both = (sliding_window(10) & key_lengths(lengths)).bind({1, 1, kHuge, kHuge});
+  EXPECT_EQ(both.classify(0, 0, 0, kHuge, 0, kHuge), TileClass::Partial);
+  EXPECT_EQ(both.classify(0, 0, kL - 5, kL + 5, kL - 300, kL + 300), TileClass::Partial);
+  // Each part allows some of this tile, the two together none of it: rows
+  // from kL + 10 see keys from kL on only. 600 keys: three chunks a row.
+  EXPECT_EQ(both.classify(0, 0, kL + 10, kL + 310, kL - 300, kL + 300), TileClass::Empty);
+}
+
 }  // namespace
 }  // namespace maskattn
