@@ -177,8 +177,8 @@ _module_call_rows("Dropout", lambda: _eval(ma.Dropout(0.5)), (B, L, 4), fixed_wi
 cases(
     "ma.FeedForward",
     err("activation_unknown", lambda: ma.FeedForward(4, 8, activation="tanh"), "activation"),
-    # FeedForward's first Linear checks the sizes: named as that Linear's.
-    err_re("zero", lambda: ma.FeedForward(0, 8), r"(FeedForward|d_model|Linear): expected"),
+    err_re("zero", lambda: ma.FeedForward(0, 8), r"FeedForward: expected d_model >= 1"),
+    err_re("zero_ff", lambda: ma.FeedForward(8, 0), r"FeedForward: expected d_model >= 1"),
     err_re("dropout_negative", lambda: ma.FeedForward(4, 8, dropout=-0.5),
            r"(FeedForward|dropout|p): expected"),
 )

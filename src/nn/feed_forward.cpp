@@ -17,9 +17,22 @@ Activation activation_from_name(std::string_view name, std::string_view argument
   throw Error(argument, "\"relu\" or \"gelu\"", fmt::format("\"{}\"", name));
 }
 
+namespace {
+
+// d_model, once both sizes are known good: checked before the Linears are
+// made, so the message names FeedForward's arguments, not Linear's.
+int64_t checked_sizes(int64_t d_model, int64_t dim_feedforward) {
+  if (d_model < 1 || dim_feedforward < 1)
+    throw Error("FeedForward", "d_model >= 1 and dim_feedforward >= 1",
+                fmt::format("({}, {})", d_model, dim_feedforward));
+  return d_model;
+}
+
+}  // namespace
+
 FeedForward::FeedForward(int64_t d_model, int64_t dim_feedforward, Activation activation,
                          double dropout, bool bias)
-    : linear1_(d_model, dim_feedforward, bias),
+    : linear1_(checked_sizes(d_model, dim_feedforward), dim_feedforward, bias),
       dropout_(dropout),
       linear2_(dim_feedforward, d_model, bias),
       activation_(activation) {}

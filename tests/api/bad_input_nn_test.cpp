@@ -163,8 +163,10 @@ std::vector<Case> module_rows() {
             }),
       error("nn/feed_forward.hpp", "activation_from_name", Option, "\"swish\"", "activation",
             [] { activation_from_name("swish"); }),
-      error("nn/feed_forward.hpp", "FeedForward", ZeroSize, "dim_feedforward 0", "Linear",
+      error("nn/feed_forward.hpp", "FeedForward", ZeroSize, "dim_feedforward 0", "FeedForward",
             [] { FeedForward(4, 0); }),
+      error("nn/feed_forward.hpp", "FeedForward", ZeroSize, "d_model 0", "FeedForward",
+            [] { FeedForward(0, 8); }),
       error("nn/feed_forward.hpp", "FeedForward::forward", Dims, "x (2, 3) for d_model 4",
             "FeedForward: x",
             [] {
