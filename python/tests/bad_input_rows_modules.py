@@ -741,7 +741,9 @@ entry("ma.Seq2SeqTransformer.__call__", Entry(
         err("src_length_beyond", lambda: S2S(SRC_T, LEN_T + 99, TGT_IN), "src_lengths"),
         err("src_lengths_batch_mismatch", lambda: S2S(SRC_T, LEN_T[:1], TGT_IN), "src_lengths"),
         err_re("beyond_max_len", lambda: S2S(ids(1, 17, high=V), [17], TGT_IN[:1]),
-               r"PositionalEncoding: offset: expected offset \+ length <= max_len = 16"),
+               r"src: expected \(N, S\) with S <= max_len = 16, got \(1, 17\)"),
+        err_re("tgt_beyond_max_len", lambda: S2S(SRC_T[:1], LEN_T[:1], ids(1, 17, high=V)),
+               r"tgt: expected \(N, T\) with T <= max_len = 16, got \(1, 17\)"),
     ],
 ))
 entry("ma.Seq2SeqTransformer.forward_backward", Entry(

@@ -83,6 +83,13 @@ Seq2SeqTransformer::Masks Seq2SeqTransformer::check_forward(View<const int64_t, 
   if (logits.shape() != std::array<int64_t, 3>{n, t, options_.tgt_vocab})
     throw Error("logits", fmt::format("({}, {}, {})", n, t, options_.tgt_vocab),
                 shape_string(logits.shape()));
+  // Longer than the positional encoding covers: named here, not as its offset.
+  if (src.size(1) > options_.max_len)
+    throw Error("src", fmt::format("(N, S) with S <= max_len = {}", options_.max_len),
+                shape_string(src.shape()));
+  if (t > options_.max_len)
+    throw Error("tgt", fmt::format("(N, T) with T <= max_len = {}", options_.max_len),
+                shape_string(tgt.shape()));
   check_lengths(src_lengths, n, src.size(1));
   Masks m;
   m.src.mask = key_lengths(src_lengths);

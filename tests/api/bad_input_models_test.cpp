@@ -82,6 +82,26 @@ std::vector<Case> models_rows() {
               m.forward(View<const int64_t, 2>(src, {1, 2}), len,
                         View<const int64_t, 2>(tgt, {1, 2}), logits.view<3>());
             }),
+      error("models/seq2seq.hpp", "Seq2SeqTransformer::forward", Dims, "src longer than max_len",
+            "src",
+            [] {
+              const Seq2SeqTransformer m = small_seq2seq();
+              const std::vector<int64_t> src(17, 3), tgt{1, 3};
+              const int64_t len[1] = {17};
+              Tensor<float> logits({1, 2, 8});
+              m.forward(View<const int64_t, 2>(src.data(), {1, 17}), len,
+                        View<const int64_t, 2>(tgt.data(), {1, 2}), logits.view<3>());
+            }),
+      error("models/seq2seq.hpp", "Seq2SeqTransformer::forward", Dims, "tgt longer than max_len",
+            "tgt",
+            [] {
+              const Seq2SeqTransformer m = small_seq2seq();
+              const std::vector<int64_t> src{3, 4}, tgt(17, 1);
+              const int64_t len[1] = {2};
+              Tensor<float> logits({1, 17, 8});
+              m.forward(View<const int64_t, 2>(src.data(), {1, 2}), len,
+                        View<const int64_t, 2>(tgt.data(), {1, 17}), logits.view<3>());
+            }),
       error("models/seq2seq.hpp", "Seq2SeqTransformer::forward", ZeroSize, "src_lengths[0] = 0",
             "src_lengths[0]",
             [] {

@@ -135,6 +135,11 @@ Seq2SeqTrainerOptions trainer_options(int64_t d_model) {
   return t;
 }
 
+// The initial weights depend on how many modules the process built before
+// (default seeds go in construction order), so on which tests ran first:
+// the bound holds for every start measured. Over 18 starts (0-50 modules
+// built before) the mean loss of the last 10 of 400 steps was 0.10-0.22 of
+// the first 10's (300 steps: up to 0.28, which once failed a bound of 1/4).
 TEST(Seq2SeqTrainer, LearnsToCopy) {
   const CopyTask task({8, 2, 5});
   Seq2SeqOptions o = tiny_options(true);
@@ -146,15 +151,15 @@ TEST(Seq2SeqTrainer, LearnsToCopy) {
   model.seed(5);
   Seq2SeqTrainer trainer(model, trainer_options(32));
   double first = 0.0, last = 0.0;
-  for (int64_t s = 0; s < 300; ++s) {
+  for (int64_t s = 0; s < 400; ++s) {
     const TrainStep st = trainer.step(task.batch(1, s, 32));
     EXPECT_TRUE(std::isfinite(st.loss));
     if (s < 10) first += st.loss / 10;
-    if (s >= 290) last += st.loss / 10;
+    if (s >= 390) last += st.loss / 10;
   }
-  std::printf("    mean loss of steps 1-10: %.4f, of steps 291-300: %.4f\n", first, last);
-  EXPECT_LT(last, first / 4);
-  EXPECT_EQ(trainer.steps(), 300);
+  std::printf("    mean loss of steps 1-10: %.4f, of steps 391-400: %.4f\n", first, last);
+  EXPECT_LT(last, first / 3);
+  EXPECT_EQ(trainer.steps(), 400);
 }
 
 TEST(Seq2SeqTrainer, ResumedRunContinuesBitForBit) {
