@@ -44,6 +44,15 @@ Seq2SeqTransformer small_seq2seq() {
   return Seq2SeqTransformer(o);
 }
 
+// small_seq2seq().forward of one source sequence (its length src_length)
+// and one target sequence.
+void seq2seq_forward(std::vector<int64_t> src, int64_t src_length, std::vector<int64_t> tgt) {
+  const int64_t s = static_cast<int64_t>(src.size()), t = static_cast<int64_t>(tgt.size());
+  Tensor<float> logits({1, t, 8});
+  small_seq2seq().forward(View<const int64_t, 2>(src.data(), {1, s}), {&src_length, 1},
+                          View<const int64_t, 2>(tgt.data(), {1, t}), logits.view<3>());
+}
+
 MaskedLm small_mlm() {
   MaskedLmOptions o;
   o.vocab_size = 10, o.d_model = 8, o.nhead = 2, o.num_layers = 1, o.dim_feedforward = 16;
@@ -75,42 +84,22 @@ std::vector<Case> models_rows() {
       error("models/seq2seq.hpp", "Seq2SeqTransformer::forward", TokenId, "src id 8 of 8",
             "src[0, 1]",
             [] {
-              const Seq2SeqTransformer m = small_seq2seq();
-              const int64_t src[2] = {3, 8}, tgt[2] = {1, 3};
-              const int64_t len[1] = {2};
-              Tensor<float> logits({1, 2, 8});
-              m.forward(View<const int64_t, 2>(src, {1, 2}), len,
-                        View<const int64_t, 2>(tgt, {1, 2}), logits.view<3>());
+              seq2seq_forward({3, 8}, 2, {1, 3});
             }),
       error("models/seq2seq.hpp", "Seq2SeqTransformer::forward", Dims, "src longer than max_len",
             "src",
             [] {
-              const Seq2SeqTransformer m = small_seq2seq();
-              const std::vector<int64_t> src(17, 3), tgt{1, 3};
-              const int64_t len[1] = {17};
-              Tensor<float> logits({1, 2, 8});
-              m.forward(View<const int64_t, 2>(src.data(), {1, 17}), len,
-                        View<const int64_t, 2>(tgt.data(), {1, 2}), logits.view<3>());
+              seq2seq_forward(std::vector<int64_t>(17, 3), 17, {1, 3});
             }),
       error("models/seq2seq.hpp", "Seq2SeqTransformer::forward", Dims, "tgt longer than max_len",
             "tgt",
             [] {
-              const Seq2SeqTransformer m = small_seq2seq();
-              const std::vector<int64_t> src{3, 4}, tgt(17, 1);
-              const int64_t len[1] = {2};
-              Tensor<float> logits({1, 17, 8});
-              m.forward(View<const int64_t, 2>(src.data(), {1, 2}), len,
-                        View<const int64_t, 2>(tgt.data(), {1, 17}), logits.view<3>());
+              seq2seq_forward({3, 4}, 2, std::vector<int64_t>(17, 1));
             }),
       error("models/seq2seq.hpp", "Seq2SeqTransformer::forward", ZeroSize, "src_lengths[0] = 0",
             "src_lengths[0]",
             [] {
-              const Seq2SeqTransformer m = small_seq2seq();
-              const int64_t src[2] = {3, 4}, tgt[2] = {1, 3};
-              const int64_t len[1] = {0};
-              Tensor<float> logits({1, 2, 8});
-              m.forward(View<const int64_t, 2>(src, {1, 2}), len,
-                        View<const int64_t, 2>(tgt, {1, 2}), logits.view<3>());
+              seq2seq_forward({3, 4}, 0, {1, 3});
             }),
       error("models/seq2seq.hpp", "Seq2SeqTransformer::greedy_decode", TokenId, "start_symbol 9",
             "start_symbol",
