@@ -288,20 +288,17 @@ void ZeroHiddenPairs(float* w, int64_t k0, int64_t k1, const AllowedPair& allowe
       if (!allowed(j, lane)) w[(j - k0) * bq + lane] = 0.0f;
 }
 
-// acc[j - k0][x] += w[j - k0][lane] r[lane][x] (acc's rows `width` apart, r's
-// `width` too) for each non-finite r[lane][x] of x < cols and each allowed
-// pair (j, lane) of keys [k0, k1): AccumulateRows' products of the elements
-// the caller zeroed (flash_steps-inl.hpp, "non-finite values").
-void AddNonFiniteRows(const float* w, int64_t k0, int64_t k1, const float* r, int64_t width,
-                      int64_t cols, const AllowedPair& allowed, float* acc) {
+// AccumulateRows' products of the non-finite r[lane][x] (x < cols) that the
+// caller zeroed: acc[j - k0][x] += w[j - k0][lane] r[lane][x] for each
+// allowed pair (j, lane) of keys [k0, k1); r's and acc's rows `width` apart.
+void AccumulateRowsNonFinite(const float* w, int64_t k0, int64_t k1, const float* r, int64_t width,
+                             int64_t cols, const AllowedPair& allowed, float* acc) {
   const int64_t bq = QueryBlockSize();
-  for (int64_t lane = 0; lane < allowed.nq; ++lane)
-    for (int64_t x = 0; x < cols; ++x) {
-      const float rx = r[lane * width + x];
-      if (IsFinite(rx)) continue;
-      for (int64_t j = k0; j < k1; ++j)
-        if (allowed(j, lane)) acc[(j - k0) * width + x] += w[(j - k0) * bq + lane] * rx;
-    }
+  AddNonFinite(
+      Rows<float>{r, width}, 0, allowed.nq, cols, k1 - k0,
+      [&](int64_t lane, int64_t j) { return w[j * bq + lane]; },
+      [&](int64_t lane, int64_t j) { return allowed(k0 + j, lane); },
+      [&](int64_t x, int64_t j) -> float& { return acc[j * width + x]; });
 }
 
 // A tile's three products — dv += (P m)^T dout, dk += dS^T q, dq += k^T dS
@@ -325,11 +322,11 @@ HWY_NOINLINE void ProductsWithNonFinite(const AllowedPair& allowed, int64_t k1, 
   CopyZeroingNonFinite(Rows<float>{qr, dp}, 0, 0, bq, dp, qr_clean, dp);
   CopyZeroingNonFinite(k, k0, k0, k1, d, k_clean, d);
   AccumulateRows(pm, nk, nq, gr_clean, dvp, dv_tile);
-  AddNonFiniteRows(pm, k0, k1, gr, dvp, dv, allowed, dv_tile);
+  AccumulateRowsNonFinite(pm, k0, k1, gr, dvp, dv, allowed, dv_tile);
   AccumulateRows(dpt, nk, nq, qr_clean, dp, dk_tile);
-  AddNonFiniteRows(dpt, k0, k1, qr, dp, d, allowed, dk_tile);
+  AccumulateRowsNonFinite(dpt, k0, k1, qr, dp, d, allowed, dk_tile);
   TileDq(dpt, nk, k_clean, d, d, dq_block);
-  AddNonFinite(dpt, k, k0, k0, k1, d, nq, allowed, dq_block);
+  PvNonFinite(dpt, k, k0, k0, k1, d, nq, allowed, dq_block);
 }
 
 void BackwardTaskImpl(const BackwardCall& bc, const FlashTiles& tiles, const BackwardTask& t,

@@ -132,7 +132,7 @@ class FloatOperands {
     // bfloat16 widened to float; a non-finite value zeroed, then added alone.
     CopyZeroingNonFinite(v, k0, finite ? k1 : ka, k1, c_.dv, vf_, c_.dv);
     Pv(p, nk, vf_, c_.dv, c_.dv, ot);
-    if (!finite) AddNonFinite(p, v, k0, ka, k1, c_.dv, nq, NonZeroWeight{p, k0}, ot);
+    if (!finite) PvNonFinite(p, v, k0, ka, k1, c_.dv, nq, NonZeroWeight{p, k0}, ot);
   }
 
   const AttentionCall& c_;
@@ -180,7 +180,7 @@ class Bf16DotOperands {
     bf16::pack_value_pairs(&v.row(k0)->bits, v.stride, nk, c_.dv, vp_);
     if (!finite) ZeroNonFinitePairs(v, k0, ka, k1, c_.dv, vp_);
     bf16::accumulate_pv(pp_, vp_, (nk + 1) / 2, c_.dv, ot);
-    if (!finite) AddNonFinite(p, v, k0, ka, k1, c_.dv, nq, NonZeroWeight{p, k0}, ot);
+    if (!finite) PvNonFinite(p, v, k0, ka, k1, c_.dv, nq, NonZeroWeight{p, k0}, ot);
   }
 
   static constexpr bool kScaledScores = false;

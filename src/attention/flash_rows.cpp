@@ -184,14 +184,11 @@ class Bf16DotRowOperands {
     if (!finite) ZeroNonFinitePairs(v, k0, k0, k0 + nk, c_.dv, vp_);
     bf16::row_pv(pp_, ldp_, rows_, vp_, (nk + 1) / 2, c_.dv, o, ldo);
     if (finite) return;
-    for (int64_t j = 0; j < nk; ++j) {
-      const BFloat16* vj = v.row(k0 + j);
-      for (int64_t x = 0; x < c_.dv; ++x) {
-        if (IsFinite(vj[x])) continue;
-        for (int64_t r = 0; r < rows_; ++r)
-          if (p[r * ld + j] != 0.0f) o[r * ldo + x] += p[r * ld + j] * to_float(vj[x]);
-      }
-    }
+    const auto weight = [&](int64_t j, int64_t r) { return p[r * ld + j - k0]; };
+    AddNonFinite(
+        v, k0, k0 + nk, c_.dv, rows_, weight,
+        [&](int64_t j, int64_t r) { return weight(j, r) != 0.0f; },
+        [&](int64_t x, int64_t r) -> float& { return o[r * ldo + x]; });
   }
 
   void prefetch_keys(int64_t k0, int64_t k1) const {

@@ -230,6 +230,24 @@ void CopyZeroingNonFinite(const Rows<T>& r, int64_t k0, int64_t ka, int64_t k1, 
   }
 }
 
+// For each non-finite element e = r_a[x] (x < width) of rows a of [a0, a1)
+// of r, and each b of [0, nb) that keeps(a, b): out(x, b) += w(a, b) e. The
+// products a kernel left out when it multiplied with those elements zeroed;
+// w and out give the layout of its weights and result.
+template <class T, class W, class Keeps, class Out>
+void AddNonFinite(const Rows<T>& r, int64_t a0, int64_t a1, int64_t width, int64_t nb, const W& w,
+                  const Keeps& keeps, const Out& out) {
+  for (int64_t a = a0; a < a1; ++a) {
+    const T* row = r.row(a);
+    for (int64_t x = 0; x < width; ++x) {
+      if (IsFinite(row[x])) continue;
+      const float e = ToFloat(row[x]);
+      for (int64_t b = 0; b < nb; ++b)
+        if (keeps(a, b)) out(x, b) += w(a, b) * e;
+    }
+  }
+}
+
 // In value pairs packed by bf16::pack_value_pairs from rows [k0, k1) of v
 // (vp[(j - k0) / 2][x] holds rows j - k0 and j - k0 + 1 in its low and high
 // halves), the non-finite elements of rows [ka, k1) as 0.

@@ -118,22 +118,16 @@ HWY_INLINE void Pv(const float* HWY_RESTRICT p, int64_t nk, const float* v, int6
   for (; x < dv; ++x) PvBlock<1>(p, nk, v + x, vs, ot + x * bq);
 }
 
-// ot[x][lane] += w[j - k0][lane] v_j[x] for each non-finite v_j[x] of rows
-// [ka, k1) and each lane of [0, nq) that keeps(j, lane): Pv's products of
-// the elements the caller zeroed (flash_steps-inl.hpp, "non-finite values").
+// Pv's products of the non-finite v_j[x] of rows [ka, k1) that the caller
+// zeroed: ot[x][lane] += w[j - k0][lane] v_j[x] for each lane of [0, nq)
+// that keeps(j, lane) (flash_steps-inl.hpp, "non-finite values").
 template <class T, class Keeps>
-void AddNonFinite(const float* w, const Rows<T>& v, int64_t k0, int64_t ka, int64_t k1,
-                  int64_t width, int64_t nq, const Keeps& keeps, float* ot) {
+void PvNonFinite(const float* w, const Rows<T>& v, int64_t k0, int64_t ka, int64_t k1,
+                 int64_t width, int64_t nq, const Keeps& keeps, float* ot) {
   const int64_t bq = QueryBlockSize();
-  for (int64_t j = ka; j < k1; ++j) {
-    const T* row = v.row(j);
-    for (int64_t x = 0; x < width; ++x) {
-      if (IsFinite(row[x])) continue;
-      const float vx = ToFloat(row[x]);
-      for (int64_t lane = 0; lane < nq; ++lane)
-        if (keeps(j, lane)) ot[x * bq + lane] += w[(j - k0) * bq + lane] * vx;
-    }
-  }
+  AddNonFinite(
+      v, ka, k1, width, nq, [&](int64_t j, int64_t lane) { return w[(j - k0) * bq + lane]; }, keeps,
+      [&](int64_t x, int64_t lane) -> float& { return ot[x * bq + lane]; });
 }
 
 // Inverted dropout on the probabilities of queries [q0, q0 + nq) x keys
