@@ -117,8 +117,8 @@ TileClass BoundMask::classify(int64_t b, int64_t h, int64_t q_begin, int64_t q_e
   constexpr int64_t kChunk = 256;
   std::array<float, kChunk> chunk;
   for (int64_t i = q_begin; i < q_end; ++i)
-    for (int64_t k0 = k_begin; k0 < k_end; k0 += std::min(kChunk, k_end - k0)) {
-      const int64_t n = std::min(kChunk, k_end - k0);
+    for (int64_t k0 = k_begin, n = 0; k0 < k_end; k0 += n) {
+      n = std::min(kChunk, k_end - k0);  // k0 + kChunk may overflow
       row_values(b, h, i, k0, k0 + n, chunk.data());
       for (int64_t x = 0; x < n; ++x)
         if (chunk[static_cast<std::size_t>(x)] != -std::numeric_limits<float>::infinity())
